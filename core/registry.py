@@ -1,0 +1,281 @@
+"""The registry: enterprise -> plant -> gateway -> device -> point.
+
+A site description (YAML) is validated with file:line errors and upserted
+idempotently. Gateway credentials are issued here (shown once, stored as a
+Mosquitto-compatible hash) and the broker's password file and ACL are
+regenerated from this table.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import psycopg
+from psycopg.types.json import Jsonb
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from core import yamlsrc
+from core.errors import ConfigError, SourceError, SourceProblem
+from core.services import mosquitto_hash
+
+Ident = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+Industry = Literal["cement", "lime", "refractory", "foundry", "machinery"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Contact(_Strict):
+    name: str = Field(min_length=1)
+    phone: str | None = None
+    email: str | None = None
+
+
+class PointSpec(_Strict):
+    tag: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    name: str | None = None
+    quantity: str = Field(min_length=1)
+    unit: str = ""
+    kind: Literal["analog", "boolean", "enum"] = "analog"
+    required: bool = False
+    interval_s: float = Field(default=1.0, gt=0)
+    states: dict[int, str] | None = None
+    setpoints: dict[str, float] | None = None
+    sim: dict[str, Any] | None = None  # simulator signal model; ignored by the registry
+
+
+class DeviceSpec(_Strict):
+    code: Ident
+    name: str = Field(min_length=1)
+    kind: str = Field(min_length=1)
+    gateway: Ident
+    points: list[PointSpec] = Field(min_length=1)
+
+
+class GatewaySpec(_Strict):
+    id: Ident
+    name: str | None = None
+    enabled: bool = True
+
+
+class PlantSpec(_Strict):
+    id: Ident
+    name: str = Field(min_length=1)
+    industry: Industry
+    address: str | None = None
+    gateways: list[GatewaySpec] = Field(min_length=1)
+    devices: list[DeviceSpec] = Field(default_factory=list)
+
+
+class EnterpriseSpec(_Strict):
+    id: Ident
+    name: str = Field(min_length=1)
+    credit_code: str | None = None
+    address: str | None = None
+    principal: Contact
+    controller: Contact
+    plants: list[PlantSpec] = Field(min_length=1)
+
+
+class SiteSpec(_Strict):
+    version: Literal[1] = 1
+    name: str | None = None
+    enterprises: list[EnterpriseSpec] = Field(min_length=1)
+
+    def points(self) -> list[tuple[EnterpriseSpec, PlantSpec, DeviceSpec, PointSpec]]:
+        return [
+            (e, p, d, pt)
+            for e in self.enterprises
+            for p in e.plants
+            for d in p.devices
+            for pt in d.points
+        ]
+
+    def gateways(self) -> list[tuple[PlantSpec, GatewaySpec]]:
+        return [(p, g) for e in self.enterprises for p in e.plants for g in p.gateways]
+
+
+def parse_site(path: str | Path, text: str | None = None) -> SiteSpec:
+    """Validate a site file; raise SourceError listing every problem with its line."""
+    site, lines = yamlsrc.validate(path, SiteSpec, text)
+    problems: list[SourceProblem] = []
+    where = str(path)
+
+    def dup(kind: str, key: Any, loc: tuple[Any, ...], seen: dict[Any, tuple[Any, ...]]) -> None:
+        if key in seen:
+            first = yamlsrc.line_for(lines, seen[key])
+            problems.append(SourceProblem(where, yamlsrc.line_for(lines, loc),
+                                          f"duplicate {kind} {key!r} (first at line {first})"))
+        else:
+            seen[key] = loc
+
+    ents: dict[Any, tuple[Any, ...]] = {}
+    plants: dict[Any, tuple[Any, ...]] = {}
+    gws: dict[Any, tuple[Any, ...]] = {}
+    tags: dict[Any, tuple[Any, ...]] = {}
+    for ei, e in enumerate(site.enterprises):
+        dup("enterprise", e.id, ("enterprises", ei, "id"), ents)
+        for pi, p in enumerate(e.plants):
+            ploc = ("enterprises", ei, "plants", pi)
+            dup("plant", p.id, (*ploc, "id"), plants)
+            plant_gws = {g.id for g in p.gateways}
+            for gi, g in enumerate(p.gateways):
+                dup("gateway", g.id, (*ploc, "gateways", gi, "id"), gws)
+            codes: dict[Any, tuple[Any, ...]] = {}
+            for di, d in enumerate(p.devices):
+                dloc = (*ploc, "devices", di)
+                dup("device code", d.code, (*dloc, "code"), codes)
+                if d.gateway not in plant_gws:
+                    problems.append(SourceProblem(where, yamlsrc.line_for(lines, (*dloc, "gateway")),
+                                                  f"device {d.code!r}: gateway {d.gateway!r} is not a gateway of plant {p.id!r}"))
+                for ti, pt in enumerate(d.points):
+                    tloc = (*dloc, "points", ti)
+                    dup(f"tag on gateway {d.gateway!r}", (d.gateway, pt.tag), (*tloc, "tag"), tags)
+                    if pt.kind == "enum" and not pt.states:
+                        problems.append(SourceProblem(where, yamlsrc.line_for(lines, tloc),
+                                                      f"point {pt.tag!r}: kind enum needs states"))
+    if problems:
+        raise SourceError(problems)
+    return site
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    enterprises: int
+    plants: int
+    gateways: int
+    devices: int
+    points: int
+
+
+def upsert_site(conn: psycopg.Connection, site: SiteSpec) -> LoadResult:
+    """Insert or update everything in the site, in one transaction. Idempotent."""
+    n_dev = n_pt = 0
+    with conn.transaction():
+        for e in site.enterprises:
+            conn.execute(
+                """INSERT INTO enterprises (id, name, credit_code, address,
+                       principal_name, principal_phone, principal_email,
+                       controller_name, controller_phone, controller_email)
+                   VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
+                   ON CONFLICT (id) DO UPDATE SET name=EXCLUDED.name, credit_code=EXCLUDED.credit_code,
+                       address=EXCLUDED.address,
+                       principal_name=EXCLUDED.principal_name, principal_phone=EXCLUDED.principal_phone,
+                       principal_email=EXCLUDED.principal_email, controller_name=EXCLUDED.controller_name,
+                       controller_phone=EXCLUDED.controller_phone, controller_email=EXCLUDED.controller_email,
+                       updated_at=now()""",
+                (e.id, e.name, e.credit_code, e.address,
+                 e.principal.name, e.principal.phone, e.principal.email,
+                 e.controller.name, e.controller.phone, e.controller.email),
+            )
+            for p in e.plants:
+                conn.execute(
+                    """INSERT INTO plants (id, enterprise_id, name, industry, address) VALUES (%s,%s,%s,%s,%s)
+                       ON CONFLICT (id) DO UPDATE SET enterprise_id=EXCLUDED.enterprise_id, name=EXCLUDED.name,
+                           industry=EXCLUDED.industry, address=EXCLUDED.address, updated_at=now()""",
+                    (p.id, e.id, p.name, p.industry, p.address),
+                )
+                for g in p.gateways:
+                    conn.execute(
+                        """INSERT INTO gateways (id, plant_id, name, enabled) VALUES (%s,%s,%s,%s)
+                           ON CONFLICT (id) DO UPDATE SET plant_id=EXCLUDED.plant_id, name=EXCLUDED.name,
+                               enabled=EXCLUDED.enabled, updated_at=now()""",
+                        (g.id, p.id, g.name, g.enabled),
+                    )
+                for d in p.devices:
+                    row = conn.execute(
+                        """INSERT INTO devices (plant_id, code, name, kind) VALUES (%s,%s,%s,%s)
+                           ON CONFLICT (plant_id, code) DO UPDATE SET name=EXCLUDED.name, kind=EXCLUDED.kind,
+                               updated_at=now()
+                           RETURNING id""",
+                        (p.id, d.code, d.name, d.kind),
+                    ).fetchone()
+                    assert row is not None
+                    n_dev += 1
+                    for pt in d.points:
+                        conn.execute(
+                            """INSERT INTO points (device_id, gateway_id, tag, name, quantity, unit, kind,
+                                   required, interval_s, states, setpoints)
+                               VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
+                               ON CONFLICT (gateway_id, tag) DO UPDATE SET device_id=EXCLUDED.device_id,
+                                   name=EXCLUDED.name, quantity=EXCLUDED.quantity, unit=EXCLUDED.unit,
+                                   kind=EXCLUDED.kind, required=EXCLUDED.required,
+                                   interval_s=EXCLUDED.interval_s, states=EXCLUDED.states,
+                                   setpoints=EXCLUDED.setpoints, updated_at=now()""",
+                            (row[0], d.gateway, pt.tag, pt.name, pt.quantity, pt.unit, pt.kind,
+                             pt.required, pt.interval_s,
+                             Jsonb({str(k): v for k, v in pt.states.items()}) if pt.states else None,
+                             Jsonb(pt.setpoints) if pt.setpoints else None),
+                        )
+                        n_pt += 1
+    return LoadResult(
+        enterprises=len(site.enterprises),
+        plants=sum(len(e.plants) for e in site.enterprises),
+        gateways=len(site.gateways()),
+        devices=n_dev,
+        points=n_pt,
+    )
+
+
+def issue_credentials(conn: psycopg.Connection, gateway_id: str, plant_id: str | None = None) -> str:
+    """Create the gateway if needed, issue a new secret, store only its hash. Returns the secret."""
+    secret = secrets.token_urlsafe(24)
+    with conn.transaction():
+        row = conn.execute("SELECT plant_id FROM gateways WHERE id = %s", (gateway_id,)).fetchone()
+        if row is None:
+            if plant_id is None:
+                raise ConfigError(f"gateway {gateway_id!r} does not exist; give --plant to create it")
+            if conn.execute("SELECT 1 FROM plants WHERE id = %s", (plant_id,)).fetchone() is None:
+                raise ConfigError(f"plant {plant_id!r} does not exist (load the site first)")
+            conn.execute("INSERT INTO gateways (id, plant_id) VALUES (%s, %s)", (gateway_id, plant_id))
+        elif plant_id is not None and row[0] != plant_id:
+            raise ConfigError(f"gateway {gateway_id!r} belongs to plant {row[0]!r}, not {plant_id!r}")
+        conn.execute(
+            "UPDATE gateways SET credential_hash = %s, credential_issued_at = now(), updated_at = now()"
+            " WHERE id = %s",
+            (mosquitto_hash(secret), gateway_id),
+        )
+    return secret
+
+
+def set_gateway_enabled(conn: psycopg.Connection, gateway_id: str, enabled: bool) -> None:
+    with conn.transaction():
+        cur = conn.execute("UPDATE gateways SET enabled = %s, updated_at = now() WHERE id = %s",
+                           (enabled, gateway_id))
+        if cur.rowcount == 0:
+            raise ConfigError(f"gateway {gateway_id!r} does not exist")
+
+
+def broker_credentials(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """(gateway_id, hash) of every enabled gateway that has credentials."""
+    rows = conn.execute(
+        "SELECT id, credential_hash FROM gateways WHERE enabled AND credential_hash IS NOT NULL ORDER BY id"
+    ).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+@dataclass(frozen=True)
+class GatewayInfo:
+    enabled: bool
+    plant_id: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the collector needs to map (gateway, tag) -> point id, refreshed periodically."""
+
+    gateways: dict[str, GatewayInfo]
+    points: dict[tuple[str, str], int]
+
+
+def snapshot(conn: psycopg.Connection) -> Snapshot:
+    gws = {r[0]: GatewayInfo(enabled=r[1], plant_id=r[2])
+           for r in conn.execute("SELECT id, enabled, plant_id FROM gateways")}
+    pts = {(r[0], r[1]): r[2] for r in conn.execute("SELECT gateway_id, tag, id FROM points")}
+    return Snapshot(gws, pts)
+
+

@@ -1,0 +1,368 @@
+"""The collector: MQTT (paho, QoS1, manual ack) -> batch -> one transaction -> ack.
+
+A message is acknowledged to the broker only after the transaction holding its
+readings (or its dead letter) has committed, in arrival order. A collector
+killed at any instant therefore loses nothing: the broker redelivers whatever
+was not acknowledged, and the unique key (point, time) absorbs what had
+already been stored.
+
+Threads: paho's network thread only appends to a deque; the flush loop (the
+caller's thread) decodes, writes and acknowledges. While the database is down
+the flush loop keeps its batch, acknowledges nothing and retries with jittered
+backoff; the broker stops sending once the in-flight window is full.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from core import registry
+from core.clock import Clock, SystemClock
+from core.settings import CollectorSettings, IngestLimits, MqttUrl
+from ingest import topics
+from ingest.batch import Batch, DeadLetter
+from ingest.decode import MessageRejected, decode_json_v1, decode_status
+from ingest.store import store_batch
+
+log = logging.getLogger("riskwatch.collector")
+
+DEAD_PAYLOAD_MAX = 64 * 1024
+
+
+class BatchProcessor(Protocol):
+    """Runs inside the batch's transaction, before commit (the rule engine plugs in here)."""
+
+    def process(self, conn: psycopg.Connection, batch: Batch, now: float) -> None: ...
+
+
+@dataclass
+class CollectorStats:
+    messages: int = 0
+    readings_stored: int = 0
+    readings_duplicate: int = 0
+    dead_letters: int = 0
+    unmapped: int = 0
+    batches: int = 0
+    db_errors: int = 0
+    mqtt_connects: int = 0
+    last_commit_s: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass(slots=True)
+class _Msg:
+    mid: int
+    topic: str
+    payload: bytes
+    generation: int
+
+
+class Collector:
+    def __init__(
+        self,
+        db_url: str,
+        mqtt_url: MqttUrl,
+        settings: CollectorSettings | None = None,
+        limits: IngestLimits | None = None,
+        clock: Clock | None = None,
+        processors: list[BatchProcessor] | None = None,
+    ):
+        self.db_url = db_url
+        self.mqtt_url = mqtt_url
+        self.settings = settings or CollectorSettings()
+        self.limits = limits or IngestLimits()
+        self.clock = clock or SystemClock()
+        self.processors = processors or []
+        self.stats = CollectorStats()
+        self._inbox: deque[_Msg] = deque()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._generation = 0
+        self._ack_lock = threading.Lock()
+        self._connected = threading.Event()
+        self._fatal: str | None = None
+        self._conn: psycopg.Connection | None = None
+        self._snapshot: registry.Snapshot | None = None
+        self._snapshot_at = 0.0
+        self._client = self._make_client()
+
+    # --- MQTT side (paho network thread) -------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.settings.client_id,
+            protocol=mqtt.MQTTv5,
+            reconnect_on_failure=True,
+        )
+        c.manual_ack_set(True)
+        if self.mqtt_url.username:
+            c.username_pw_set(self.mqtt_url.username, self.mqtt_url.password)
+        c.reconnect_delay_set(min_delay=1, max_delay=30)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        c.enable_logger(logging.getLogger("riskwatch.collector.mqtt"))
+        return c
+
+    def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: mqtt.ReasonCode, _p: object) -> None:
+        if rc.is_failure:
+            log.error("MQTT connect refused by %s: %s", self.mqtt_url.redacted(), rc)
+            if rc.value in (0x86, 0x87, 0x8C):  # bad credentials / not authorised / bad auth method
+                self._fatal = f"MQTT broker refused the collector's credentials: {rc}"
+                self._stop.set()
+                self._wake.set()
+            return
+        with self._ack_lock:
+            self._generation += 1
+        self.stats.mqtt_connects += 1
+        log.info("MQTT connected to %s (session present: %s)", self.mqtt_url.redacted(),
+                 getattr(_f, "session_present", None))
+        opts = SubscribeOptions(qos=1)
+        client.subscribe([(topics.TELEMETRY_FILTER, opts), (topics.STATUS_FILTER, opts)])
+        self._connected.set()
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, rc: mqtt.ReasonCode, _p: object) -> None:
+        self._connected.clear()
+        if not self._stop.is_set():
+            log.warning("MQTT disconnected (%s); reconnecting with backoff", rc)
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        self._inbox.append(_Msg(msg.mid, msg.topic, msg.payload, self._generation))
+        if len(self._inbox) >= self._flush_messages:
+            self._wake.set()
+
+    @property
+    def _flush_messages(self) -> int:
+        return max(1, self.settings.receive_maximum // 2)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def run(self, ready: Callable[[], None] | None = None) -> None:
+        """Run until stop(); flush what has arrived, then disconnect cleanly."""
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.settings.session_expiry_s
+        props.ReceiveMaximum = self.settings.receive_maximum
+        self._ensure_db()
+        self._client.connect_async(self.mqtt_url.host, self.mqtt_url.port, keepalive=30,
+                                   clean_start=False, properties=props)
+        self._client.loop_start()
+        try:
+            if ready:
+                ready()
+            self._loop()
+        finally:
+            self._client.disconnect()
+            self._client.loop_stop()
+            if self._conn is not None:
+                self._conn.close()
+        if self._fatal:
+            raise RuntimeError(self._fatal)
+
+    def _loop(self) -> None:
+        pending: list[_Msg] = []
+        first_at = 0.0
+        backoff = 0.0
+        while True:
+            stopping = self._stop.is_set()
+            if not pending:
+                first_at = 0.0
+            # Move arrivals into the pending list, up to the batch limits.
+            while self._inbox and len(pending) < self._flush_messages:
+                pending.append(self._inbox.popleft())
+                if not first_at:
+                    first_at = time.monotonic()
+            if pending:
+                age = time.monotonic() - first_at
+                due = stopping or len(pending) >= self._flush_messages or age >= self.settings.batch_max_age_s
+                if due:
+                    if self._flush(pending):
+                        pending = []
+                        backoff = 0.0
+                    else:
+                        if stopping:
+                            log.warning("stopping with %d unacknowledged messages (the broker keeps them)",
+                                        len(pending))
+                            return
+                        backoff = min(5.0, max(0.2, backoff * 2))
+                        self._stop.wait(backoff * random.uniform(0.5, 1.0))
+                    continue
+                self._wake.wait(max(0.0, self.settings.batch_max_age_s - age))
+                self._wake.clear()
+                continue
+            if stopping and not self._inbox:
+                return
+            self._wake.wait(self.settings.batch_max_age_s)
+            self._wake.clear()
+
+    # --- database side --------------------------------------------------------------------
+
+    def _ensure_db(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                except psycopg.Error:
+                    pass
+            self._conn = psycopg.connect(self.db_url, connect_timeout=5, application_name="riskwatch-collector")
+            self._snapshot = None
+        return self._conn
+
+    def _registry(self, conn: psycopg.Connection, force: bool = False) -> registry.Snapshot:
+        now = time.monotonic()
+        if (
+            self._snapshot is None
+            or now - self._snapshot_at > self.settings.registry_refresh_s
+            or (force and now - self._snapshot_at > 1.0)
+        ):
+            self._snapshot = registry.snapshot(conn)
+            self._snapshot_at = now
+            conn.commit()
+        return self._snapshot
+
+    def _flush(self, msgs: list[_Msg]) -> bool:
+        """Decode, store and acknowledge msgs. False when the database is unavailable."""
+        try:
+            conn = self._ensure_db()
+            batch = self._build(conn, msgs)
+            now = self.clock.now()
+            with conn.transaction():
+                res = store_batch(conn, batch)
+                for p in self.processors:
+                    p.process(conn, batch, now)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            self.stats.db_errors += 1
+            log.warning("database unavailable (%s); holding %d messages unacknowledged", exc, len(msgs))
+            return False
+        except psycopg.Error as exc:
+            # Not a connection problem: something in this batch is poison. Store
+            # message by message and dead-letter what still fails.
+            self.stats.db_errors += 1
+            log.error("batch failed (%s); retrying message by message", exc)
+            if len(msgs) > 1:
+                return self._flush_one_by_one(msgs)
+            return self._poison(msgs[0], exc)
+        self.stats.batches += 1
+        self.stats.messages += len(msgs)
+        self.stats.readings_stored += res.stored
+        self.stats.readings_duplicate += res.duplicates
+        self.stats.dead_letters += len(batch.dead)
+        self.stats.unmapped += sum(u.count for u in batch.unmapped.values())
+        self.stats.last_commit_s = time.time()
+        self._ack(msgs)
+        return True
+
+    def _flush_one_by_one(self, msgs: list[_Msg]) -> bool:
+        """Flush each message alone; those done (committed and acknowledged) leave msgs."""
+        while msgs:
+            if not self._flush(msgs[:1]):
+                return False
+            del msgs[0]
+        return True
+
+    def _poison(self, m: _Msg, exc: psycopg.Error) -> bool:
+        try:
+            conn = self._ensure_db()
+            batch = Batch(messages=1)
+            parsed = topics.parse(m.topic)
+            batch.dead.append(DeadLetter(parsed[0] if parsed else None, m.topic, "store_failed",
+                                         str(exc)[:500], None, m.payload[:DEAD_PAYLOAD_MAX]))
+            with conn.transaction():
+                store_batch(conn, batch)
+        except psycopg.Error as exc2:
+            log.warning("could not dead-letter a poison message (%s)", exc2)
+            return False
+        self.stats.dead_letters += 1
+        self._ack([m])
+        return True
+
+    def _ack(self, msgs: list[_Msg]) -> None:
+        with self._ack_lock:
+            gen = self._generation
+            for m in msgs:
+                # Message ids of an earlier connection mean nothing now; the broker
+                # redelivers those messages and they are acknowledged then.
+                if m.generation == gen:
+                    self._client.ack(m.mid, 1)
+
+    def _build(self, conn: psycopg.Connection, msgs: list[_Msg]) -> Batch:
+        batch = Batch(messages=len(msgs))
+        snap = self._registry(conn)
+        now = self.clock.now()
+        for m in msgs:
+            parsed = topics.parse(m.topic)
+            if parsed is None:
+                batch.dead.append(DeadLetter(None, m.topic, "bad_topic", "not rw/v1/{gateway}/{telemetry|status}",
+                                             None, m.payload[:DEAD_PAYLOAD_MAX]))
+                continue
+            gw, kind = parsed
+            info = snap.gateways.get(gw)
+            if info is None:
+                snap = self._registry(conn, force=True)
+                info = snap.gateways.get(gw)
+            if info is None or not info.enabled:
+                reason = "unknown_gateway" if info is None else "gateway_disabled"
+                batch.dead.append(DeadLetter(gw, m.topic, reason, f"gateway {gw!r}", None,
+                                             m.payload[:DEAD_PAYLOAD_MAX]))
+                continue
+            batch.last_seen[gw] = now
+            if kind == "status":
+                try:
+                    batch.status[gw] = (decode_status(m.payload), now)
+                except MessageRejected as exc:
+                    batch.dead.append(DeadLetter(gw, m.topic, exc.reason, exc.detail, None,
+                                                 m.payload[:DEAD_PAYLOAD_MAX]))
+                continue
+            try:
+                d = decode_json_v1(m.payload, now, self.limits)
+            except MessageRejected as exc:
+                batch.dead.append(DeadLetter(gw, m.topic, exc.reason, exc.detail, None,
+                                             m.payload[:DEAD_PAYLOAD_MAX]))
+                continue
+            for rej in d.rejected:
+                batch.dead.append(DeadLetter(gw, m.topic, rej.reason, rej.detail, rej.index,
+                                             _reading_bytes(rej.raw)))
+            points = snap.points
+            refreshed = False
+            for tag, t_us, v, q in zip(d.tags, d.times_us, d.values, d.qualities, strict=True):
+                pid = points.get((gw, tag))
+                if pid is None and not refreshed:
+                    refreshed = True
+                    snap = self._registry(conn, force=True)
+                    points = snap.points
+                    pid = points.get((gw, tag))
+                if pid is None:
+                    batch.add_unmapped(gw, tag, t_us, v)
+                    continue
+                batch.point_ids.append(pid)
+                batch.times_us.append(t_us)
+                batch.values.append(v)
+                batch.qualities.append(q)
+        return batch
+
+
+def _reading_bytes(raw: object) -> bytes:
+    import orjson
+
+    try:
+        return orjson.dumps(raw)[:DEAD_PAYLOAD_MAX]
+    except TypeError:
+        return repr(raw).encode()[:DEAD_PAYLOAD_MAX]

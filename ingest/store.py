@@ -1,0 +1,57 @@
+"""Everything a batch writes, inside the caller's transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import psycopg
+
+from ingest.batch import Batch
+from ingest.writer import write_readings
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    stored: int
+    duplicates: int
+
+
+def _ts(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def store_batch(conn: psycopg.Connection, batch: Batch) -> StoreResult:
+    readings = batch.readings()
+    unique = readings.dedup()
+    stored = write_readings(conn, unique)
+    with conn.cursor() as cur:
+        if batch.dead:
+            with cur.copy(
+                "COPY dead_letters (gateway_id, topic, reason, detail, reading_index, payload) FROM STDIN"
+            ) as copy:
+                for d in batch.dead:
+                    copy.write_row((d.gateway_id, d.topic, d.reason, d.detail, d.reading_index, d.payload))
+        if batch.unmapped:
+            cur.executemany(
+                """INSERT INTO unmapped_points AS u (gateway_id, tag, first_seen, last_seen, count, last_value)
+                   VALUES (%s, %s, %s, %s, %s, %s)
+                   ON CONFLICT (gateway_id, tag) DO UPDATE SET
+                       first_seen = least(u.first_seen, EXCLUDED.first_seen),
+                       last_seen = greatest(u.last_seen, EXCLUDED.last_seen),
+                       count = u.count + EXCLUDED.count,
+                       last_value = CASE WHEN EXCLUDED.last_seen >= u.last_seen
+                                         THEN EXCLUDED.last_value ELSE u.last_value END""",
+                [(gw, tag, _ts(u.first_us / 1e6), _ts(u.last_us / 1e6), u.count, u.last_value)
+                 for (gw, tag), u in sorted(batch.unmapped.items())],
+            )
+        if batch.last_seen:
+            gws = sorted(batch.last_seen)
+            cur.execute(
+                """UPDATE gateways g SET last_seen = greatest(g.last_seen, s.t)
+                   FROM unnest(%s::text[], %s::timestamptz[]) AS s(id, t) WHERE g.id = s.id""",
+                (gws, [_ts(batch.last_seen[g]) for g in gws]),
+            )
+        for gw, (online, at) in sorted(batch.status.items()):
+            cur.execute("UPDATE gateways SET online = %s, status_at = %s WHERE id = %s", (online, _ts(at), gw))
+    return StoreResult(stored=stored, duplicates=len(readings) - stored)
