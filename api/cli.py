@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -103,7 +104,10 @@ def _main(
 
 
 @services_app.command("up")
-def services_up(ctx: typer.Context, env: Annotated[bool, typer.Option("--env", help="Print export lines.")] = False) -> None:
+def services_up(
+    ctx: typer.Context,
+    env: Annotated[bool, typer.Option("--env", help="Print export lines.")] = False,
+) -> None:
     """Start the private PostgreSQL+TimescaleDB and Mosquitto (harmless if already up)."""
     c = _ctx(ctx)
     s = c.services
@@ -255,3 +259,77 @@ def main() -> None:
     except psycopg.OperationalError as exc:
         err.print(f"[red]database error[/] {exc}")
         sys.exit(2)
+
+
+# --- simulator and demo ---------------------------------------------------------------------
+
+
+@app.command()
+def simulate(
+    ctx: typer.Context,
+    site: Annotated[Path | None, typer.Option("--site", help="Site YAML (default: the sample county site).")] = None,
+    duration: Annotated[float, typer.Option("--duration", help="Seconds to run.")] = 60.0,
+    rate: Annotated[float, typer.Option("--rate", help="Samples per second per point (<= 1000).")] = 1.0,
+    batch: Annotated[int, typer.Option("--batch", help="Readings per MQTT message.")] = 20,
+    log_file: Annotated[Path | None, typer.Option("--log", help="CSV of every reading sent.")] = None,
+    credentials: Annotated[Path | None, typer.Option("--credentials", help="JSON {gateway: password}.")] = None,
+    gateway: Annotated[list[str] | None, typer.Option("--gateway", help="Only these gateways.")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Publish simulated plant data through one real MQTT client per gateway."""
+    from api import simcreds
+    from simulators.run import default_site_path, load_site
+    from simulators.run import simulate as run_simulation
+
+    c = _ctx(ctx)
+    path = site or default_site_path()
+    spec = load_site(path)
+    gw_ids = [g.id for _, g in spec.gateways()]
+    if credentials is not None:
+        creds = simcreds.load_file(credentials)
+    elif c.private:
+        with psycopg.connect(c.db_url) as conn:
+            creds, issued = simcreds.ensure(conn, c.settings.data_dir, gw_ids)
+            if issued:
+                c.sync_broker(conn)
+    else:
+        raise typer.BadParameter("with RISKWATCH_MQTT_URL set, give --credentials FILE", param_hint="--credentials")
+    log_path = log_file or c.settings.data_dir / "simulator-sent.csv"
+    mq = c.mqtt
+    err.print(f"simulating {path.name}: {len(gateway or gw_ids)} gateways, {duration:g} s at {rate:g} Hz, "
+              f"batch {batch}; log {log_path}")
+    stop = _stop_on_signals()
+    res = run_simulation(spec, mq.host, mq.port, creds, duration_s=duration, rate_hz=rate, batch=batch,
+                         log_path=log_path, seed=seed, gateways=gateway or None, stop=stop)
+    console.print(f"已发送 sent {res.readings_sent} readings in {res.messages_sent} messages "
+                  f"({'all acknowledged' if res.acked else 'NOT all acknowledged'}; kept up: {res.kept_up})")
+    if not res.acked:
+        raise typer.Exit(1)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def _handler(_sig: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _handler)
+    signal.signal(signal.SIGINT, _handler)
+    return stop
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    duration: Annotated[float, typer.Option("--duration", help="Seconds of simulated operation.")] = 60.0,
+    rate: Annotated[float, typer.Option("--rate", help="Samples per second per point.")] = 5.0,
+    batch: Annotated[int, typer.Option("--batch", help="Readings per MQTT message.")] = 50,
+) -> None:
+    """Start everything, play the sample county site, and show what was stored."""
+    from api.demo import run_demo
+
+    c = _ctx(ctx)
+    if not c.private:
+        err.print("[yellow]demo uses the private services; unset RISKWATCH_DB_URL / RISKWATCH_MQTT_URL[/]")
+        raise typer.Exit(2)
+    run_demo(c, console, duration=duration, rate=rate, batch=batch, stop=_stop_on_signals())

@@ -130,8 +130,9 @@ def parse_site(path: str | Path, text: str | None = None) -> SiteSpec:
                 dloc = (*ploc, "devices", di)
                 dup("device code", d.code, (*dloc, "code"), codes)
                 if d.gateway not in plant_gws:
-                    problems.append(SourceProblem(where, yamlsrc.line_for(lines, (*dloc, "gateway")),
-                                                  f"device {d.code!r}: gateway {d.gateway!r} is not a gateway of plant {p.id!r}"))
+                    problems.append(SourceProblem(
+                        where, yamlsrc.line_for(lines, (*dloc, "gateway")),
+                        f"device {d.code!r}: gateway {d.gateway!r} is not a gateway of plant {p.id!r}"))
                 for ti, pt in enumerate(d.points):
                     tloc = (*dloc, "points", ti)
                     dup(f"tag on gateway {d.gateway!r}", (d.gateway, pt.tag), (*tloc, "tag"), tags)

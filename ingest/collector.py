@@ -161,9 +161,7 @@ class Collector:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.settings.session_expiry_s
         props.ReceiveMaximum = self.settings.receive_maximum
-        self._ensure_db()
-        self._client.connect_async(self.mqtt_url.host, self.mqtt_url.port, keepalive=30,
-                                   clean_start=False, properties=props)
+        self._connect(props)
         self._client.loop_start()
         try:
             if ready:
@@ -176,6 +174,19 @@ class Collector:
                 self._conn.close()
         if self._fatal:
             raise RuntimeError(self._fatal)
+
+    def _connect(self, props: Properties) -> None:
+        """First connection, retried with jittered backoff; paho reconnects after that."""
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                self._client.connect(self.mqtt_url.host, self.mqtt_url.port, keepalive=30,
+                                     clean_start=False, properties=props)
+                return
+            except OSError as exc:
+                log.warning("MQTT broker %s unreachable (%s); retrying", self.mqtt_url.redacted(), exc)
+                self._stop.wait(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, 30.0)
 
     def _loop(self) -> None:
         pending: list[_Msg] = []

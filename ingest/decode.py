@@ -154,8 +154,8 @@ def decode_json_v1(payload: bytes, now_s: float, limits: IngestLimits) -> Decode
             rejected.append(ReadingRejected(i, reason, "no usable 'ts' on the reading or the message", r))
             continue
         if not lo_us <= t_us <= hi_us:
-            rejected.append(ReadingRejected(i, "timestamp_out_of_range",
-                                            f"{t_us / 1e6:.3f} outside [now-{limits.max_past_s:.0f}s, now+{limits.max_future_s:.0f}s]", r))
+            window = f"[now-{limits.max_past_s:.0f}s, now+{limits.max_future_s:.0f}s]"
+            rejected.append(ReadingRejected(i, "timestamp_out_of_range", f"{t_us / 1e6:.3f} outside {window}", r))
             continue
         tags.append(tag)
         times.append(t_us)

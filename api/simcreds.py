@@ -1,0 +1,49 @@
+"""Credentials the simulator uses on the private services.
+
+Saved under the data dir (mode 0600) and reused while they still match the
+registry's hash; a gateway without a valid saved secret gets a new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import psycopg
+
+from core import registry
+from core.services import mosquitto_verify
+
+
+def path(data_dir: Path) -> Path:
+    return data_dir / "simulator-credentials.json"
+
+
+def load_file(p: Path) -> dict[str, str]:
+    return {str(k): str(v) for k, v in json.loads(p.read_text()).items()}
+
+
+def ensure(conn: psycopg.Connection, data_dir: Path, gateway_ids: list[str]) -> tuple[dict[str, str], bool]:
+    """(gateway -> secret, whether any secret was newly issued)."""
+    p = path(data_dir)
+    saved = load_file(p) if p.exists() else {}
+    hashes = dict(conn.execute("SELECT id, credential_hash FROM gateways WHERE id = ANY(%s)",
+                               (gateway_ids,)).fetchall())
+    out: dict[str, str] = {}
+    issued = False
+    for gw in gateway_ids:
+        secret = saved.get(gw)
+        stored = hashes.get(gw)
+        if secret and stored and mosquitto_verify(secret, stored):
+            out[gw] = secret
+        else:
+            out[gw] = registry.issue_credentials(conn, gw)
+            issued = True
+    if issued or out != saved:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(".tmp")
+        tmp.write_text(json.dumps({**saved, **out}, indent=2))
+        os.chmod(tmp, 0o600)
+        tmp.replace(p)
+    return out, issued

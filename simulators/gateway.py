@@ -1,0 +1,292 @@
+"""A simulated plant gateway: a real paho-mqtt 2.x client speaking the JSON v1 contract.
+
+The publisher behaves like a well-configured gateway, because the collector's
+guarantees are only tested if the sender does not lose data itself:
+
+- a persistent MQTT 3.1.1 session (fixed client id = gateway id, clean
+  session off), so the broker keeps the session across reconnects;
+- QoS 1 telemetry with an unbounded local queue (``max_queued_messages 0``)
+  and a 1000-message in-flight window; on reconnect paho re-sends every
+  message not yet acknowledged with PUBACK (marked DUP), so a broker restart
+  loses nothing (it may duplicate, which the collector's unique key absorbs);
+- a retained ``{"online": true}`` status on every connect, a retained will
+  ``{"online": false}``, and an explicit offline status on a clean stop (a
+  clean disconnect does not fire the will);
+- back-pressure: the caller blocks while too many messages are unacknowledged,
+  instead of growing the queue until paho's 16-bit message ids collide;
+- a refused connection (bad credentials) raises :class:`GatewayAuthError`
+  at once and stops paho's reconnect loop instead of retrying forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from core.errors import RiskwatchError
+
+log = logging.getLogger("riskwatch.simulators.gateway")
+
+TOPIC_PREFIX = "rw/v1/"
+MAX_PAYLOAD_BYTES = 256 * 1024  # the contract's default limit; larger messages are dead-lettered
+ONLINE = b'{"online": true}'
+OFFLINE = b'{"online": false}'
+
+#: Refusal reasons (as paho names them for MQTT 3.1.1 CONNACK codes 4 and 5).
+_AUTH_REFUSALS = {"Bad user name or password", "Not authorized"}
+
+Value = float | int
+
+
+class GatewayError(RiskwatchError):
+    """A simulated gateway could not do its job; the message names the gateway."""
+
+    def __init__(self, gateway_id: str, message: str):
+        super().__init__(f"gateway {gateway_id}: {message}")
+        self.gateway_id = gateway_id
+
+
+class GatewayConnectError(GatewayError):
+    """The broker could not be reached or did not answer CONNECT."""
+
+
+class GatewayAuthError(GatewayError):
+    """The broker refused the gateway's credentials."""
+
+
+class PayloadTooLarge(ValueError):
+    """An encoded message would exceed MAX_PAYLOAD_BYTES; send fewer readings per message."""
+
+
+def telemetry_topic(gateway_id: str) -> str:
+    return f"{TOPIC_PREFIX}{gateway_id}/telemetry"
+
+
+def status_topic(gateway_id: str) -> str:
+    return f"{TOPIC_PREFIX}{gateway_id}/status"
+
+
+def encode_telemetry(seq: int, ts_ms: int, tags: Sequence[str], values: Sequence[Value],
+                     times_ms: Sequence[int]) -> bytes:
+    """A JSON v1 telemetry payload; each reading carries its own sample time.
+
+    ``ts`` of the message is when it was sent; the per-reading ``ts`` (which
+    overrides it) is when the value was sampled, so a re-sent message yields
+    the same (point, time) keys.
+    """
+    readings = [{"tag": t, "v": v, "ts": ts}
+                for t, v, ts in zip(tags, values, times_ms, strict=True)]
+    return orjson.dumps({"ts": ts_ms, "seq": seq, "readings": readings})
+
+
+@dataclass(frozen=True)
+class GatewayStats:
+    gateway_id: str
+    messages: int  # telemetry messages handed to the client
+    readings: int  # readings in those messages
+    published: int  # all QoS 1 messages, status included
+    acked: int  # PUBACKs received
+    connects: int
+    disconnects: int
+
+    @property
+    def pending(self) -> int:
+        return self.published - self.acked
+
+
+class GatewayPublisher:
+    """One gateway's MQTT client: start, publish_telemetry..., wait_acked, close.
+
+    ``publish_telemetry`` may be called from one thread (the simulator's loop);
+    paho's network thread runs the socket, acknowledgements and reconnects.
+    """
+
+    def __init__(self, gateway_id: str, password: str, host: str, port: int, *,
+                 keepalive: int = 20, max_pending: int = 20_000, stall_timeout_s: float = 120.0):
+        if max_pending >= 65_000:
+            raise ValueError("max_pending must stay below paho's 16-bit message-id space")
+        self.gateway_id = gateway_id
+        self.host = host
+        self.port = port
+        self.keepalive = keepalive
+        self.max_pending = max_pending
+        self.stall_timeout_s = stall_timeout_s
+        self._cond = threading.Condition()
+        self._connected = False
+        self._fatal: GatewayError | None = None
+        self._published = 0
+        self._acked = 0
+        self._messages = 0
+        self._readings = 0
+        self._connects = 0
+        self._disconnects = 0
+        self._seq = 0
+        self._started = False
+        self._closed = False
+
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=gateway_id,
+                        protocol=MQTTProtocolVersion.MQTTv311, clean_session=False)
+        c.username_pw_set(gateway_id, password)
+        c.max_inflight_messages_set(1000)
+        c.max_queued_messages_set(0)  # unbounded: never drop; back-pressure is ours
+        # paho annotates int but does float arithmetic with it; 0.1 s first retry.
+        c.reconnect_delay_set(0.1, 2)  # type: ignore[arg-type]
+        c.will_set(status_topic(gateway_id), OFFLINE, qos=1, retain=True)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_publish = self._on_publish
+        self._client = c
+
+    # -- paho callbacks (network thread) ------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
+                    reason_code: ReasonCode, properties: Any) -> None:
+        if reason_code.is_failure:
+            name = reason_code.getName()
+            where = f"broker {self.host}:{self.port}"
+            exc: GatewayError
+            if name in _AUTH_REFUSALS:
+                exc = GatewayAuthError(self.gateway_id, f"{where} refused the credentials ({name})")
+            else:
+                exc = GatewayConnectError(self.gateway_id, f"{where} refused connection ({name})")
+            with self._cond:
+                self._fatal = exc
+                self._cond.notify_all()
+            # Ends paho's loop: retrying refused credentials forever would hang the caller.
+            client.disconnect()
+            return
+        log.info("%s connected (session present: %s)", self.gateway_id, flags.session_present)
+        # Queued before paho re-sends the unacknowledged backlog; ordering of
+        # status vs telemetry does not matter to the collector.
+        self._publish_raw(status_topic(self.gateway_id), ONLINE, retain=True)
+        with self._cond:
+            self._connected = True
+            self._connects += 1
+            self._cond.notify_all()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
+                       reason_code: ReasonCode, properties: Any) -> None:
+        with self._cond:
+            was = self._connected
+            self._connected = False
+            if was:
+                self._disconnects += 1
+            self._cond.notify_all()
+        if was and not self._closed:
+            log.warning("%s disconnected (%s); reconnecting, unacknowledged messages will be "
+                        "re-sent", self.gateway_id, reason_code.getName())
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode,
+                    properties: Any) -> None:
+        with self._cond:
+            self._acked += 1
+            self._cond.notify_all()
+
+    # -- caller side ---------------------------------------------------------
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Connect and wait for the CONNACK; raise instead of retrying on refusal or timeout."""
+        if self._started:
+            raise RuntimeError("start() called twice")
+        self._started = True
+        try:
+            self._client.connect(self.host, self.port, keepalive=self.keepalive)
+        except OSError as exc:
+            raise GatewayConnectError(
+                self.gateway_id, f"cannot reach broker {self.host}:{self.port}: {exc}"
+            ) from exc
+        self._client.loop_start()
+        with self._cond:
+            ok = self._cond.wait_for(lambda: self._connected or self._fatal is not None, timeout)
+            fatal = self._fatal
+        if fatal is not None or not ok:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._closed = True
+            if fatal is not None:
+                raise fatal
+            raise GatewayConnectError(self.gateway_id, f"no CONNACK from {self.host}:{self.port} "
+                                                       f"within {timeout:g} s")
+
+    def _check(self) -> None:
+        if self._fatal is not None:
+            raise self._fatal
+
+    def _publish_raw(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        # Count first: the PUBACK may arrive before publish() returns.
+        with self._cond:
+            self._published += 1
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        # NO_CONN is fine: the message is queued and sent after reconnect.
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            with self._cond:
+                self._published -= 1
+            raise GatewayError(self.gateway_id, f"publish to {topic} failed: "
+                                                f"{mqtt.error_string(info.rc)}")
+
+    def publish_telemetry(self, tags: Sequence[str], values: Sequence[Value],
+                          times_ms: Sequence[int]) -> int:
+        """Queue one telemetry message at QoS 1; returns its ``seq``.
+
+        Blocks while ``max_pending`` messages await PUBACK (e.g. the broker is
+        restarting); raises if that lasts ``stall_timeout_s`` or the gateway
+        hit a fatal error, and PayloadTooLarge (nothing sent) if the message
+        would break the contract's size limit.
+        """
+        self._check()
+        deadline = time.monotonic() + self.stall_timeout_s
+        with self._cond:
+            while self._published - self._acked >= self.max_pending and self._fatal is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    pending = self._published - self._acked
+                    raise GatewayError(self.gateway_id, f"{pending} messages unacknowledged for "
+                                                        f"{self.stall_timeout_s:g} s")
+                self._cond.wait(min(left, 0.5))
+        self._check()
+        payload = encode_telemetry(self._seq + 1, int(time.time() * 1000), tags, values, times_ms)
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise PayloadTooLarge(f"{len(tags)} readings encode to {len(payload)} bytes")
+        self._seq += 1
+        self._publish_raw(telemetry_topic(self.gateway_id), payload)
+        self._messages += 1
+        self._readings += len(tags)
+        return self._seq
+
+    def wait_acked(self, timeout: float) -> bool:
+        """Wait until every published message has its PUBACK; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: self._acked >= self._published or self._fatal is not None, timeout
+            ) and self._fatal is None
+
+    def stats(self) -> GatewayStats:
+        with self._cond:
+            return GatewayStats(self.gateway_id, self._messages, self._readings, self._published,
+                                self._acked, self._connects, self._disconnects)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Publish a retained offline status, then disconnect.
+
+        A clean disconnect does not fire the will, and a retained "online"
+        left behind would claim the gateway is still there.
+        """
+        if self._closed:
+            return
+        try:
+            if self._fatal is None and self._connected:
+                self._publish_raw(status_topic(self.gateway_id), OFFLINE, retain=True)
+                self.wait_acked(timeout)
+        finally:
+            self._closed = True
+            self._client.disconnect()
+            self._client.loop_stop()
