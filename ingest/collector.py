@@ -114,6 +114,7 @@ class Collector:
             c.username_pw_set(self.mqtt_url.username, self.mqtt_url.password)
         c.reconnect_delay_set(min_delay=1, max_delay=30)
         c.on_connect = self._on_connect
+        c.on_pre_connect = self._on_pre_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         c.enable_logger(logging.getLogger("riskwatch.collector.mqtt"))
@@ -135,6 +136,12 @@ class Collector:
         opts = SubscribeOptions(qos=1)
         client.subscribe([(topics.TELEMETRY_FILTER, opts), (topics.STATUS_FILTER, opts)])
         self._connected.set()
+
+    def _on_pre_connect(self, _c: mqtt.Client, _u: object) -> None:
+        # paho doubles its reconnect delay; a random extra wait keeps a fleet of
+        # collectors (or a restarted broker's clients) from reconnecting in step.
+        if self.stats.mqtt_connects:
+            self._stop.wait(random.uniform(0.0, 1.0))
 
     def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, rc: mqtt.ReasonCode, _p: object) -> None:
         self._connected.clear()
