@@ -39,12 +39,14 @@ class PointSpec(_Strict):
     tag: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     name: str | None = None
     quantity: str = Field(min_length=1)
+    role: str | None = None  # distinguishes points of one quantity on a device: inlet, outlet, ...
     unit: str = ""
     kind: Literal["analog", "boolean", "enum"] = "analog"
     required: bool = False
     interval_s: float = Field(default=1.0, gt=0)
     states: dict[int, str] | None = None
-    setpoints: dict[str, float] | None = None
+    setpoints: dict[str, float] | None = None  # "<rule id>.<parameter>": value overrides
+    baseline: float | None = None  # e.g. filter pressure difference after a bag change (AQ 4273)
     sim: dict[str, Any] | None = None  # simulator signal model; ignored by the registry
 
 
@@ -199,18 +201,24 @@ def upsert_site(conn: psycopg.Connection, site: SiteSpec) -> LoadResult:
                     n_dev += 1
                     for pt in d.points:
                         conn.execute(
-                            """INSERT INTO points (device_id, gateway_id, tag, name, quantity, unit, kind,
-                                   required, interval_s, states, setpoints)
-                               VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
+                            """INSERT INTO points (device_id, gateway_id, tag, name, quantity, role, unit, kind,
+                                   required, interval_s, states, setpoints, baseline, baseline_at)
+                               VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,
+                                       CASE WHEN %s::float8 IS NULL THEN NULL ELSE now() END)
                                ON CONFLICT (gateway_id, tag) DO UPDATE SET device_id=EXCLUDED.device_id,
-                                   name=EXCLUDED.name, quantity=EXCLUDED.quantity, unit=EXCLUDED.unit,
+                                   name=EXCLUDED.name, quantity=EXCLUDED.quantity, role=EXCLUDED.role,
+                                   unit=EXCLUDED.unit,
+                                   baseline=coalesce(EXCLUDED.baseline, points.baseline),
+                                   baseline_at=CASE WHEN EXCLUDED.baseline IS DISTINCT FROM points.baseline
+                                                     AND EXCLUDED.baseline IS NOT NULL
+                                                    THEN now() ELSE points.baseline_at END,
                                    kind=EXCLUDED.kind, required=EXCLUDED.required,
                                    interval_s=EXCLUDED.interval_s, states=EXCLUDED.states,
                                    setpoints=EXCLUDED.setpoints, updated_at=now()""",
-                            (row[0], d.gateway, pt.tag, pt.name, pt.quantity, pt.unit, pt.kind,
+                            (row[0], d.gateway, pt.tag, pt.name, pt.quantity, pt.role, pt.unit, pt.kind,
                              pt.required, pt.interval_s,
                              Jsonb({str(k): v for k, v in pt.states.items()}) if pt.states else None,
-                             Jsonb(pt.setpoints) if pt.setpoints else None),
+                             Jsonb(pt.setpoints) if pt.setpoints else None, pt.baseline, pt.baseline),
                         )
                         n_pt += 1
     return LoadResult(
