@@ -33,6 +33,17 @@ gateway_app = typer.Typer(help="网关 Gateways: credentials and enable/disable.
 app.add_typer(services_app, name="services")
 app.add_typer(registry_app, name="registry")
 app.add_typer(gateway_app, name="gateway")
+rules_app = typer.Typer(help="规则清单 Rule catalog (一行业一清单).", no_args_is_help=True)
+alarms_app = typer.Typer(help="报警 Alarms: list, acknowledge, shelve, out of service, flood.",
+                         no_args_is_help=True)
+baseline_app = typer.Typer(help="基线 Baselines (AQ 4273: recorded after installation or a bag change).",
+                           no_args_is_help=True)
+maintenance_app = typer.Typer(help="检修窗口 Maintenance windows (alarms recorded, not annunciated).",
+                              no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+app.add_typer(alarms_app, name="alarms")
+app.add_typer(baseline_app, name="baseline")
+app.add_typer(maintenance_app, name="maintenance")
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -225,14 +236,19 @@ def gateway_enable(ctx: typer.Context, gateway_id: Annotated[str, typer.Argument
 
 
 @app.command()
-def collect(ctx: typer.Context) -> None:
-    """Run the MQTT -> TimescaleDB collector until SIGTERM / Ctrl-C."""
+def collect(
+    ctx: typer.Context,
+    catalog: Annotated[Path | None, typer.Option("--catalog", help="Rule catalog dir or file.")] = None,
+) -> None:
+    """Run the MQTT -> TimescaleDB collector with the rule engine until SIGTERM / Ctrl-C."""
     from ingest.collector import Collector
+    from rules.engine import RuleEngine
 
     c = _ctx(ctx)
     run_migrations(c.db_url)
     s = c.resolved()
-    col = Collector(c.db_url, c.mqtt, s.collector, s.limits)
+    engine = RuleEngine(catalog_dir=catalog)
+    col = Collector(c.db_url, c.mqtt, s.collector, s.limits, processors=[engine])
 
     def _term(_sig: int, _frame: object) -> None:
         col.stop()
@@ -243,7 +259,197 @@ def collect(ctx: typer.Context) -> None:
     col.run()
     st = col.stats
     err.print(f"collector stopped: {st.messages} messages, {st.readings_stored} readings stored, "
-              f"{st.readings_duplicate} duplicates absorbed, {st.dead_letters} dead letters")
+              f"{st.readings_duplicate} duplicates absorbed, {st.dead_letters} dead letters; "
+              f"{engine.stats.activations} alarm activations, {engine.stats.candidates} hazard candidates")
+
+
+# --- rules and alarms -----------------------------------------------------------------------
+
+
+@rules_app.command("check")
+def rules_check(path: Annotated[Path | None, typer.Argument(help="Catalog dir or file (default: shipped).")] = None,
+                site: Annotated[Path | None, typer.Option("--site", help="Also bind to this site file.")] = None,
+                ) -> None:
+    """Validate a rule catalog; every error is reported with file and line."""
+    from rules.model import default_catalog_dir, load_catalog
+
+    target = path or default_catalog_dir()
+    cat = load_catalog(target)
+    n_files = len(cat.files)
+    console.print(f"[green]OK[/] {target}: {len(cat)} rules in {n_files} file(s); versions "
+                  + ", ".join(sorted({f"{f.catalog}@{f.version}" for _, f in cat.files})))
+    if site is not None:
+        from rules.compile import DeviceRow, GatewayRow, PlantRow, PointRow, RegistryView, compile_rules
+
+        spec = registry.parse_site(site)
+        pts, devs, plants, gws = [], {}, {}, []
+        pid = 0
+        for e in spec.enterprises:
+            for p in e.plants:
+                plants[p.id] = PlantRow(p.id, p.industry, e.id)
+                gws += [GatewayRow(g.id, p.id, g.enabled) for g in p.gateways]
+                for d in p.devices:
+                    did = len(devs) + 1
+                    devs[did] = DeviceRow(did, p.id, d.kind, d.code)
+                    for pt in d.points:
+                        pid += 1
+                        pts.append(PointRow(pid, d.gateway, pt.tag, did, pt.quantity, pt.role, pt.required,
+                                            pt.interval_s, pt.setpoints or {}, pt.baseline))
+        compiled = compile_rules(cat, RegistryView(pts, devs, plants, gws))
+        console.print(f"  {site}: {len(compiled.instances)} alarm instances")
+        for s in compiled.skipped:
+            console.print(f"  [yellow]not bound[/] {s}")
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
+
+
+@alarms_app.command("list")
+def alarms_list(
+    ctx: typer.Context,
+    plant: Annotated[str | None, typer.Option("--plant")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Include alarms back to normal.")] = False,
+) -> None:
+    """Alarms that are active or awaiting acknowledgement, most severe first."""
+    from rich.table import Table
+
+    from rules.actions import list_alarms
+
+    with psycopg.connect(_ctx(ctx).db_url) as conn:
+        rows = list_alarms(conn, plant=plant, include_normal=all_)
+    t = Table(title="报警 alarms", title_justify="left")
+    for col in ("级别 severity", "状态 state", "规则 rule", "对象 subject", "位号 tag", "时间 since", "值 value",
+                "说明 reason"):
+        t.add_column(col)
+    for r in rows:
+        flags = "".join(f for f, on in (("⏸", r.shelved), ("~", r.chattering), ("⛔", r.out_of_service)) if on)
+        t.add_row(r.severity + (" ★" if r.candidate else ""), r.state + flags, r.rule_id, r.subject, r.tag or "",
+                  r.activated_at.strftime("%m-%d %H:%M:%S") if r.activated_at else "",
+                  "" if r.value is None else f"{r.value:g}", r.reason or "")
+    console.print(t)
+    console.print("★ 重大事故隐患候选 candidate major hazard · ⏸ shelved · ~ chattering · ⛔ out of service")
+
+
+def _alarm_action(ctx: typer.Context, rule_id: str, gateway: str, tag: str | None, action: str, **kw: object) -> None:
+    from rules import actions
+
+    with psycopg.connect(_ctx(ctx).db_url) as conn:
+        try:
+            subject = actions.subject_for(conn, gateway, tag)
+            fn = getattr(actions, action)
+            events = fn(conn, rule_id, subject, now=_now(), **kw)
+        except (actions.AlarmNotFound, ValueError) as exc:
+            err.print(f"[red]error[/] {exc}")
+            raise typer.Exit(2) from exc
+    for e in events:
+        console.print(f"{e.event}: {e.from_state} -> {e.to_state} ({e.reason})")
+
+
+@alarms_app.command("ack")
+def alarms_ack(ctx: typer.Context, rule_id: str, gateway: str, tag: Annotated[str | None, typer.Argument()] = None,
+               by: Annotated[str, typer.Option("--by", help="Who acknowledges.")] = "operator",
+               comment: Annotated[str, typer.Option("--comment")] = "") -> None:
+    """Acknowledge an alarm: RULE_ID GATEWAY [TAG] (gateway alarms: RULE_ID GATEWAY)."""
+    _alarm_action(ctx, rule_id, gateway, tag, "acknowledge", actor=by, comment=comment)
+
+
+@alarms_app.command("shelve")
+def alarms_shelve(ctx: typer.Context, rule_id: str, gateway: str, tag: Annotated[str | None, typer.Argument()] = None,
+                  minutes: Annotated[float, typer.Option("--minutes")] = 60.0,
+                  reason: Annotated[str, typer.Option("--reason")] = "",
+                  by: Annotated[str, typer.Option("--by")] = "operator") -> None:
+    """Shelve an alarm for a time, with a reason; it unshelves itself."""
+    _alarm_action(ctx, rule_id, gateway, tag, "shelve", actor=by, duration_s=minutes * 60, reason=reason)
+
+
+@alarms_app.command("unshelve")
+def alarms_unshelve(ctx: typer.Context, rule_id: str, gateway: str,
+                    tag: Annotated[str | None, typer.Argument()] = None,
+                    by: Annotated[str, typer.Option("--by")] = "operator") -> None:
+    """Unshelve an alarm now."""
+    _alarm_action(ctx, rule_id, gateway, tag, "unshelve", actor=by)
+
+
+@alarms_app.command("out-of-service")
+def alarms_oos(ctx: typer.Context, rule_id: str, gateway: str, tag: Annotated[str | None, typer.Argument()] = None,
+               reason: Annotated[str, typer.Option("--reason")] = "",
+               back: Annotated[bool, typer.Option("--back", help="Return to service.")] = False,
+               by: Annotated[str, typer.Option("--by")] = "operator") -> None:
+    """Take an alarm out of service (or --back into service)."""
+    _alarm_action(ctx, rule_id, gateway, tag, "out_of_service", actor=by, reason=reason, on=not back)
+
+
+@alarms_app.command("history")
+def alarms_history(ctx: typer.Context, rule_id: str, gateway: str,
+                   tag: Annotated[str | None, typer.Argument()] = None) -> None:
+    """Every recorded event of one alarm."""
+    from rules import actions
+
+    with psycopg.connect(_ctx(ctx).db_url) as conn:
+        subject = actions.subject_for(conn, gateway, tag)
+        for t, ev, f, to, ann, actor, reason, value in actions.history(conn, rule_id, subject):
+            console.print(f"{t:%Y-%m-%d %H:%M:%S.%f}"[:-3] + f"  {ev:18} {f:>9} -> {to:9} "
+                          f"{'📢' if ann else '  '} {actor:10} {'' if value is None else f'{value:g}'}  {reason}")
+
+
+@alarms_app.command("flood")
+def alarms_flood(ctx: typer.Context) -> None:
+    """Annunciated alarms per plant in the last 10 minutes (ISA-18.2 flood: > 10)."""
+    from rules.actions import flood
+
+    with psycopg.connect(_ctx(ctx).db_url) as conn:
+        rows = flood(conn, _now())
+    if not rows:
+        console.print("最近10分钟无报警 no alarms in the last 10 minutes")
+    for plant, n, flooding in rows:
+        console.print(f"  {plant:20} {n:5d} / 10 min {'[red]报警泛滥 FLOOD[/]' if flooding else ''}")
+
+
+@baseline_app.command("set")
+def baseline_set(ctx: typer.Context, gateway: str, tag: str,
+                 value: Annotated[float | None, typer.Option("--value")] = None,
+                 capture: Annotated[float | None, typer.Option("--capture-minutes",
+                                                             help="Mean of the last N minutes.")] = None) -> None:
+    """Record a point's baseline (e.g. filter pressure difference after a bag change)."""
+    from rules.actions import AlarmNotFound, set_baseline
+
+    if (value is None) == (capture is None):
+        raise typer.BadParameter("give exactly one of --value or --capture-minutes")
+    with psycopg.connect(_ctx(ctx).db_url) as conn:
+        try:
+            b = set_baseline(conn, gateway, tag, value, capture)
+        except AlarmNotFound as exc:
+            err.print(f"[red]error[/] {exc}")
+            raise typer.Exit(2) from exc
+    console.print(f"基线已记录 baseline of {gateway}/{tag} = {b:g}")
+
+
+@maintenance_app.command("add")
+def maintenance_add(ctx: typer.Context, plant: str,
+                    minutes: Annotated[float, typer.Option("--minutes")] = 60.0,
+                    device: Annotated[str | None, typer.Option("--device", help="Device code.")] = None,
+                    reason: Annotated[str, typer.Option("--reason")] = "",
+                    by: Annotated[str, typer.Option("--by")] = "operator") -> None:
+    """Open a maintenance window from now on a plant (or one device)."""
+    if not reason.strip():
+        raise typer.BadParameter("a maintenance window needs a reason", param_hint="--reason")
+    with psycopg.connect(_ctx(ctx).db_url) as conn:
+        dev_id = None
+        if device:
+            row = conn.execute("SELECT id FROM devices WHERE plant_id = %s AND code = %s", (plant, device)).fetchone()
+            if row is None:
+                err.print(f"[red]error[/] no device {device} in plant {plant}")
+                raise typer.Exit(2)
+            dev_id = row[0]
+        wid = conn.execute(
+            "INSERT INTO maintenance_windows (plant_id, device_id, starts_at, ends_at, reason, created_by)"
+            " VALUES (%s, %s, now(), now() + %s * interval '1 minute', %s, %s) RETURNING id",
+            (plant, dev_id, minutes, reason, by)).fetchone()
+        conn.commit()
+    console.print(f"检修窗口 maintenance window #{wid[0] if wid else '?'} for {minutes:g} min")
 
 
 def main() -> None:

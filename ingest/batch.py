@@ -69,6 +69,7 @@ class Batch:
     status: dict[str, tuple[bool, float]] = field(default_factory=dict)
     last_seen: dict[str, float] = field(default_factory=dict)
     messages: int = 0
+    _readings: Readings | None = field(default=None, repr=False)
 
     def add_unmapped(self, gateway_id: str, tag: str, t_us: int, value: float) -> None:
         u = self.unmapped.get((gateway_id, tag))
@@ -80,10 +81,17 @@ class Batch:
                 u.last_us, u.last_value = t_us, value
             u.count += 1
 
+    @property
+    def received(self) -> int:
+        return len(self.point_ids)
+
     def readings(self) -> Readings:
-        return Readings(
-            np.fromiter(self.point_ids, dtype=np.int32, count=len(self.point_ids)),
-            np.fromiter(self.times_us, dtype=np.int64, count=len(self.times_us)),
-            np.fromiter(self.values, dtype=np.float64, count=len(self.values)),
-            np.fromiter(self.qualities, dtype=np.int16, count=len(self.qualities)),
-        )
+        """The batch's readings as arrays, duplicates (same point and time) removed; built once."""
+        if self._readings is None:
+            self._readings = Readings(
+                np.fromiter(self.point_ids, dtype=np.int32, count=len(self.point_ids)),
+                np.fromiter(self.times_us, dtype=np.int64, count=len(self.times_us)),
+                np.fromiter(self.values, dtype=np.float64, count=len(self.values)),
+                np.fromiter(self.qualities, dtype=np.int16, count=len(self.qualities)),
+            ).dedup()
+        return self._readings

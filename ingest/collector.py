@@ -44,9 +44,20 @@ DEAD_PAYLOAD_MAX = 64 * 1024
 
 
 class BatchProcessor(Protocol):
-    """Runs inside the batch's transaction, before commit (the rule engine plugs in here)."""
+    """Runs inside each batch's transaction (the rule engine plugs in here).
 
-    def process(self, conn: psycopg.Connection, batch: Batch, now: float) -> None: ...
+    `prepare` runs before the transaction; `process` inside it, after the
+    readings are written, and returns a hook the collector calls once the
+    transaction has committed. `tick` runs on the timer between batches.
+    """
+
+    tick_s: float
+
+    def prepare(self, conn: psycopg.Connection) -> None: ...
+
+    def process(self, conn: psycopg.Connection, batch: Batch, now: float) -> Callable[[], None]: ...
+
+    def tick(self, conn: psycopg.Connection) -> None: ...
 
 
 @dataclass
@@ -92,6 +103,7 @@ class Collector:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._generation = 0
+        self._ticked: dict[int, float] = {}
         self._ack_lock = threading.Lock()
         self._connected = threading.Event()
         self._fatal: str | None = None
@@ -195,12 +207,31 @@ class Collector:
                 self._stop.wait(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, 30.0)
 
+    def _tick(self) -> None:
+        """Timer work of the processors (stale data, expiries), at most every tick_s."""
+        now = time.monotonic()
+        for p in self.processors:
+            if now - self._ticked.get(id(p), 0.0) < p.tick_s:
+                continue
+            self._ticked[id(p)] = now
+            try:
+                p.tick(self._ensure_db())
+            except psycopg.Error as exc:
+                log.warning("tick skipped: %s", exc)
+                if self._conn is not None and not self._conn.closed:
+                    try:
+                        self._conn.rollback()
+                    except psycopg.Error:
+                        pass
+
     def _loop(self) -> None:
         pending: list[_Msg] = []
         first_at = 0.0
         backoff = 0.0
         while True:
             stopping = self._stop.is_set()
+            if not stopping and self.processors:
+                self._tick()
             if not pending:
                 first_at = 0.0
             # Move arrivals into the pending list, up to the batch limits.
@@ -260,12 +291,15 @@ class Collector:
         """Decode, store and acknowledge msgs. False when the database is unavailable."""
         try:
             conn = self._ensure_db()
+            for p in self.processors:
+                p.prepare(conn)
             batch = self._build(conn, msgs)
             now = self.clock.now()
+            hooks = []
             with conn.transaction():
                 res = store_batch(conn, batch)
                 for p in self.processors:
-                    p.process(conn, batch, now)
+                    hooks.append(p.process(conn, batch, now))
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             self.stats.db_errors += 1
             log.warning("database unavailable (%s); holding %d messages unacknowledged", exc, len(msgs))
@@ -285,6 +319,8 @@ class Collector:
         self.stats.dead_letters += len(batch.dead)
         self.stats.unmapped += sum(u.count for u in batch.unmapped.values())
         self.stats.last_commit_s = time.time()
+        for hook in hooks:
+            hook()
         self._ack(msgs)
         return True
 

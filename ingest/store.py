@@ -22,8 +22,7 @@ def _ts(seconds: float) -> datetime:
 
 
 def store_batch(conn: psycopg.Connection, batch: Batch) -> StoreResult:
-    readings = batch.readings()
-    unique = readings.dedup()
+    unique = batch.readings()
     stored = write_readings(conn, unique)
     with conn.cursor() as cur:
         if batch.dead:
@@ -54,4 +53,4 @@ def store_batch(conn: psycopg.Connection, batch: Batch) -> StoreResult:
             )
         for gw, (online, at) in sorted(batch.status.items()):
             cur.execute("UPDATE gateways SET online = %s, status_at = %s WHERE id = %s", (online, _ts(at), gw))
-    return StoreResult(stored=stored, duplicates=len(readings) - stored)
+    return StoreResult(stored=stored, duplicates=batch.received - stored)

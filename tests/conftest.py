@@ -119,12 +119,14 @@ class CollectorProcess:
         self.log = workdir / "collector.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.extra_args: list[str] = []
 
     def start(self) -> None:
         self.starts += 1
         with self.log.open("ab") as f:
             f.write(f"--- start {self.starts}\n".encode())
-            self.proc = subprocess.Popen([str(VENV_BIN / "riskwatch"), "-v", "collect"], env=self.env,
+            self.proc = subprocess.Popen([str(VENV_BIN / "riskwatch"), "-v", "collect", *self.extra_args],
+                                         env=self.env,
                                          stdout=f, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while "MQTT connected" not in self.log.read_text().split(f"--- start {self.starts}\n")[-1]:

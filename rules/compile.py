@@ -1,0 +1,328 @@
+"""Bind the catalog to the registry: rules x points -> rule instances.
+
+An instance is one alarm: a rule (a threshold rule gives one instance per
+limit, named ``<rule id>:<limit>``) applied to one subject (a point, or a
+gateway for gateway rules). Its condition is compiled to a small tree over
+point ids; per-point setpoint overrides (``<rule id>.<parameter>`` in the
+registry) and recorded baselines are applied here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from rules.model import (
+    Catalog,
+    CatalogFile,
+    Cmp,
+    Composite,
+    CompositeRule,
+    DeviationRule,
+    Diff,
+    DifferenceRule,
+    GatewayOfflineRule,
+    InterlockRule,
+    NeverReportedRule,
+    PointSelector,
+    RateRule,
+    StaleRule,
+    StateIs,
+    StateRule,
+    ThresholdRule,
+)
+
+log = logging.getLogger("riskwatch.rules")
+
+US = 1_000_000
+LeafKind = Literal["ge", "le", "diff_ge", "diff_le", "rate_ge", "rate_le", "eq", "mask", "ne"]
+
+
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    """One comparison. ``ge``/``le`` trip at the limit and clear past the deadband."""
+
+    kind: LeafKind
+    a: int
+    limit: float = 0.0
+    deadband: float = 0.0
+    b: int = -1  # second point of a difference
+    codes: tuple[int, ...] = ()
+    negate: bool = False
+    window_us: int = 0  # rate window
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    op: Literal["any", "all"]
+    children: tuple[Leaf | Node, ...]
+
+
+Expr = Leaf | Node
+
+
+def leaves_of(e: Expr) -> list[Leaf]:
+    if isinstance(e, Leaf):
+        return [e]
+    out: list[Leaf] = []
+    for c in e.children:
+        out.extend(leaves_of(c))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    rule_id: str  # expanded: threshold limits get ":hi" etc.
+    base_id: str
+    shape: str
+    subject: str  # "p:<point id>" | "g:<gateway id>"
+    point_id: int | None
+    gateway_id: str | None
+    plant_id: str
+    enterprise_id: str
+    severity: str
+    candidate: bool
+    catalog_version: str
+    title_zh: str
+    title_en: str
+    basis: str
+    on_delay_us: int = 0
+    off_delay_us: int = 0
+    expr: Expr | None = None
+    points: tuple[int, ...] = ()  # every point the condition reads
+    tags: dict[int, str] = field(default_factory=dict)
+    # tick rules
+    stale_us: int = 0
+    grace_us: int = 0
+    silent_us: int = 0
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.rule_id, self.subject)
+
+
+@dataclass(frozen=True)
+class PointRow:
+    id: int
+    gateway_id: str
+    tag: str
+    device_id: int
+    quantity: str
+    role: str | None
+    required: bool
+    interval_s: float
+    setpoints: dict[str, float]
+    baseline: float | None
+    unit: str = ""
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    id: int
+    plant_id: str
+    kind: str
+    code: str
+
+
+@dataclass(frozen=True)
+class PlantRow:
+    id: str
+    industry: str
+    enterprise_id: str
+
+
+@dataclass(frozen=True)
+class GatewayRow:
+    id: str
+    plant_id: str
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class RegistryView:
+    points: list[PointRow]
+    devices: dict[int, DeviceRow]
+    plants: dict[str, PlantRow]
+    gateways: list[GatewayRow]
+
+
+@dataclass
+class Compiled:
+    instances: list[Instance]
+    skipped: list[str]  # why some rule x device pairs did not bind (for `rules check --site`)
+
+    def by_key(self) -> dict[tuple[str, str], Instance]:
+        return {i.key: i for i in self.instances}
+
+
+def _industry_ok(f: CatalogFile, rule: Any, industry: str) -> bool:
+    if f.industries != "all" and industry not in f.industries:
+        return False
+    return not (rule.applies.industries and industry not in rule.applies.industries)
+
+
+def _matches(sel: PointSelector, p: PointRow) -> bool:
+    return (sel.quantity == p.quantity and (sel.role is None or sel.role == p.role)
+            and (not sel.required_only or p.required))
+
+
+def _sp(p: PointRow, rule_id: str, name: str, default: float) -> float:
+    return float(p.setpoints.get(f"{rule_id}.{name}", default))
+
+
+def _cond(c: Cmp | Diff | StateIs, bind: dict[str, PointRow], rule_id: str, subject: PointRow) -> Leaf:
+    if isinstance(c, Cmp):
+        p = bind[c.point]
+        hi = c.hi is not None
+        limit = float(c.hi if hi else c.lo)  # type: ignore[arg-type]
+        return Leaf("ge" if hi else "le", p.id, limit, c.deadband)
+    if isinstance(c, Diff):
+        a, b = bind[c.diff[0]], bind[c.diff[1]]
+        hi = c.hi is not None
+        return Leaf("diff_ge" if hi else "diff_le", a.id, float(c.hi if hi else c.lo), c.deadband,  # type: ignore[arg-type]
+                    b=b.id)
+    p = bind[c.point]
+    if c.mask is not None:
+        return Leaf("mask", p.id, codes=(c.mask,), negate=c.negate)
+    return Leaf("eq", p.id, codes=tuple(c.equals or ()), negate=c.negate)
+
+
+def compile_rules(catalog: Catalog, reg: RegistryView) -> Compiled:
+    by_device: dict[int, list[PointRow]] = defaultdict(list)
+    for p in reg.points:
+        by_device[p.device_id].append(p)
+    out: list[Instance] = []
+    skipped: list[str] = []
+
+    for _path, f in catalog.files:
+        version = f"{f.catalog}@{f.version}"
+        for rule in f.rules:
+            if rule.optional:
+                continue
+
+            def common(rid: str, subject: str, plant: PlantRow, *, severity: str | None = None,
+                       point_id: int | None = None, gateway_id: str | None = None,
+                       rule: Any = rule) -> dict[str, Any]:
+                return dict(rule_id=rid, base_id=rule.id, shape=rule.shape, subject=subject, point_id=point_id,
+                            gateway_id=gateway_id, plant_id=plant.id, enterprise_id=plant.enterprise_id,
+                            severity=severity or rule.severity, candidate=rule.candidate, catalog_version=version,
+                            title_zh=rule.title.zh, title_en=rule.title.en, basis=rule.basis)
+
+            if isinstance(rule, GatewayOfflineRule):
+                for g in reg.gateways:
+                    plant = reg.plants[g.plant_id]
+                    if g.enabled and _industry_ok(f, rule, plant.industry):
+                        out.append(Instance(**common(rule.id, f"g:{g.id}", plant, gateway_id=g.id),
+                                            silent_us=int(rule.silent_s * US)))
+                continue
+
+            for dev_id, pts in by_device.items():
+                dev = reg.devices[dev_id]
+                plant = reg.plants[dev.plant_id]
+                if not _industry_ok(f, rule, plant.industry):
+                    continue
+                if rule.applies.equipment is not None and dev.kind not in rule.applies.equipment:
+                    continue
+                if isinstance(rule, DifferenceRule | InterlockRule | CompositeRule):
+                    out.extend(_multi(rule, pts, dev, plant, common, skipped))
+                    continue
+                sel = rule.applies.point
+                assert sel is not None
+                for p in (p for p in pts if _matches(sel, p)):
+                    subj = f"p:{p.id}"
+                    base = common(rule.id, subj, plant, point_id=p.id, gateway_id=p.gateway_id)
+                    on = int(_sp(p, rule.id, "on_delay_s", rule.on_delay_s) * US)
+                    off = int(_sp(p, rule.id, "off_delay_s", rule.off_delay_s) * US)
+                    tags = {p.id: p.tag}
+                    if isinstance(rule, ThresholdRule):
+                        db = _sp(p, rule.id, "deadband", rule.deadband)
+                        for name, value in rule.limits.items():
+                            limit = _sp(p, rule.id, name, value)
+                            sev = (rule.severities or {}).get(name, rule.severity)
+                            leaf = Leaf("ge" if name in ("hi", "hihi") else "le", p.id, limit, db)
+                            out.append(Instance(**{**base, "rule_id": f"{rule.id}:{name}", "severity": sev},
+                                                on_delay_us=on, off_delay_us=off, expr=leaf, points=(p.id,),
+                                                tags=tags))
+                    elif isinstance(rule, RateRule):
+                        rise = rule.rise_per_min is not None
+                        limit = _sp(p, rule.id, "rise_per_min" if rise else "fall_per_min",
+                                    rule.rise_per_min if rise else rule.fall_per_min)  # type: ignore[arg-type]
+                        leaf = Leaf("rate_ge" if rise else "rate_le", p.id, limit if rise else -limit,
+                                    _sp(p, rule.id, "deadband", rule.deadband),
+                                    window_us=int(rule.window_s * US))
+                        out.append(Instance(**base, on_delay_us=on, off_delay_us=off, expr=leaf, points=(p.id,),
+                                            tags=tags))
+                    elif isinstance(rule, DeviationRule):
+                        b = p.baseline
+                        if b is None or b == 0:
+                            skipped.append(f"{rule.id} on {p.gateway_id}/{p.tag}: no baseline recorded")
+                            continue
+                        pct = _sp(p, rule.id, "pct", rule.pct) / 100.0
+                        dbp = _sp(p, rule.id, "deadband_pct", rule.deadband_pct) / 100.0
+                        expr = Node("any", (Leaf("ge", p.id, b * (1 + pct), abs(b) * dbp),
+                                            Leaf("le", p.id, b * (1 - pct), abs(b) * dbp)))
+                        out.append(Instance(**base, on_delay_us=on, off_delay_us=off, expr=expr, points=(p.id,),
+                                            tags=tags))
+                    elif isinstance(rule, StateRule):
+                        leaf = (Leaf("mask", p.id, codes=(rule.mask,)) if rule.mask is not None
+                                else Leaf("eq", p.id, codes=tuple(rule.equals or ())))
+                        out.append(Instance(**base, on_delay_us=on, off_delay_us=off, expr=leaf, points=(p.id,),
+                                            tags=tags))
+                    elif isinstance(rule, StaleRule):
+                        stale = max(rule.intervals * p.interval_s, rule.min_s)
+                        out.append(Instance(**base, points=(p.id,), tags=tags,
+                                            stale_us=int(_sp(p, rule.id, "stale_s", stale) * US)))
+                    elif isinstance(rule, NeverReportedRule):
+                        out.append(Instance(**base, points=(p.id,), tags=tags,
+                                            grace_us=int(_sp(p, rule.id, "grace_s", rule.grace_s) * US)))
+    return Compiled(out, skipped)
+
+
+def _multi(rule: DifferenceRule | InterlockRule | CompositeRule, pts: list[PointRow], dev: DeviceRow,
+           plant: PlantRow, common: Any, skipped: list[str]) -> list[Instance]:
+    bind: dict[str, PointRow] = {}
+    for alias, sel in rule.points.items():
+        if alias == "subject":
+            continue
+        found = [p for p in pts if _matches(sel, p)]
+        if len(found) != 1:
+            skipped.append(f"{rule.id} on {plant.id}/{dev.code}: point {alias!r} matches {len(found)} points")
+            return []
+        bind[alias] = found[0]
+    subjects = [p for p in pts if _matches(rule.points["subject"], p) and p not in bind.values()]
+    out = []
+    for s in subjects:
+        b = {**bind, "subject": s}
+        sp = lambda name, default, s=s: _sp(s, rule.id, name, default)  # noqa: E731
+        on = int(sp("on_delay_s", rule.on_delay_s) * US)
+        off = int(sp("off_delay_s", rule.off_delay_s) * US)
+        base = common(rule.id, f"p:{s.id}", plant, point_id=s.id, gateway_id=s.gateway_id, rule=rule)
+        involved = tuple(sorted({p.id for p in b.values()}))
+        tags = {p.id: p.tag for p in b.values()}
+        if isinstance(rule, DifferenceRule):
+            a, bb = b[rule.diff[0]], b[rule.diff[1]]
+            db = sp("deadband", rule.deadband)
+            for name, value in rule.limits.items():
+                hi = name in ("hi", "hihi")
+                leaf = Leaf("diff_ge" if hi else "diff_le", a.id, sp(name, value), db, b=bb.id)
+                out.append(Instance(**{**base, "rule_id": f"{rule.id}:{name}"}, on_delay_us=on, off_delay_us=off,
+                                    expr=leaf, points=involved, tags=tags))
+        elif isinstance(rule, InterlockRule):
+            when: Expr
+            if isinstance(rule.when, Composite):
+                kids = tuple(_cond(c, b, rule.id, s) for c in (rule.when.any or rule.when.all or []))
+                when = Node("any" if rule.when.any else "all", kids)
+            else:
+                when = _cond(rule.when, b, rule.id, s)
+            prot = b[rule.protective.point]
+            expr = Node("all", (when, Leaf("ne", prot.id, limit=rule.protective.safe)))
+            out.append(Instance(**base, on_delay_us=int(sp("hold_s", rule.hold_s) * US), off_delay_us=off,
+                                expr=expr, points=involved, tags=tags))
+        else:
+            kids = tuple(_cond(c, b, rule.id, s) for c in rule.conditions)
+            out.append(Instance(**base, on_delay_us=on, off_delay_us=off, expr=Node(rule.shape, kids),  # type: ignore[arg-type]
+                                points=involved, tags=tags))
+    return out

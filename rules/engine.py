@@ -1,0 +1,249 @@
+"""The engine adapter: runs the pure evaluator inside the collector's transactions.
+
+`process()` is called inside the batch transaction (after the readings are
+written) and returns a hook the collector calls once the transaction has
+committed; only then does the in-memory state move on. `tick()` runs the
+clock-driven rules (stale, never reported, gateway offline) and lifecycle
+expiries (shelving, chattering) in a transaction of its own.
+
+At start (and when the registry changes) the catalog is compiled against the
+registry and the state is rebuilt from the database: evaluator state from
+`alarms`, newest readings per point from `readings`, gateway traffic from
+`gateways`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import psycopg
+
+from core.clock import Clock, SystemClock
+from ingest.batch import Batch
+from rules import lifecycle, store
+from rules.compile import Compiled, Instance, compile_rules
+from rules.evaluate import (
+    DEFAULT,
+    BatchArrays,
+    Index,
+    InstState,
+    PointState,
+    State,
+    Transition,
+    Updates,
+    apply,
+    evaluate_batch,
+    evaluate_tick,
+    note_gateways,
+)
+from rules.model import Catalog, load_catalog
+
+log = logging.getLogger("riskwatch.rules")
+US = 1_000_000
+
+
+@dataclass
+class EngineStats:
+    batches: int = 0
+    ticks: int = 0
+    activations: int = 0
+    clears: int = 0
+    candidates: int = 0
+    eval_s: float = 0.0
+    compiles: int = 0
+    last_tick: float = 0.0
+    recent: list[tuple[float, str]] = field(default_factory=list)
+
+
+class RuleEngine:
+    def __init__(self, catalog: Catalog | None = None, catalog_dir: Path | None = None, clock: Clock | None = None,
+                 tick_s: float = 1.0, registry_check_s: float = 5.0):
+        self.catalog = catalog or load_catalog(catalog_dir)
+        self.clock = clock or SystemClock()
+        self.tick_s = tick_s
+        self.registry_check_s = registry_check_s
+        self.stats = EngineStats()
+        self.compiled: Compiled | None = None
+        self.index: Index | None = None
+        self.state: State | None = None
+        self._fingerprint: tuple[object, ...] = ()
+        self._checked = 0.0
+        self._point_created = np.zeros(0)
+        self._gw_created: dict[str, float] = {}
+        self._device_of: dict[int, int] = {}
+        self._windows: list[store.Window] = []
+        self._windows_at = 0.0
+
+    # --- loading ------------------------------------------------------------------------------
+
+    def load(self, conn: psycopg.Connection) -> None:
+        """Compile against the registry and rebuild state from the database."""
+        view, created, gw_created = store.load_registry(conn)
+        compiled = compile_rules(self.catalog, view)
+        size = (max((p.id for p in view.points), default=0)) + 1
+        index = Index(compiled, size)
+        ps = PointState.empty(size)
+        hist = store.load_point_history(conn, [p.id for p in view.points])
+        now = self.clock.now()
+        for pid, t in hist.last_t.items():
+            ps.last_t[pid] = t
+        for pid, v in hist.last_v.items():
+            ps.last_v[pid] = v
+        for pid, at in hist.last_valid.items():
+            ps.arrival[pid] = min(at, now)
+        by_key = store.load_instance_states(conn)
+        inst = {i: by_key[x.key] for i, x in enumerate(compiled.instances) if x.key in by_key}
+        inst = {i: s for i, s in inst.items() if not s.default}
+        seen, offline = store.load_gateways(conn)
+        state = State(points=ps, inst=inst, history=store.load_rate_history(conn, index.rate_window),
+                      fresh_instances=set(range(len(compiled.instances))), gw_last_seen=seen, gw_offline_at=offline)
+        self._point_created = np.zeros(size)
+        for pid, c in created.items():
+            self._point_created[pid] = c
+        self._gw_created = gw_created
+        self._device_of = {p.id: p.device_id for p in view.points}
+        self.compiled, self.index, self.state = compiled, index, state
+        self._fingerprint = store.registry_fingerprint(conn)
+        self._checked = time.monotonic()
+        self.stats.compiles += 1
+        conn.commit()
+        for s in compiled.skipped:
+            log.info("rule not bound: %s", s)
+        log.info("rules compiled: %d instances from %d rules over %d points", len(compiled.instances),
+                 len(self.catalog), len(view.points))
+
+    def _maybe_reload(self, conn: psycopg.Connection) -> None:
+        if self.state is None:
+            self.load(conn)
+            return
+        if time.monotonic() - self._checked < self.registry_check_s:
+            return
+        self._checked = time.monotonic()
+        fp = store.registry_fingerprint(conn)
+        conn.commit()
+        if fp != self._fingerprint:
+            log.info("registry changed: recompiling rules")
+            self.load(conn)
+
+    # --- batches ------------------------------------------------------------------------------
+
+    def process(self, conn: psycopg.Connection, batch: Batch, now: float) -> Callable[[], None]:
+        """Evaluate a batch inside its transaction; return the hook to call after commit."""
+        assert self.state is not None and self.index is not None and self.compiled is not None
+        t0 = time.perf_counter()
+        r = batch.readings()
+        u, transitions = evaluate_batch(BatchArrays(r.point_id, r.time_us, r.value, r.quality), self.state,
+                                        self.index, now)
+        note_gateways(u, batch.last_seen, batch.status)
+        self._persist(conn, u, transitions)
+        self.stats.eval_s += time.perf_counter() - t0
+        return lambda: self._committed(u, transitions)
+
+    def prepare(self, conn: psycopg.Connection) -> None:
+        """Before a batch's transaction: compile on first use, recompile if the registry changed."""
+        self._maybe_reload(conn)
+
+    def _committed(self, u: Updates, transitions: list[Transition]) -> None:
+        assert self.state is not None
+        apply(self.state, u)
+        self.stats.batches += 1
+        for tr in transitions:
+            if tr.kind == "activate":
+                self.stats.activations += 1
+            else:
+                self.stats.clears += 1
+
+    def _persist(self, conn: psycopg.Connection, u: Updates, transitions: list[Transition]) -> None:
+        assert self.compiled is not None
+        insts = self.compiled.instances
+        store.save_instance_states(conn, ((insts[i], s) for i, s in u.inst.items()))
+        if not transitions:
+            return
+        keys = sorted({insts[t.index].key for t in transitions})
+        alarms = store.lock_alarms(conn, keys)
+        events: list[tuple[tuple[str, str], store.AlarmMeta, lifecycle.Event, float | None]] = []
+        for tr in transitions:
+            inst = insts[tr.index]
+            a = alarms.get(inst.key, lifecycle.Alarm())
+            t = tr.time_us / US
+            if tr.kind == "activate":
+                a, evs = lifecycle.activate(a, t, tr.reason, in_maintenance=self._maintenance(conn, inst, t))
+            else:
+                a, evs = lifecycle.clear(a, t, tr.reason)
+            alarms[inst.key] = a
+            store.write_alarm(conn, inst.key, a, tr.value, tr.reason)
+            meta = store.AlarmMeta(inst.point_id, inst.gateway_id, inst.plant_id, inst.severity,
+                                   inst.catalog_version)
+            events += [(inst.key, meta, e, tr.value) for e in evs]
+            if tr.kind == "activate" and inst.candidate:
+                evidence = {
+                    "rule": inst.rule_id, "basis": inst.basis, "catalog_version": inst.catalog_version,
+                    "subject": inst.subject, "point_id": inst.point_id, "gateway_id": inst.gateway_id,
+                    "detected_at": t, "reason": tr.reason, "readings": store.evidence_window(conn, inst, t),
+                }
+                store.insert_candidate(conn, inst, t, tr.reason, evidence)
+                self.stats.candidates += 1
+            self.stats.recent = (self.stats.recent + [(t, f"{tr.kind} {inst.rule_id} {inst.subject}")])[-50:]
+        store.insert_events(conn, events)
+
+    def _maintenance(self, conn: psycopg.Connection, inst: Instance, t: float) -> str | None:
+        now = self.clock.now()
+        if now - self._windows_at > 10.0:
+            self._windows = store.load_windows(conn, now)
+            self._windows_at = now
+        dev = self._device_of.get(inst.point_id) if inst.point_id is not None else None
+        for w in self._windows:
+            if w.plant_id != inst.plant_id or not w.starts <= t < w.ends:
+                continue
+            if w.point_id is not None and w.point_id != inst.point_id:
+                continue
+            if w.device_id is not None and w.device_id != dev:
+                continue
+            return f"#{w.id} {w.reason}"
+        return None
+
+    # --- tick ---------------------------------------------------------------------------------
+
+    def tick(self, conn: psycopg.Connection) -> None:
+        """Clock-driven rules and lifecycle expiries, in their own transaction."""
+        self._maybe_reload(conn)
+        assert self.state is not None and self.index is not None and self.compiled is not None
+        now = self.clock.now()
+        from rules.evaluate import TickInputs
+
+        u, transitions = evaluate_tick(self.state, self.index,
+                                       TickInputs(now, self._point_created, self._gw_created))
+        with conn.transaction():
+            self._persist(conn, u, transitions)
+            self._lifecycle_tick(conn, now)
+        apply(self.state, u)
+        self.stats.ticks += 1
+        self.stats.last_tick = now
+        for tr in transitions:
+            if tr.kind == "activate":
+                self.stats.activations += 1
+            else:
+                self.stats.clears += 1
+
+    def _lifecycle_tick(self, conn: psycopg.Connection, now: float) -> None:
+        due = store.due_lifecycle(conn, now)
+        events = []
+        for key, a in due.items():
+            b, evs = lifecycle.tick(a, now)
+            if evs:
+                store.write_alarm(conn, key, b)
+                meta = store.meta_of(conn, key)
+                events += [(key, meta, e, None) for e in evs]
+        store.insert_events(conn, events)
+
+    def instance_state(self, key: tuple[str, str]) -> InstState:
+        assert self.compiled is not None and self.state is not None
+        for i, inst in enumerate(self.compiled.instances):
+            if inst.key == key:
+                return self.state.inst.get(i, DEFAULT)
+        raise KeyError(key)

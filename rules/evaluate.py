@@ -1,0 +1,475 @@
+"""The pure rule evaluator: (batch arrays, state, now) -> (state updates, transitions).
+
+No I/O. The engine adapter (rules.engine) applies the updates only after the
+batch's transaction has committed, so a failed commit leaves the state as it
+was and the retried batch is evaluated afresh.
+
+Policy (documented for operators):
+- Time is the reading's own timestamp ("data time"). On-delay, off-delay and
+  interlock hold times are confirmed by later readings, so the result does not
+  depend on when a batch happens to arrive.
+- Out of order: a reading older than or equal to the newest reading already
+  seen for its point is stored but not evaluated; history is not rewritten.
+  (This also makes QoS1 redelivery after a crash harmless.)
+- Quality: ``bad`` readings are stored but neither set nor clear a condition
+  and do not count as data for staleness; ``uncertain`` is evaluated as good.
+- Readings of several points with the same timestamp are applied together
+  before a multi-point condition is evaluated.
+- Staleness, never-reported and gateway-offline rules run on the timer tick
+  against the collector's clock (arrival time), so a gateway with a wrong
+  clock or a backlog being replayed is not mistaken for a dead one.
+
+Fast path: in normal operation almost no reading comes near a limit. A
+vectorised pre-filter over the whole batch finds the few points whose
+readings could change some condition; only instances on those points (plus
+instances already away from normal, and multi-point instances whose points
+reported) are stepped through their readings one by one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import numpy.typing as npt
+
+from rules.compile import Compiled, Expr, Instance, Leaf, leaves_of
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+US = 1_000_000
+BAD = 2
+
+
+@dataclass(frozen=True, slots=True)
+class InstState:
+    cond: bool = False
+    since_us: int = 0
+    active: bool = False
+    leaves: tuple[bool, ...] = ()
+
+    @property
+    def default(self) -> bool:
+        return not self.cond and not self.active and not any(self.leaves)
+
+
+DEFAULT = InstState()
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    index: int  # instance index
+    kind: str  # "activate" | "clear"
+    time_us: int
+    value: float | None
+    reason: str
+
+
+@dataclass
+class PointState:
+    """Per point id (dense arrays): newest data time, held value, last valid arrival (wall s)."""
+
+    last_t: I64
+    last_v: F64
+    arrival: F64
+
+    @classmethod
+    def empty(cls, size: int) -> PointState:
+        return cls(np.full(size, -1, np.int64), np.full(size, np.nan), np.zeros(size))
+
+    def grow(self, size: int) -> PointState:
+        if size <= self.last_t.shape[0]:
+            return self
+        n = self.last_t.shape[0]
+        return PointState(
+            np.concatenate([self.last_t, np.full(size - n, -1, np.int64)]),
+            np.concatenate([self.last_v, np.full(size - n, np.nan)]),
+            np.concatenate([self.arrival, np.zeros(size - n)]),
+        )
+
+
+@dataclass
+class State:
+    points: PointState
+    inst: dict[int, InstState] = field(default_factory=dict)
+    history: dict[int, tuple[I64, F64]] = field(default_factory=dict)  # rate points
+    fresh_instances: set[int] = field(default_factory=set)  # never stepped since (re)start
+    gw_last_seen: dict[str, float] = field(default_factory=dict)
+    gw_offline_at: dict[str, float] = field(default_factory=dict)  # status {"online": false} time
+
+
+@dataclass
+class Updates:
+    """What a batch or tick changes; applied by the engine after commit."""
+
+    pid: I64 = field(default_factory=lambda: np.empty(0, np.int64))
+    last_t: I64 = field(default_factory=lambda: np.empty(0, np.int64))
+    last_v: F64 = field(default_factory=lambda: np.empty(0))
+    arrival_pid: I64 = field(default_factory=lambda: np.empty(0, np.int64))
+    inst: dict[int, InstState] = field(default_factory=dict)
+    history: dict[int, tuple[I64, F64]] = field(default_factory=dict)
+    evaluated: set[int] = field(default_factory=set)
+    gw_last_seen: dict[str, float] = field(default_factory=dict)
+    gw_offline_at: dict[str, float | None] = field(default_factory=dict)
+    arrival_now: float = 0.0
+
+
+def apply(state: State, u: Updates) -> None:
+    """Fold committed updates into the state (the only mutation of State)."""
+    if u.pid.size:
+        state.points.last_t[u.pid] = u.last_t
+        ok = ~np.isnan(u.last_v)
+        state.points.last_v[u.pid[ok]] = u.last_v[ok]
+    if u.arrival_pid.size:
+        state.points.arrival[u.arrival_pid] = u.arrival_now
+    for i, s in u.inst.items():
+        if s.default:
+            state.inst.pop(i, None)
+        else:
+            state.inst[i] = s
+    state.history.update(u.history)
+    state.fresh_instances -= u.evaluated
+    state.gw_last_seen.update(u.gw_last_seen)
+    for gw, at in u.gw_offline_at.items():
+        if at is None:
+            state.gw_offline_at.pop(gw, None)
+        else:
+            state.gw_offline_at[gw] = at
+
+
+class Index:
+    """Lookup structures over the compiled instances, built once per (re)compile."""
+
+    def __init__(self, compiled: Compiled, size: int):
+        self.instances = compiled.instances
+        self.size = size
+        self.min_ge = np.full(size, np.inf)
+        self.max_le = np.full(size, -np.inf)
+        self.state_point = np.zeros(size, bool)
+        self.rate_point = np.zeros(size, bool)
+        self.rate_ge = np.full(size, np.inf)
+        self.rate_le = np.full(size, -np.inf)
+        self.rate_window: dict[int, int] = {}
+        self.by_point: dict[int, list[int]] = defaultdict(list)  # point -> instances reading it
+        self.multi: set[int] = set()
+        self.leaves: dict[int, list[Leaf]] = {}
+        self.stale: list[int] = []
+        self.never: list[int] = []
+        self.gateway: list[int] = []
+        for i, inst in enumerate(self.instances):
+            if inst.expr is None:
+                if inst.stale_us:
+                    self.stale.append(i)
+                elif inst.grace_us:
+                    self.never.append(i)
+                elif inst.silent_us:
+                    self.gateway.append(i)
+                continue
+            lv = leaves_of(inst.expr)
+            self.leaves[i] = lv
+            for p in inst.points:
+                self.by_point[p].append(i)
+            if len(inst.points) > 1:
+                self.multi.add(i)
+                continue
+            for leaf in lv:
+                if leaf.kind == "ge":
+                    self.min_ge[leaf.a] = min(self.min_ge[leaf.a], leaf.limit)
+                elif leaf.kind == "le":
+                    self.max_le[leaf.a] = max(self.max_le[leaf.a], leaf.limit)
+                elif leaf.kind in ("eq", "mask", "ne"):
+                    self.state_point[leaf.a] = True
+                elif leaf.kind == "rate_ge":
+                    self.rate_point[leaf.a] = True
+                    self.rate_ge[leaf.a] = min(self.rate_ge[leaf.a], leaf.limit)
+                elif leaf.kind == "rate_le":
+                    self.rate_point[leaf.a] = True
+                    self.rate_le[leaf.a] = max(self.rate_le[leaf.a], leaf.limit)
+        for i in self.by_point_rate_instances():
+            for leaf in self.leaves[i]:
+                if leaf.kind.startswith("rate"):
+                    self.rate_window[leaf.a] = max(self.rate_window.get(leaf.a, 0), leaf.window_us)
+
+    def by_point_rate_instances(self) -> list[int]:
+        return [i for i, lv in self.leaves.items() if any(x.kind.startswith("rate") for x in lv)]
+
+
+# --- leaves --------------------------------------------------------------------------------
+
+
+def _leaf_value(leaf: Leaf, held: dict[int, float], rate: dict[int, float]) -> float:
+    if leaf.kind in ("diff_ge", "diff_le"):
+        return held.get(leaf.a, math.nan) - held.get(leaf.b, math.nan)
+    if leaf.kind in ("rate_ge", "rate_le"):
+        return rate.get(leaf.a, math.nan)
+    return held.get(leaf.a, math.nan)
+
+
+def step_leaf(leaf: Leaf, x: float, prev: bool) -> bool:
+    """Hysteresis: trip at the limit, clear once past the deadband; NaN (no data) keeps the state."""
+    if math.isnan(x):
+        return prev
+    k = leaf.kind
+    if k in ("ge", "diff_ge", "rate_ge"):
+        if x >= leaf.limit:
+            return True
+        return False if x < leaf.limit - leaf.deadband else prev
+    if k in ("le", "diff_le", "rate_le"):
+        if x <= leaf.limit:
+            return True
+        return False if x > leaf.limit + leaf.deadband else prev
+    if k == "eq":
+        return (int(round(x)) in leaf.codes) != leaf.negate
+    if k == "mask":
+        return ((int(round(x)) & leaf.codes[0]) != 0) != leaf.negate
+    return abs(x - leaf.limit) > 1e-9  # "ne": protective point not in its safe state
+
+
+def _eval(expr: Expr, vals: dict[int, bool]) -> bool:
+    if isinstance(expr, Leaf):
+        return vals[id(expr)]
+    kids = (_eval(c, vals) for c in expr.children)
+    return any(kids) if expr.op == "any" else all(kids)
+
+
+_SYM = {"ge": "≥", "le": "≤", "diff_ge": "≥", "diff_le": "≤", "rate_ge": "≥", "rate_le": "≤"}
+
+
+def describe(inst: Instance, leaf: Leaf, held: dict[int, float], rate: dict[int, float]) -> str:
+    tag = inst.tags.get(leaf.a, str(leaf.a))
+    x = _leaf_value(leaf, held, rate)
+    if leaf.kind in ("ge", "le"):
+        return f"{tag}={x:g} {_SYM[leaf.kind]} {leaf.limit:g}"
+    if leaf.kind in ("diff_ge", "diff_le"):
+        return f"{tag}-{inst.tags.get(leaf.b, leaf.b)}={x:g} {_SYM[leaf.kind]} {leaf.limit:g}"
+    if leaf.kind in ("rate_ge", "rate_le"):
+        return f"d{tag}/dt={x:g}/min {_SYM[leaf.kind]} {leaf.limit:g}/min"
+    if leaf.kind == "mask":
+        return f"{tag}={int(x)} bit {leaf.codes[0]} {'clear' if leaf.negate else 'set'}"
+    if leaf.kind == "eq":
+        return f"{tag}={int(x)} {'not in' if leaf.negate else 'in'} {list(leaf.codes)}"
+    return f"{tag}={x:g} not safe ({leaf.limit:g})"
+
+
+# --- batch ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchArrays:
+    point_id: npt.NDArray[np.int32]
+    time_us: I64
+    value: F64
+    quality: npt.NDArray[np.int16]
+
+
+def evaluate_batch(batch: BatchArrays, state: State, index: Index, now: float) -> tuple[Updates, list[Transition]]:
+    u = Updates(arrival_now=now)
+    if batch.point_id.size == 0:
+        return u, []
+    pid_all = batch.point_id.astype(np.int64)
+    inside = pid_all < index.size
+    order = np.lexsort((batch.time_us, pid_all))
+    order = order[inside[order]]
+    pid, t, v, q = pid_all[order], batch.time_us[order], batch.value[order], batch.quality[order]
+    fresh = t > state.points.last_t[pid]
+    pid, t, v, q = pid[fresh], t[fresh], v[fresh], q[fresh]
+    if pid.size == 0:
+        return u, []
+
+    # per point: newest time, newest valid value, arrival of valid data
+    last = np.r_[pid[1:] != pid[:-1], True]
+    u.pid, u.last_t = pid[last], t[last]
+    valid = q < BAD
+    vp, vt, vv = pid[valid], t[valid], v[valid]
+    u.last_v = np.full(u.pid.size, np.nan)
+    if vp.size:
+        vlast = np.r_[vp[1:] != vp[:-1], True]
+        pos = np.searchsorted(u.pid, vp[vlast])
+        u.last_v[pos] = vv[vlast]
+        u.arrival_pid = vp[vlast]
+    if vp.size == 0:
+        return u, []
+
+    # rates for points with rate rules (few): vectorised per point
+    rates: dict[int, F64] = {}
+    starts = np.r_[0, np.flatnonzero(vp[1:] != vp[:-1]) + 1]
+    ends = np.r_[starts[1:], vp.size]
+    seg = {int(vp[s]): (int(s), int(e)) for s, e in zip(starts, ends, strict=True)}
+    for p in np.unique(vp[index.rate_point[vp]]).tolist():
+        s, e = seg[p]
+        rates[p], u.history[p] = _rates(state.history.get(p), vt[s:e], vv[s:e], index.rate_window[p])
+
+    # the pre-filter: which single-point instances could change?
+    prev = np.r_[np.nan, vv[:-1]]
+    prev[starts] = state.points.last_v[vp[starts]]
+    trip = (vv >= index.min_ge[vp]) | (vv <= index.max_le[vp]) | (index.state_point[vp] & (vv != prev))
+    trip_points = set(np.unique(vp[trip]).tolist())
+    for p, r in rates.items():
+        if np.any(r >= index.rate_ge[p]) or np.any(r <= index.rate_le[p]):
+            trip_points.add(p)
+    touched = set(seg)
+    todo: set[int] = set()
+    for p in touched:
+        for i in index.by_point.get(p, ()):
+            if (p in trip_points or i in index.multi or i in state.inst or i in state.fresh_instances):
+                todo.add(i)
+
+    transitions: list[Transition] = []
+    for i in sorted(todo):
+        inst = index.instances[i]
+        st = state.inst.get(i, DEFAULT)
+        new, tr = _step(i, inst, index.leaves[i], st, seg, vt, vv, rates, state.points.last_v)
+        u.evaluated.add(i)
+        if new != st:
+            u.inst[i] = new
+        transitions.extend(tr)
+    transitions.sort(key=lambda x: (x.time_us, x.index))
+    return u, transitions
+
+
+def _rates(hist: tuple[I64, F64] | None, t: I64, v: F64, window_us: int) -> tuple[F64, tuple[I64, F64]]:
+    """Per-minute rate of each reading against the value one window earlier (or older)."""
+    if hist is not None:
+        ht, hv = np.concatenate([hist[0], t]), np.concatenate([hist[1], v])
+    else:
+        ht, hv = t, v
+    idx = np.searchsorted(ht, t - window_us, side="right") - 1
+    ok = idx >= 0
+    r = np.full(t.size, np.nan)
+    j = idx[ok]
+    dt = (t[ok] - ht[j]) / 60e6
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r[ok] = np.where(dt > 0, (v[ok] - hv[j]) / dt, np.nan)
+    keep = ht >= ht[-1] - 2 * window_us
+    return r, (ht[keep], hv[keep])
+
+
+def _step(i: int, inst: Instance, leaves: list[Leaf], st: InstState, seg: dict[int, tuple[int, int]],
+          vt: I64, vv: F64, rates: dict[int, F64], last_v: F64) -> tuple[InstState, list[Transition]]:
+    """Step one instance through its points' readings in time order."""
+    assert inst.expr is not None
+    held = {p: float(last_v[p]) for p in inst.points}
+    # events: (time, point, value, rate) of the involved points, grouped by time
+    ev_t: list[I64] = []
+    ev_p: list[I64] = []
+    ev_i: list[I64] = []
+    for p in inst.points:
+        if p in seg:
+            s, e = seg[p]
+            ev_t.append(vt[s:e])
+            ev_p.append(np.full(e - s, p, np.int64))
+            ev_i.append(np.arange(s, e, dtype=np.int64))
+    if not ev_t:
+        return st, []
+    et, ep, ei = np.concatenate(ev_t), np.concatenate(ev_p), np.concatenate(ev_i)
+    if len(ev_t) > 1:
+        o = np.argsort(et, kind="stable")
+        et, ep, ei = et[o], ep[o], ei[o]
+    vals = list(st.leaves) if len(st.leaves) == len(leaves) else [False] * len(leaves)
+    leaf_ids = [id(x) for x in leaves]
+    cond, since, active = st.cond, st.since_us, st.active
+    out: list[Transition] = []
+    rate_now: dict[int, float] = {}
+    rate_base = {p: seg[p][0] for p in rates if p in seg}
+    n = et.size
+    k = 0
+    while k < n:
+        tk = int(et[k])
+        while k < n and int(et[k]) == tk:
+            p, j = int(ep[k]), int(ei[k])
+            held[p] = float(vv[j])
+            if p in rates:
+                rate_now[p] = float(rates[p][j - rate_base[p]])
+            k += 1
+        for li, leaf in enumerate(leaves):
+            vals[li] = step_leaf(leaf, _leaf_value(leaf, held, rate_now), vals[li])
+        root = _eval(inst.expr, dict(zip(leaf_ids, vals, strict=True)))
+        if root != cond:
+            cond, since = root, tk
+        if not active and cond and tk - since >= inst.on_delay_us:
+            active = True
+            why = "; ".join(describe(inst, lf, held, rate_now) for lf, on in zip(leaves, vals, strict=True) if on)
+            held_for = (tk - since) / US
+            out.append(Transition(i, "activate", tk, _subject_value(inst, held),
+                                  why + (f" for {held_for:g} s" if inst.on_delay_us else "")))
+        elif active and not cond and tk - since >= inst.off_delay_us:
+            active = False
+            out.append(Transition(i, "clear", tk, _subject_value(inst, held),
+                                  "; ".join(describe(inst, lf, held, rate_now) for lf in leaves[:1])))
+    return InstState(cond, since, active, tuple(vals)), out
+
+
+def _subject_value(inst: Instance, held: dict[int, float]) -> float | None:
+    x = held.get(inst.point_id) if inst.point_id is not None else None
+    return None if x is None or math.isnan(x) else x
+
+
+# --- tick ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TickInputs:
+    now: float
+    point_created: F64  # wall seconds the point was registered, per point id
+    gateway_created: dict[str, float]
+
+
+def evaluate_tick(state: State, index: Index, inputs: TickInputs) -> tuple[Updates, list[Transition]]:
+    """Staleness, never-reported and gateway-offline rules against the collector's clock."""
+    u = Updates(arrival_now=inputs.now)
+    now = inputs.now
+    out: list[Transition] = []
+    now_us = int(now * US)
+
+    def flip(i: int, on: bool, reason: str, value: float | None = None) -> None:
+        st = state.inst.get(i, DEFAULT)
+        if st.active == on:
+            return
+        u.inst[i] = replace(st, cond=on, since_us=now_us, active=on)
+        out.append(Transition(i, "activate" if on else "clear", now_us, value, reason))
+
+    arrival = state.points.arrival
+    for i in index.stale:
+        inst = index.instances[i]
+        p = inst.point_id
+        assert p is not None
+        a = arrival[p]
+        if a <= 0:
+            continue  # never reported: not stale (see never_reported)
+        silent = now - a
+        stale = silent * US > inst.stale_us
+        flip(i, stale, f"{inst.tags[p]}: no valid data for {silent:.0f} s (limit {inst.stale_us / US:g} s)"
+             if stale else f"{inst.tags[p]}: data again")
+    for i in index.never:
+        inst = index.instances[i]
+        p = inst.point_id
+        assert p is not None
+        never = arrival[p] <= 0 and (now - inputs.point_created[p]) * US > inst.grace_us
+        if arrival[p] > 0 or never:
+            flip(i, never, f"{inst.tags[p]}: required point has never reported"
+                 if never else f"{inst.tags[p]}: first data received")
+    for i in index.gateway:
+        inst = index.instances[i]
+        gw = inst.gateway_id
+        assert gw is not None
+        seen = state.gw_last_seen.get(gw, inputs.gateway_created.get(gw, now))
+        off_at = state.gw_offline_at.get(gw)
+        silent = now - seen
+        if off_at is not None and seen > off_at + 1e-3:
+            off_at = None  # traffic after the offline status: it is back
+        offline = silent * US > inst.silent_us or (off_at is not None and (now - off_at) * US > inst.silent_us)
+        why = (f"gateway {gw} reported offline {now - off_at:.0f} s ago" if off_at is not None
+               else f"gateway {gw}: no traffic for {silent:.0f} s")
+        flip(i, offline, why if offline else f"gateway {gw} back online")
+    return u, out
+
+
+def note_gateways(u: Updates, last_seen: dict[str, float], status: dict[str, tuple[bool, float]]) -> None:
+    """Record gateway traffic and status messages of a batch into its updates."""
+    u.gw_last_seen.update(last_seen)
+    for gw, (online, at) in status.items():
+        u.gw_offline_at[gw] = None if online else at
+
+

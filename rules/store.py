@@ -1,0 +1,255 @@
+"""SQL of the rule engine: rebuild state at start, persist evaluator state, apply lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg.types.json import Jsonb
+
+from rules import lifecycle
+from rules.compile import DeviceRow, GatewayRow, Instance, PlantRow, PointRow, RegistryView
+from rules.evaluate import InstState
+
+US = 1_000_000
+
+
+def ts(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
+def secs(d: datetime | None) -> float | None:
+    return None if d is None else d.timestamp()
+
+
+def load_registry(conn: psycopg.Connection) -> tuple[RegistryView, dict[int, float], dict[str, float]]:
+    """The registry as the compiler sees it, plus creation times of points and gateways."""
+    points = []
+    created: dict[int, float] = {}
+    for r in conn.execute(
+        "SELECT id, gateway_id, tag, device_id, quantity, role, required, interval_s, coalesce(setpoints, '{}'),"
+        " baseline, unit, extract(epoch FROM created_at) FROM points ORDER BY id"
+    ):
+        points.append(PointRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], dict(r[8]), r[9], r[10]))
+        created[r[0]] = float(r[11])
+    devices = {r[0]: DeviceRow(r[0], r[1], r[2], r[3])
+               for r in conn.execute("SELECT id, plant_id, kind, code FROM devices")}
+    plants = {r[0]: PlantRow(r[0], r[1], r[2]) for r in conn.execute("SELECT id, industry, enterprise_id FROM plants")}
+    gws = []
+    gw_created: dict[str, float] = {}
+    for r in conn.execute("SELECT id, plant_id, enabled, extract(epoch FROM created_at) FROM gateways ORDER BY id"):
+        gws.append(GatewayRow(r[0], r[1], r[2]))
+        gw_created[r[0]] = float(r[3])
+    return RegistryView(points, devices, plants, gws), created, gw_created
+
+
+def registry_fingerprint(conn: psycopg.Connection) -> tuple[Any, ...]:
+    row = conn.execute(
+        "SELECT (SELECT (count(*), max(updated_at)) FROM points), (SELECT (count(*), max(updated_at)) FROM devices),"
+        " (SELECT (count(*), max(updated_at)) FROM gateways), (SELECT (count(*), max(updated_at)) FROM plants)"
+    ).fetchone()
+    return tuple(str(x) for x in row) if row else ()
+
+
+@dataclass
+class PointHistory:
+    last_t: dict[int, int]
+    last_v: dict[int, float]
+    last_valid: dict[int, float]
+
+
+def load_point_history(conn: psycopg.Connection, point_ids: list[int]) -> PointHistory:
+    """Newest reading (any quality) and newest valid reading of each point."""
+    h = PointHistory({}, {}, {})
+    if not point_ids:
+        return h
+    rows = conn.execute(
+        """SELECT p.id, a.t, b.t, b.value FROM unnest(%s::int[]) AS p(id)
+           LEFT JOIN LATERAL (SELECT time AS t FROM readings WHERE point_id = p.id
+                              ORDER BY time DESC LIMIT 1) a ON true
+           LEFT JOIN LATERAL (SELECT time AS t, value FROM readings WHERE point_id = p.id AND quality < 2
+                              ORDER BY time DESC LIMIT 1) b ON true""",
+        (point_ids,),
+    ).fetchall()
+    for pid, t_any, t_valid, v in rows:
+        if t_any is not None:
+            h.last_t[pid] = int(round(t_any.timestamp() * US))
+        if t_valid is not None:
+            h.last_v[pid] = float(v)
+            h.last_valid[pid] = t_valid.timestamp()
+    return h
+
+
+def load_rate_history(conn: psycopg.Connection, windows: dict[int, int]) -> dict[int, tuple[Any, Any]]:
+    out = {}
+    for pid, w_us in windows.items():
+        rows = conn.execute(
+            "SELECT time, value FROM readings WHERE point_id = %s AND quality < 2"
+            " AND time >= (SELECT max(time) FROM readings WHERE point_id = %s) - %s * interval '1 microsecond'"
+            " ORDER BY time",
+            (pid, pid, 2 * w_us),
+        ).fetchall()
+        if rows:
+            out[pid] = (np.array([int(round(r[0].timestamp() * US)) for r in rows], np.int64),
+                        np.array([float(r[1]) for r in rows]))
+    return out
+
+
+def load_instance_states(conn: psycopg.Connection) -> dict[tuple[str, str], InstState]:
+    out = {}
+    for rid, subj, cond, since, active, leaves in conn.execute(
+        "SELECT rule_id, subject, cond, cond_since, active, leaves FROM alarms"
+    ):
+        out[(rid, subj)] = InstState(bool(cond), int(round(since.timestamp() * US)) if since else 0, bool(active),
+                                     tuple(bool(x) for x in (leaves or [])))
+    return out
+
+
+def load_gateways(conn: psycopg.Connection) -> tuple[dict[str, float], dict[str, float]]:
+    seen, offline = {}, {}
+    for gid, last_seen, online, status_at in conn.execute("SELECT id, last_seen, online, status_at FROM gateways"):
+        if last_seen is not None:
+            seen[gid] = last_seen.timestamp()
+        if online is False and status_at is not None:
+            offline[gid] = status_at.timestamp()
+    return seen, offline
+
+
+def save_instance_states(conn: psycopg.Connection, items: Iterable[tuple[Instance, InstState]]) -> None:
+    rows = [(i.rule_id, i.subject, i.point_id, i.gateway_id, i.plant_id, i.catalog_version, i.severity, i.candidate,
+             s.cond, ts(s.since_us / US) if s.since_us else None, Jsonb(list(s.leaves)) if s.leaves else None)
+            for i, s in items]
+    if not rows:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO alarms (rule_id, subject, point_id, gateway_id, plant_id, catalog_version, severity,
+                                   candidate, cond, cond_since, leaves)
+               VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
+               ON CONFLICT (rule_id, subject) DO UPDATE SET cond = EXCLUDED.cond, cond_since = EXCLUDED.cond_since,
+                   leaves = EXCLUDED.leaves, catalog_version = EXCLUDED.catalog_version,
+                   severity = EXCLUDED.severity, candidate = EXCLUDED.candidate, updated_at = now()""",
+            rows,
+        )
+
+
+_ALARM_COLS = ("state, active, shelved_until, out_of_service, chattering, recent_activations, acked_at, acked_by,"
+               " ack_comment, shelved_by, shelve_reason, activated_at, cleared_at")
+
+
+def _alarm_from_row(r: tuple[Any, ...]) -> lifecycle.Alarm:
+    return lifecycle.Alarm(
+        state=r[0], active=r[1], shelved_until=secs(r[2]), out_of_service=r[3], chattering=r[4],
+        recent=tuple(x.timestamp() for x in (r[5] or [])), acked_at=secs(r[6]), acked_by=r[7], ack_comment=r[8],
+        shelved_by=r[9], shelve_reason=r[10], activated_at=secs(r[11]), cleared_at=secs(r[12]),
+    )
+
+
+def lock_alarms(conn: psycopg.Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], lifecycle.Alarm]:
+    if not keys:
+        return {}
+    rows = conn.execute(
+        f"SELECT rule_id, subject, {_ALARM_COLS} FROM alarms"
+        " WHERE (rule_id, subject) IN (SELECT * FROM unnest(%s::text[], %s::text[])) FOR UPDATE",
+        ([k[0] for k in keys], [k[1] for k in keys]),
+    ).fetchall()
+    return {(r[0], r[1]): _alarm_from_row(r[2:]) for r in rows}
+
+
+def write_alarm(conn: psycopg.Connection, key: tuple[str, str], a: lifecycle.Alarm, value: float | None = None,
+                reason: str | None = None) -> None:
+    conn.execute(
+        """UPDATE alarms SET state=%s, active=%s, shelved_until=%s, out_of_service=%s, chattering=%s,
+               recent_activations=%s, acked_at=%s, acked_by=%s, ack_comment=%s, shelved_by=%s, shelve_reason=%s,
+               activated_at=%s, cleared_at=%s, value=coalesce(%s, value), reason=coalesce(%s, reason),
+               updated_at=now()
+           WHERE rule_id=%s AND subject=%s""",
+        (a.state, a.active, ts(a.shelved_until), a.out_of_service, a.chattering, [ts(x) for x in a.recent],
+         ts(a.acked_at), a.acked_by, a.ack_comment, a.shelved_by, a.shelve_reason, ts(a.activated_at),
+         ts(a.cleared_at), value, reason, key[0], key[1]),
+    )
+
+
+@dataclass(frozen=True)
+class AlarmMeta:
+    point_id: int | None
+    gateway_id: str | None
+    plant_id: str
+    severity: str
+    catalog_version: str
+
+
+def insert_events(conn: psycopg.Connection, rows: list[tuple[tuple[str, str], AlarmMeta, lifecycle.Event,
+                                                             float | None]]) -> None:
+    if not rows:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO alarm_events (time, rule_id, subject, point_id, gateway_id, plant_id, event, from_state,
+                   to_state, annunciate, actor, reason, value, severity, catalog_version)
+               VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)""",
+            [(ts(e.time), k[0], k[1], m.point_id, m.gateway_id, m.plant_id, e.event, e.from_state, e.to_state,
+              e.annunciate, e.actor, e.reason, v, m.severity, m.catalog_version) for k, m, e, v in rows],
+        )
+
+
+def meta_of(conn: psycopg.Connection, key: tuple[str, str]) -> AlarmMeta:
+    r = conn.execute("SELECT point_id, gateway_id, plant_id, severity, catalog_version FROM alarms"
+                     " WHERE rule_id = %s AND subject = %s", key).fetchone()
+    if r is None:
+        raise KeyError(key)
+    return AlarmMeta(*r)
+
+
+def evidence_window(conn: psycopg.Connection, inst: Instance, t: float, window_s: float = 300.0) -> list[dict[str, Any]]:
+    """Readings of the instance's points in the window before the activation (from this transaction too)."""
+    if not inst.points:
+        return []
+    rows = conn.execute(
+        """SELECT point_id, time, value, quality FROM readings
+           WHERE point_id = ANY(%s) AND time > %s AND time <= %s ORDER BY time DESC LIMIT 600""",
+        (list(inst.points), ts(t - window_s), ts(t + 1e-6)),
+    ).fetchall()
+    return [{"tag": inst.tags.get(p, str(p)), "time": tm.isoformat(), "value": v, "quality": q}
+            for p, tm, v, q in reversed(rows)]
+
+
+def insert_candidate(conn: psycopg.Connection, inst: Instance, t: float, reason: str,
+                     evidence: dict[str, Any]) -> None:
+    conn.execute(
+        """INSERT INTO hazard_candidates (detected_at, rule_id, subject, point_id, gateway_id, plant_id,
+               enterprise_id, basis, title_zh, title_en, catalog_version, reason, evidence)
+           VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)""",
+        (ts(t), inst.rule_id, inst.subject, inst.point_id, inst.gateway_id, inst.plant_id, inst.enterprise_id,
+         inst.basis, inst.title_zh, inst.title_en, inst.catalog_version, reason, Jsonb(evidence)),
+    )
+
+
+@dataclass(frozen=True)
+class Window:
+    id: int
+    plant_id: str
+    device_id: int | None
+    point_id: int | None
+    starts: float
+    ends: float
+    reason: str
+
+
+def load_windows(conn: psycopg.Connection, now: float) -> list[Window]:
+    return [Window(r[0], r[1], r[2], r[3], r[4].timestamp(), r[5].timestamp(), r[6]) for r in conn.execute(
+        "SELECT id, plant_id, device_id, point_id, starts_at, ends_at, reason FROM maintenance_windows"
+        " WHERE ends_at > %s", (ts(now - 3600),))]
+
+
+def due_lifecycle(conn: psycopg.Connection, now: float) -> dict[tuple[str, str], lifecycle.Alarm]:
+    rows = conn.execute(
+        f"SELECT rule_id, subject, {_ALARM_COLS} FROM alarms"
+        " WHERE (shelved_until IS NOT NULL AND shelved_until <= %s) OR chattering FOR UPDATE SKIP LOCKED",
+        (ts(now),),
+    ).fetchall()
+    return {(r[0], r[1]): _alarm_from_row(r[2:]) for r in rows}
