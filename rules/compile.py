@@ -205,7 +205,7 @@ def compile_rules(catalog: Catalog, reg: RegistryView) -> Compiled:
 
             def common(rid: str, subject: str, plant: PlantRow, *, severity: str | None = None,
                        point_id: int | None = None, gateway_id: str | None = None,
-                       rule: Any = rule) -> dict[str, Any]:
+                       rule: Any = rule, version: str = version) -> dict[str, Any]:
                 return dict(rule_id=rid, base_id=rule.id, shape=rule.shape, subject=subject, point_id=point_id,
                             gateway_id=gateway_id, plant_id=plant.id, enterprise_id=plant.enterprise_id,
                             severity=severity or rule.severity, candidate=rule.candidate, catalog_version=version,

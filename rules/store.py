@@ -205,7 +205,9 @@ def meta_of(conn: psycopg.Connection, key: tuple[str, str]) -> AlarmMeta:
     return AlarmMeta(*r)
 
 
-def evidence_window(conn: psycopg.Connection, inst: Instance, t: float, window_s: float = 300.0) -> list[dict[str, Any]]:
+def evidence_window(
+    conn: psycopg.Connection, inst: Instance, t: float, window_s: float = 300.0
+) -> list[dict[str, Any]]:
     """Readings of the instance's points in the window before the activation (from this transaction too)."""
     if not inst.points:
         return []
