@@ -513,6 +513,33 @@ def simulate(
         raise typer.Exit(1)
 
 
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option("--quick", help="A short run (well under 3 minutes).")] = False,
+    only: Annotated[str, typer.Option("--only", help="Comma-separated parts: db,latency.")] = "db,latency",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Measure on private services and print figures (medians, percentiles, ratios)."""
+    import json
+
+    from rich.table import Table
+
+    from simulators import bench as bench_mod
+
+    parts = [p.strip() for p in only.split(",") if p.strip()]
+    fig = bench_mod.run(parts, quick, progress=lambda msg: err.print(f"[dim]{msg}[/]"))
+    if as_json:
+        print(json.dumps(fig.data, indent=2))
+        return
+    t = Table(title="riskwatch bench" + (" --quick" if quick else ""), title_justify="left")
+    t.add_column("指标 figure")
+    t.add_column("数值 value", justify="right")
+    t.add_column("说明 note")
+    for row in fig.rows:
+        t.add_row(*row)
+    console.print(t)
+
+
 def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
 

@@ -55,7 +55,7 @@ class IngestLimits:
 class CollectorSettings:
     client_id: str = "riskwatch-collector"
     batch_max_readings: int = 20_000
-    batch_max_age_s: float = 0.2
+    batch_max_age_s: float = 0.1
     receive_maximum: int = 1000
     session_expiry_s: int = 7 * 24 * 3600
     registry_refresh_s: float = 5.0
