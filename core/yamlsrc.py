@@ -70,10 +70,20 @@ def line_for(lines: Lines, loc: tuple[Any, ...]) -> int | None:
     return lines.get(())
 
 
+def _data_path(loc: tuple[Any, ...], lines: Lines) -> tuple[Any, ...]:
+    """Drop what pydantic adds to a location that is not in the data (union tags, validator names)."""
+    out: tuple[Any, ...] = ()
+    for i, p in enumerate(loc):
+        last = i == len(loc) - 1
+        if (*out, p) in lines or (last and not isinstance(p, int)):
+            out = (*out, p)
+    return out
+
+
 def problems_from_validation(path: str, exc: ValidationError, lines: Lines) -> list[SourceProblem]:
     out = []
     for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        loc = _data_path(tuple(err["loc"]), lines)
         dotted = ".".join(str(p) for p in loc) or "(top)"
         out.append(SourceProblem(path, line_for(lines, loc), f"{dotted}: {err['msg']}"))
     return out

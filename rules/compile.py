@@ -165,7 +165,7 @@ def _industry_ok(f: CatalogFile, rule: Any, industry: str) -> bool:
 
 
 def _matches(sel: PointSelector, p: PointRow) -> bool:
-    return (sel.quantity == p.quantity and (sel.role is None or sel.role == p.role)
+    return (sel.quantity in ("*", p.quantity) and (sel.role is None or sel.role == p.role)
             and (not sel.required_only or p.required))
 
 

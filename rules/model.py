@@ -48,7 +48,7 @@ class Title(_Strict):
 
 
 class PointSelector(_Strict):
-    """Which point of a device: by quantity, optionally role and tag."""
+    """Which point of a device: by quantity ("*" for any), optionally role; required points only."""
 
     quantity: str = Field(min_length=1)
     role: str | None = None
