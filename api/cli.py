@@ -481,12 +481,27 @@ def simulate(
     credentials: Annotated[Path | None, typer.Option("--credentials", help="JSON {gateway: password}.")] = None,
     gateway: Annotated[list[str] | None, typer.Option("--gateway", help="Only these gateways.")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    scenario: Annotated[str | None, typer.Option("--scenario", help="Play an incident (see --list-scenarios).")] = None,
+    list_scenarios: Annotated[bool, typer.Option("--list-scenarios", help="List the scenarios and exit.")] = False,
+    start_ago: Annotated[float, typer.Option("--start-ago", help="Start data this many seconds in the past.")] = 0.0,
+    backfill: Annotated[bool, typer.Option("--backfill", help="Send as fast as possible, not in real time.")] = False,
 ) -> None:
     """Publish simulated plant data through one real MQTT client per gateway."""
+    import time
+
     from api import simcreds
     from simulators.run import default_site_path, load_site
     from simulators.run import simulate as run_simulation
+    from simulators.scenarios import SCENARIOS, get_scenario
 
+    if list_scenarios:
+        for name, sc in SCENARIOS.items():
+            console.print(f"[bold]{name}[/]  {sc.title.zh} — {sc.title.en}")
+            for e in sc.expects:
+                console.print(f"    → {e.rule_id} on {e.tag} at +{e.at_s + e.earliest_s:g}…{e.at_s + e.latest_s:g} s"
+                              f"{' ★ candidate' if e.candidate else ''}")
+        return
+    sc = get_scenario(scenario) if scenario else None
     c = _ctx(ctx)
     path = site or default_site_path()
     spec = load_site(path)
@@ -505,8 +520,12 @@ def simulate(
     err.print(f"simulating {path.name}: {len(gateway or gw_ids)} gateways, {duration:g} s at {rate:g} Hz, "
               f"batch {batch}; log {log_path}")
     stop = _stop_on_signals()
+    start_ms = int((time.time() - start_ago) * 1000) if start_ago else None
+    if sc is not None:
+        err.print(f"scenario {sc.name}: {sc.title.zh} — {sc.description.en}")
     res = run_simulation(spec, mq.host, mq.port, creds, duration_s=duration, rate_hz=rate, batch=batch,
-                         log_path=log_path, seed=seed, gateways=gateway or None, stop=stop)
+                         log_path=log_path, seed=seed, gateways=gateway or None, stop=stop, realtime=not backfill,
+                         start_ms=start_ms, scenario=sc)
     console.print(f"已发送 sent {res.readings_sent} readings in {res.messages_sent} messages "
                   f"({'all acknowledged' if res.acked else 'NOT all acknowledged'}; kept up: {res.kept_up})")
     if not res.acked:

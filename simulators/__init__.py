@@ -16,6 +16,7 @@ from simulators.models import SignalModel, SimConfigError, build_models
 from simulators.run import (
     GatewayResult,
     Publisher,
+    PublisherFactory,
     SimProgress,
     SimResult,
     default_site_path,
@@ -24,8 +25,11 @@ from simulators.run import (
     simulate,
     site_models,
 )
+from simulators.scenarios import SCENARIOS, Expected, Scenario, ScenarioError, get_scenario
 
 __all__ = [
+    "SCENARIOS",
+    "Expected",
     "GatewayAuthError",
     "GatewayConnectError",
     "GatewayError",
@@ -34,6 +38,9 @@ __all__ = [
     "GatewayStats",
     "PayloadTooLarge",
     "Publisher",
+    "PublisherFactory",
+    "Scenario",
+    "ScenarioError",
     "SignalModel",
     "SimConfigError",
     "SimProgress",
@@ -41,6 +48,7 @@ __all__ = [
     "build_models",
     "default_site_path",
     "encode_telemetry",
+    "get_scenario",
     "load_site",
     "sample_times_ms",
     "simulate",

@@ -15,12 +15,16 @@ guarantees are only tested if the sender does not lose data itself:
 - back-pressure: the caller blocks while too many messages are unacknowledged,
   instead of growing the queue until paho's 16-bit message ids collide;
 - a refused connection (bad credentials) raises :class:`GatewayAuthError`
-  at once and stops paho's reconnect loop instead of retrying forever.
+  at once and stops paho's reconnect loop instead of retrying forever;
+- :meth:`GatewayPublisher.unplug` imitates a power cut for fault scenarios:
+  the TCP connection goes down without an MQTT DISCONNECT, so the broker
+  publishes the retained will.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -132,6 +136,7 @@ class GatewayPublisher:
         self._seq = 0
         self._started = False
         self._closed = False
+        self._unplugged = False
 
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=gateway_id,
                         protocol=MQTTProtocolVersion.MQTTv311, clean_session=False)
@@ -175,6 +180,10 @@ class GatewayPublisher:
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
                        reason_code: ReasonCode, properties: Any) -> None:
+        if self._unplugged:
+            # Called on paho's own thread, loop_stop() only flags the loop to end:
+            # it then exits instead of reconnecting (see unplug).
+            client.loop_stop()
         with self._cond:
             was = self._connected
             self._connected = False
@@ -268,6 +277,50 @@ class GatewayPublisher:
             return self._cond.wait_for(
                 lambda: self._acked >= self._published or self._fatal is not None, timeout
             ) and self._fatal is None
+
+    def wait_window(self, max_pending: int, timeout: float) -> None:
+        """Block until at most ``max_pending`` messages await PUBACK.
+
+        A backfill run publishes as fast as the broker acknowledges; this
+        keeps the messages held in memory bounded by a window, not by the
+        length of the run. Raises GatewayError on a fatal error or when the
+        window does not open within ``timeout``.
+        """
+        self._check()
+        with self._cond:
+            ok = self._cond.wait_for(
+                lambda: self._published - self._acked <= max_pending or self._fatal is not None, timeout)
+            pending = self._published - self._acked
+        self._check()
+        if not ok:
+            raise GatewayError(self.gateway_id, f"{pending} messages unacknowledged for {timeout:g} s")
+
+    def unplug(self, timeout: float = 5.0) -> bool:
+        """Cut the connection as a power cut would: no offline status, no MQTT DISCONNECT.
+
+        The broker sees the TCP connection end without DISCONNECT and
+        publishes the retained will ``{"online": false}``. Messages already
+        handed over are given ``timeout`` to be acknowledged first (returns
+        whether they were), so a test knows exactly what reached the broker.
+        A real power cut sends no TCP FIN either; the broker would notice only
+        after 1.5 x keepalive, which the collector's silence rule covers.
+        """
+        if self._closed:
+            return False
+        acked = self.wait_acked(timeout)
+        self._closed = True  # no reconnect warnings, and close() becomes a no-op
+        self._unplugged = True
+        sock = self._client.socket()
+        if isinstance(sock, socket.socket):
+            try:
+                # shutdown, not close: paho's thread owns the descriptor and closes it
+                # when it sees the connection lost (then _on_disconnect ends its loop).
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._client.loop_stop()
+        log.info("%s unplugged (connection cut without DISCONNECT)", self.gateway_id)
+        return acked
 
     def stats(self) -> GatewayStats:
         with self._cond:

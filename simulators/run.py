@@ -1,15 +1,35 @@
-"""Run simulated gateways for a site against a broker, in real time.
+"""Run simulated gateways for a site against a broker, in real time or as a backfill.
 
 Sampling: every simulated point is sampled at ``rate_hz``; sample ``i`` of
 every point carries ``ts_ms = start_ms + round(i * 1000 / rate_hz)``, so
-timestamps are wall-clock aligned and unique per point up to 1000 Hz (the
-key of a reading is (point, time) at millisecond resolution).
+timestamps are unique per point up to 1000 Hz (the key of a reading is
+(point, time) at millisecond resolution). ``start_ms`` defaults to now, which
+makes real-time timestamps wall-clock aligned.
 
-Pacing: the loop generates every sample whose time has come, sleeps until the
-next one is due, and publishes a message whenever a gateway has ``batch``
-readings buffered or its oldest buffered reading is ``flush_s`` old (as a
-real gateway does). If generation falls behind the wall clock the run does
-not drop samples; it reports the lag and ``kept_up = False``.
+Real time (default): the loop generates every sample whose time has come,
+sleeps until the next one is due, and publishes a message whenever a gateway
+has ``batch`` readings buffered or its oldest buffered reading is ``flush_s``
+old (as a real gateway does). If generation falls behind the wall clock the
+run does not drop samples; it reports the lag and ``kept_up = False``. A
+``start_ms`` in the past makes the samples already due "history", sent at
+once as in a backfill, after which the run goes on live (a gateway coming
+back with its buffer; also what staleness scenarios need: history for the
+data rules, live traffic so only the faulted points fall silent). A future
+``start_ms`` waits for its time.
+
+Backfill (``realtime=False``): ``duration_s`` of data time from ``start_ms``
+is generated in steps of a few thousand readings per gateway and published as
+fast as the broker acknowledges, with at most a bounded number of messages
+awaiting PUBACK per gateway, so memory does not grow with the length of the
+run. Typical use: ``start_ms = now - 11 min`` and ``duration_s = 600`` put
+ten minutes of history into the collector in a second or two, every
+timestamp inside its accepted window [now - 7 d, now + 5 min]. In both modes
+each gateway publishes its readings in sample-time order.
+
+A scenario (``simulators.scenarios``) injects faults at data-time offsets
+from ``start_ms``: value faults change models, a stopped point is left out
+of the messages from its ``at_s``, an unplugged gateway sends what it sampled
+before its ``at_s`` and then has its connection cut.
 
 The optional log gets one CSV line per reading actually handed to MQTT,
 ``gateway_id,tag,ts_ms,value``, so a test can count distinct readings sent
@@ -26,9 +46,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -38,11 +58,17 @@ from core.errors import ConfigError, SourceError, SourceProblem
 from core.registry import PointSpec, SiteSpec, parse_site
 from simulators.gateway import GatewayPublisher, GatewayStats, PayloadTooLarge, Value
 from simulators.models import SignalModel, SimConfigError, build_models
+from simulators.scenarios import Scenario, get_scenario
 
 log = logging.getLogger("riskwatch.simulators.run")
 
 MAX_RATE_HZ = 1000.0  # timestamps are whole milliseconds
 MAX_LAG_S = 1.0  # behind the wall clock by more than this: did not keep up
+BACKFILL_STEP_READINGS = 5000  # per gateway per generation step in a backfill
+BACKFILL_PENDING_READINGS = 100_000  # per gateway awaiting PUBACK in a backfill (as messages of `batch`)
+# The collector's default accepted timestamp window (IngestLimits); outside it readings are dead-lettered.
+ACCEPT_PAST_MS = 7 * 86_400_000
+ACCEPT_FUTURE_MS = 5 * 60_000
 
 
 class Publisher(Protocol):
@@ -54,6 +80,20 @@ class Publisher(Protocol):
     def wait_acked(self, timeout: float) -> bool: ...
     def stats(self) -> GatewayStats: ...
     def close(self, timeout: float = ...) -> None: ...
+
+
+@runtime_checkable
+class Unpluggable(Protocol):
+    """A publisher that can imitate a power cut (needed by scenarios with an Unplug fault)."""
+
+    def unplug(self, timeout: float = ...) -> bool: ...
+
+
+@runtime_checkable
+class Windowed(Protocol):
+    """A publisher that can wait for its unacknowledged messages to drop (backfill back-pressure)."""
+
+    def wait_window(self, max_pending: int, timeout: float) -> None: ...
 
 
 PublisherFactory = Callable[[str, str, str, int], Publisher]  # (gateway, password, host, port)
@@ -128,6 +168,7 @@ class GatewayResult:
     acked: bool
     connects: int
     disconnects: int
+    unplugged_at_ms: int | None = None  # data time at which a scenario cut its connection
 
 
 @dataclass(frozen=True)
@@ -137,12 +178,18 @@ class SimResult:
     acked: bool  # every message (telemetry and status) got its PUBACK
     duration: float  # wall seconds from first sample to last ack
     gateways: dict[str, GatewayResult]
-    start_ms: int
+    start_ms: int  # data time of sample 0
     rate_hz: float
     samples_per_point: int
-    kept_up: bool  # never more than MAX_LAG_S behind the wall clock
+    kept_up: bool  # never more than MAX_LAG_S behind the wall clock (always True in a backfill)
     max_lag_s: float
     stopped: bool  # ended early by the stop event
+    realtime: bool = True
+    data_end_ms: int = 0  # data time just after the last sample generated: data covers [start_ms, data_end_ms)
+    scenario: str | None = None
+    # Scenario fault offset at_s -> wall-clock epoch ms at which the run reached that data time
+    # (the origin of Expected windows of kind "wall"); absent if the run ended first.
+    fault_wall_ms: dict[float, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -151,22 +198,47 @@ class _Gateway:
     tags: list[str]
     models: list[SignalModel]
     publisher: Publisher
+    # Per point: offset from start_ms (ms) from which it is no longer sent (a dead sensor).
+    stop_ms: list[float | None] = field(default_factory=list)
+    unplug_s: float | None = None  # data-time offset at which the gateway loses power
+    unplugged_at_ms: int | None = None
+    unplug_acked: bool = True
     buf_tags: list[str] = field(default_factory=list)
     buf_values: list[Value] = field(default_factory=list)
     buf_times: list[int] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if not self.stop_ms:
+            self.stop_ms = [None] * len(self.tags)
+        self._tag_row = np.array(self.tags, dtype=object)
+
     def generate(self, ts_ms: npt.NDArray[np.int64], start_ms: int) -> None:
         """Buffer the readings of these sample times, all points of one sample together."""
-        t = (ts_ms - start_ms) / 1000.0
-        cols: list[list[Value]] = []
-        for m in self.models:
+        if self.unplugged_at_ms is not None:
+            return
+        offset = ts_ms - start_ms
+        t = offset / 1000.0
+        n, n_pts = len(ts_ms), len(self.tags)
+        values = np.empty((n, n_pts), dtype=object)  # Python ints and floats, as JSON needs them
+        alive: npt.NDArray[np.bool_] | None = None
+        for p, m in enumerate(self.models):
             v = m.value(t)
-            cols.append(v.astype(np.int64).tolist() if m.integral else v.tolist())
-        times = ts_ms.tolist()
-        n_pts = len(self.tags)
-        self.buf_tags.extend(self.tags * len(times))
-        self.buf_values.extend(col[j] for j in range(len(times)) for col in cols)
-        self.buf_times.extend(ts for ts in times for _ in range(n_pts))
+            values[:, p] = v.astype(np.int64).tolist() if m.integral else v.tolist()
+            stop = self.stop_ms[p]
+            if stop is not None:
+                if alive is None:
+                    alive = np.ones((n, n_pts), dtype=np.bool_)
+                alive[:, p] = offset < stop
+        tags = np.broadcast_to(self._tag_row, (n, n_pts))
+        times = np.broadcast_to(ts_ms[:, None], (n, n_pts))
+        if alive is None:  # row-major: sample by sample, points in site order
+            self.buf_tags.extend(tags.ravel().tolist())
+            self.buf_values.extend(values.ravel().tolist())
+            self.buf_times.extend(times.ravel().tolist())
+        else:
+            self.buf_tags.extend(tags[alive].tolist())
+            self.buf_values.extend(values[alive].tolist())
+            self.buf_times.extend(times[alive].tolist())
 
     def send(self, batch: int, out: IO[str] | None, *, force: bool) -> None:
         """Publish full batches; with ``force`` also the remainder."""
@@ -189,20 +261,36 @@ class _Gateway:
                 out.write("".join(f"{gid},{tg},{ts},{v}\n" for tg, v, ts in zip(tags, values, times,
                                                                                    strict=True)))
 
+    def unplug(self, batch: int, out: IO[str] | None, at_ms: int, ack_timeout_s: float) -> None:
+        """Send what was sampled before the cut, then cut the connection."""
+        self.send(batch, out, force=True)
+        if out is not None:
+            out.flush()
+        assert isinstance(self.publisher, Unpluggable)  # checked in simulate()
+        self.unplug_acked = self.publisher.unplug(ack_timeout_s)
+        self.unplugged_at_ms = at_ms
+        log.info("%s unplugged at data time %d", self.id, at_ms)
+
 
 def simulate(site: SiteSpec, host: str, port: int, credentials: dict[str, str], duration_s: float,
              rate_hz: float, batch: int, log_path: Path | None, seed: int = 0,
              gateways: list[str] | None = None, stop: threading.Event | None = None,
              progress: Callable[[SimProgress], None] | None = None, *, flush_s: float = 0.25,
              ack_timeout_s: float = 30.0, connect_timeout_s: float = 10.0,
-             publisher_factory: PublisherFactory | None = None) -> SimResult:
-    """Publish ``duration_s`` of simulated readings for the site's gateways, paced in real time.
+             publisher_factory: PublisherFactory | None = None, realtime: bool = True,
+             start_ms: int | None = None, scenario: Scenario | None = None) -> SimResult:
+    """Publish ``duration_s`` of simulated readings for the site's gateways.
 
     ``credentials`` maps gateway id to its MQTT password. By default every
-    enabled gateway that has points runs; ``gateways`` picks a subset. Raises
-    ConfigError for bad arguments and GatewayError (auth, unreachable broker,
-    stalled acknowledgements) from the gateways. ``publisher_factory``
-    replaces the MQTT client (unit tests; other transports later).
+    enabled gateway that has points runs; ``gateways`` picks a subset (it
+    must include the ``scenario``'s gateways). ``realtime=False`` backfills:
+    the samples of ``duration_s`` of data time from ``start_ms`` (default:
+    now) are published as fast as the broker acknowledges; in real time, the
+    samples before the wall clock are (see the module docstring). Raises
+    ConfigError for bad arguments and GatewayError (auth, unreachable
+    broker, stalled acknowledgements) from the gateways.
+    ``publisher_factory`` replaces the MQTT client (unit tests; other
+    transports later).
     """
     if not 0 < rate_hz <= MAX_RATE_HZ:
         raise ConfigError(f"rate_hz must be in (0, {MAX_RATE_HZ:g}]: timestamps are whole ms")
@@ -226,6 +314,16 @@ def simulate(site: SiteSpec, host: str, port: int, credentials: dict[str, str], 
     if missing:
         raise ConfigError(f"no credential for gateway(s) {', '.join(missing)}")
     models = site_models(site, seed)
+    stops: dict[tuple[str, str], float] = {}
+    unplugs: dict[str, float] = {}
+    if scenario is not None:
+        absent = [g for g in scenario.gateways if g not in chosen]
+        if absent:
+            raise ConfigError(f"scenario {scenario.name} needs gateway(s) {', '.join(absent)}, "
+                              f"which this run does not include (enabled, with points)")
+        models = scenario.apply(models)
+        stops, unplugs = scenario.stops(), scenario.unplugs()
+    _check_time_window(start_ms, duration_s, realtime)
     factory: PublisherFactory = publisher_factory or GatewayPublisher
 
     n_total = max(1, round(duration_s * rate_hz))
@@ -234,12 +332,22 @@ def simulate(site: SiteSpec, host: str, port: int, credentials: dict[str, str], 
     try:
         for g in chosen:
             pub = factory(g, credentials[g], host, port)
-            gws.append(_Gateway(g, list(models[g]), list(models[g].values()), pub))
+            tags = list(models[g])
+            gw = _Gateway(g, tags, list(models[g].values()), pub,
+                          stop_ms=[stops[(g, t)] * 1000.0 if (g, t) in stops else None for t in tags],
+                          unplug_s=unplugs.get(g))
+            gws.append(gw)
+            if gw.unplug_s is not None and not isinstance(pub, Unpluggable):
+                raise ConfigError(f"scenario unplugs {g}, but its publisher {type(pub).__name__} "
+                                  f"has no unplug()")
             pub.start(connect_timeout_s)
         if log_path is not None:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             out = log_path.open("w", encoding="utf-8", buffering=1 << 20)
-        return _run(gws, n_total, rate_hz, batch, flush_s, ack_timeout_s, out, stop, progress)
+        marks = sorted({f.at_s for f in scenario.faults}) if scenario is not None else []
+        res = _run(gws, n_total, rate_hz, batch, flush_s, ack_timeout_s, out, stop, progress,
+                   start_ms=start_ms, realtime=realtime, marks_s=marks)
+        return res if scenario is None else replace(res, scenario=scenario.name)
     finally:
         for gw in gws:
             try:
@@ -250,14 +358,48 @@ def simulate(site: SiteSpec, host: str, port: int, credentials: dict[str, str], 
             out.close()
 
 
+def _check_time_window(start_ms: int | None, duration_s: float, realtime: bool) -> None:
+    """Warn when timestamps would fall outside the collector's default accepted window."""
+    now = int(time.time() * 1000)
+    start = now if start_ms is None else start_ms
+    # Real time never sends a sample before its time; a backfill sends them all at once.
+    last_offset = 0 if realtime else start - now + int(duration_s * 1000)
+    if start - now < -ACCEPT_PAST_MS or last_offset > ACCEPT_FUTURE_MS:
+        log.warning("sample times [%+.0f s, %+.0f s] from now leave the collector's default accepted "
+                    "window [-7 d, +5 min]; those readings will be dead-lettered",
+                    (start - now) / 1000, last_offset / 1000)
+
+
+def _first_index_at(start_ms: int, offset_ms: float, rate_hz: float, n_total: int) -> int:
+    """Index of the first sample at or after ``start_ms + offset_ms`` (n_total if none is)."""
+    i = max(0, math.floor(offset_ms * rate_hz / 1000.0) - 1)
+    while i < n_total and int(sample_times_ms(start_ms, i, i + 1, rate_hz)[0]) - start_ms < offset_ms:
+        i += 1
+    return min(i, n_total)
+
+
 def _run(gws: Sequence[_Gateway], n_total: int, rate_hz: float, batch: int, flush_s: float,
          ack_timeout_s: float, out: IO[str] | None, stop: threading.Event | None,
-         progress: Callable[[SimProgress], None] | None) -> SimResult:
-    start_ms = int(time.time() * 1000)
+         progress: Callable[[SimProgress], None] | None, *, start_ms: int | None,
+         realtime: bool, marks_s: Sequence[float] = ()) -> SimResult:
+    t_run = time.monotonic()
+    if start_ms is None:
+        start_ms = int(time.time() * 1000)
     t0 = time.monotonic() - (time.time() * 1000 - start_ms) / 1000.0  # monotonic at start_ms
+    # History: samples already due when the run starts (all of them in a backfill) go out as
+    # fast as the broker acknowledges; a real-time run with a past start_ms then goes live.
+    i_hist = n_total if not realtime else min(n_total, max(0, math.floor((t_run - t0) * rate_hz) + 1))
     tick_s = 0.02  # at high rates, work in steps of >= 20 ms of samples: per-call cost dominates
-    max_chunk = max(1, int(rate_hz))  # at most 1 s of samples per step: bounded memory
+    live_chunk = max(1, int(rate_hz))  # at most 1 s of samples per step: bounded memory
+    hist_chunk = max(1, BACKFILL_STEP_READINGS // max(len(g.tags) for g in gws))
+    window = max(10, BACKFILL_PENDING_READINGS // batch)
     flush_ms = flush_s * 1000.0
+    # (sample index, gateway) of each unplug, in order: generation stops at each index
+    # until that gateway has been cut.
+    cuts = sorted(((_first_index_at(start_ms, g.unplug_s * 1000.0, rate_hz, n_total), k)
+                   for k, g in enumerate(gws) if g.unplug_s is not None))
+    marks = {at: _first_index_at(start_ms, at * 1000.0, rate_hz, n_total) for at in marks_s}
+    fault_wall_ms: dict[float, int] = {}
     i_next = 0
     max_lag = 0.0
     stopped = False
@@ -271,25 +413,45 @@ def _run(gws: Sequence[_Gateway], n_total: int, rate_hz: float, batch: int, flus
         if stop is not None and stop.is_set():
             stopped = True
             break
+        history = i_next < i_hist
         now = time.monotonic() - t0
-        i_due = min(n_total, math.floor(now * rate_hz) + 1)  # samples whose time has come
+        # samples whose time has come
+        i_due = i_hist if history else min(n_total, math.floor(now * rate_hz) + 1)
+        # Generation stops at a cut's sample; the cut happens once that sample is due
+        # (in real time: when the wall clock reaches the fault's at_s, not at an earlier flush).
+        while cuts and cuts[0][0] <= i_next < i_due:
+            _, k = cuts.pop(0)
+            at_ms = int(sample_times_ms(start_ms, i_next, i_next + 1, rate_hz)[0])
+            gws[k].unplug(batch, out, at_ms, ack_timeout_s)
         if i_due > i_next:
-            max_lag = max(max_lag, now - i_next / rate_hz)
-            i_end = min(i_due, i_next + max_chunk)
+            if not history:
+                max_lag = max(max_lag, now - i_next / rate_hz)
+            i_end = min(i_due, i_next + (hist_chunk if history else live_chunk))
+            if cuts:
+                i_end = min(i_end, cuts[0][0])
             ts_ms = sample_times_ms(start_ms, i_next, i_end, rate_hz)
             for g in gws:
                 g.generate(ts_ms, start_ms)
+            for at, k in marks.items():
+                if at not in fault_wall_ms and k < i_end:
+                    fault_wall_ms[at] = int(time.time() * 1000)
             i_next = i_end
-        now_ms = start_ms + (time.monotonic() - t0) * 1000.0
-        for g in gws:
-            g.send(batch, out, force=bool(g.buf_times) and now_ms - g.buf_times[0] >= flush_ms)
-        elapsed = time.monotonic() - t0
+        if history:
+            for g in gws:
+                g.send(batch, out, force=False)
+                if isinstance(g.publisher, Windowed) and g.unplugged_at_ms is None:
+                    g.publisher.wait_window(window, ack_timeout_s)
+        else:
+            now_ms = start_ms + (time.monotonic() - t0) * 1000.0
+            for g in gws:
+                g.send(batch, out, force=bool(g.buf_times) and now_ms - g.buf_times[0] >= flush_ms)
+        elapsed = time.monotonic() - t_run
         if progress is not None and elapsed >= next_progress:
             next_progress = elapsed + 1.0
             m, r = sent()
-            lag = max(0.0, elapsed - i_next / rate_hz)
+            lag = 0.0 if history else max(0.0, time.monotonic() - t0 - i_next / rate_hz)
             progress(SimProgress(elapsed, i_next, n_total, m, r, lag))
-        if i_next < n_total:
+        if not history and i_next < n_total:
             # Sleep until the next sample or forced flush is due, but no less than
             # one tick after this step began: a late loop then catches up in one
             # large step instead of spinning over one sample at a time.
@@ -310,12 +472,13 @@ def _run(gws: Sequence[_Gateway], n_total: int, rate_hz: float, batch: int, flus
     if out is not None:
         out.flush()
     deadline = time.monotonic() + ack_timeout_s
-    acked = {g.id: g.publisher.wait_acked(max(0.0, deadline - time.monotonic())) for g in gws}
-    duration = time.monotonic() - t0
+    acked = {g.id: g.unplug_acked if g.unplugged_at_ms is not None
+             else g.publisher.wait_acked(max(0.0, deadline - time.monotonic())) for g in gws}
+    duration = time.monotonic() - t_run
     stats: dict[str, GatewayStats] = {g.id: g.publisher.stats() for g in gws}
     results = {
         g.id: GatewayResult(g.id, len(g.tags), s.messages, s.readings, acked[g.id], s.connects,
-                            s.disconnects)
+                            s.disconnects, g.unplugged_at_ms)
         for g in gws
         for s in [stats[g.id]]
     }
@@ -337,6 +500,9 @@ def _run(gws: Sequence[_Gateway], n_total: int, rate_hz: float, batch: int, flus
         kept_up=kept_up,
         max_lag_s=max_lag,
         stopped=stopped,
+        realtime=realtime,
+        data_end_ms=int(sample_times_ms(start_ms, i_next, i_next + 1, rate_hz)[0]),
+        fault_wall_ms=fault_wall_ms,
     )
 
 
@@ -349,19 +515,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--credentials", type=Path, required=True,
                     help="JSON file {gateway_id: password}")
-    ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--duration", type=float, default=10.0, help="seconds of data time")
     ap.add_argument("--rate", type=float, default=1.0, help="samples per second per point")
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--log", type=Path)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--gateway", action="append", dest="gateways")
+    ap.add_argument("--scenario", help="inject a named incident (simulators.scenarios.SCENARIOS)")
+    ap.add_argument("--backfill", action="store_true", help="publish as fast as acknowledged")
+    ap.add_argument("--start-ago", type=float, default=None,
+                    help="data starts this many seconds before now (default: now)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     creds = json.loads(args.credentials.read_text())
+    scenario = get_scenario(args.scenario) if args.scenario else None
+    start_ms = None if args.start_ago is None else int(time.time() * 1000 - args.start_ago * 1000)
     res = simulate(load_site(args.site), args.host, args.port, creds, args.duration, args.rate,
                    args.batch, args.log, args.seed, args.gateways,
-                   progress=lambda p: log.info("%s", p))
+                   progress=lambda p: log.info("%s", p), realtime=not args.backfill,
+                   start_ms=start_ms, scenario=scenario)
     print(json.dumps({k: v for k, v in res.__dict__.items() if k != "gateways"}
                      | {"gateways": {g: r.__dict__ for g, r in res.gateways.items()}}, indent=2))
     return 0 if res.acked else 1
