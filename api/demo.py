@@ -22,17 +22,19 @@ if TYPE_CHECKING:
     from api.cli import Context
 
 
-def _counts(conn: psycopg.Connection) -> tuple[int, int, int]:
+def _counts(conn: psycopg.Connection) -> tuple[int, int, int, int, int]:
     row = conn.execute(
         "SELECT (SELECT count(*) FROM readings), (SELECT count(*) FROM dead_letters),"
-        " (SELECT coalesce(sum(count), 0) FROM unmapped_points)"
+        " (SELECT coalesce(sum(count), 0) FROM unmapped_points),"
+        " (SELECT count(*) FROM alarms WHERE active), (SELECT count(*) FROM hazard_candidates)"
     ).fetchone()
     assert row is not None
     conn.commit()
-    return int(row[0]), int(row[1]), int(row[2])
+    return int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4])
 
 
-def _table(elapsed: float, duration: float, sent: int, stored: int, rate: float, dead: int, unmapped: int) -> Table:
+def _table(elapsed: float, duration: float, sent: int, stored: int, rate: float, dead: int, unmapped: int,
+           alarms: int = 0, candidates: int = 0) -> Table:
     t = Table(title="riskwatch 演示 demo — 实时概况 live summary", title_justify="left")
     t.add_column("指标 metric")
     t.add_column("数值 value", justify="right")
@@ -42,13 +44,17 @@ def _table(elapsed: float, duration: float, sent: int, stored: int, rate: float,
     t.add_row("入库速率 readings/s", f"{rate:,.0f}")
     t.add_row("死信 dead letters", f"{dead:,}")
     t.add_row("未登记测点 unmapped readings", f"{unmapped:,}")
+    t.add_row("活动报警 active alarms", f"{alarms:,}")
+    t.add_row("重大隐患候选 hazard candidates", f"{candidates:,}")
     return t
 
 
 def run_demo(c: Context, console: Console, *, duration: float, rate: float, batch: int,
              stop: threading.Event) -> None:
     from api import simcreds
+    from rules.engine import RuleEngine
     from simulators.run import SimProgress, default_site_path, load_site, simulate
+    from simulators.scenarios import SCENARIOS
 
     console.rule("[bold]riskwatch 演示 demo")
     services = c.services
@@ -69,7 +75,8 @@ def run_demo(c: Context, console: Console, *, duration: float, rate: float, batc
             console.print(f"   · {e.name} / {p.name} ({p.industry})")
 
     settings = c.resolved()
-    collector = Collector(services.db_url, c.mqtt, settings.collector, settings.limits)
+    engine = RuleEngine()
+    collector = Collector(services.db_url, c.mqtt, settings.collector, settings.limits, processors=[engine])
     connected = threading.Event()
     col_thread = threading.Thread(target=collector.run, kwargs={"ready": connected.set}, name="collector",
                                   daemon=True)
@@ -79,22 +86,31 @@ def run_demo(c: Context, console: Console, *, duration: float, rate: float, batc
 
     progress: dict[str, SimProgress] = {}
     sim_result: dict[str, object] = {}
+    # The incident: cooling water leaking from 1# induction furnace while it stays powered
+    # (判定标准 7(4)), moved to the middle of the run.
+    base = SCENARIOS["cooling_water_leak"]
+    first = min(f.at_s for f in base.faults if f.at_s > 0)
+    incident = base.shifted(max(5.0, duration * 0.4) - first)
+    leak_at = min(f.at_s for f in incident.faults if f.at_s > 0)
 
     def _sim() -> None:
         try:
             sim_result["result"] = simulate(site, "127.0.0.1", services.state.mqtt_port, creds, duration_s=duration,
                                             rate_hz=rate, batch=batch,
                                             log_path=c.settings.data_dir / "demo-sent.csv", stop=stop,
-                                            progress=lambda p: progress.__setitem__("p", p))
+                                            progress=lambda p: progress.__setitem__("p", p), scenario=incident)
         except Exception as exc:  # shown below; the demo still shuts down cleanly
             sim_result["error"] = exc
 
-    console.print(f"3. 采集与仿真 collector + simulators: {duration:.0f} s at {rate:g} Hz per point "
+    console.print(f"3. 采集与仿真 collector + rule engine + simulators: {duration:.0f} s at {rate:g} Hz per point "
                   "(Ctrl-C ends early)")
+    console.print(f"   事故演练 incident at +{leak_at:.0f} s: {incident.title.zh} {incident.title.en} "
+                  "(1#中频炉 FT-602 回水流量下降，炉子仍送电 / outlet flow drops while the furnace stays powered)")
     sim_thread = threading.Thread(target=_sim, name="simulator", daemon=True)
     with psycopg.connect(services.db_url) as conn:
-        base_stored, base_dead, base_unmapped = _counts(conn)
+        base_stored, base_dead, base_unmapped, _, base_cand = _counts(conn)
         t0 = time.monotonic()
+        t0_wall = time.time() - 1.0
         sim_thread.start()
         bad_sent = False
         last = (t0, base_stored)
@@ -105,26 +121,26 @@ def run_demo(c: Context, console: Console, *, duration: float, rate: float, batc
                 if not bad_sent and elapsed > min(10.0, duration / 2):
                     _send_bad_examples(services.state.mqtt_port, creds)
                     bad_sent = True
-                stored, dead, unmapped = _counts(conn)
+                stored, dead, unmapped, active, cand = _counts(conn)
                 now = time.monotonic()
                 if now - last[0] >= 1.0:
                     rate_now = (stored - last[1]) / (now - last[0])
                     last = (now, stored)
                 p = progress.get("p")
                 live.update(_table(elapsed, duration, p.readings_sent if p else 0, stored - base_stored, rate_now,
-                                   dead - base_dead, unmapped - base_unmapped))
+                                   dead - base_dead, unmapped - base_unmapped, active, cand - base_cand))
                 sim_thread.join(0.5)
             # let the collector drain what the broker still holds for it
             result = sim_result.get("result")
             sent = getattr(result, "readings_sent", 0)
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline:
-                stored, dead, unmapped = _counts(conn)
+                stored, dead, unmapped, active, cand = _counts(conn)
                 if stored - base_stored >= sent:
                     break
                 time.sleep(0.3)
             live.update(_table(time.monotonic() - t0, duration, sent, stored - base_stored, rate_now,
-                               dead - base_dead, unmapped - base_unmapped))
+                               dead - base_dead, unmapped - base_unmapped, active, cand - base_cand))
     collector.stop()
     col_thread.join(30)
     if "error" in sim_result:
@@ -133,6 +149,7 @@ def run_demo(c: Context, console: Console, *, duration: float, rate: float, batc
     console.print(f"4. 完成 done: {stored - base_stored:,} 条读数入库 readings stored of {sent:,} sent; "
                   f"{dead - base_dead} 条死信 dead letters (malformed examples sent on purpose)")
     _show_latest(services.db_url, console)
+    _show_alarms(services.db_url, console, since=t0_wall)
     console.print("数据保留 data left in place — look at it with:")
     console.print(f"   psql '{services.db_url}'")
     console.print("   SELECT reason, detail FROM dead_letters ORDER BY id DESC LIMIT 5;")
@@ -176,3 +193,29 @@ def _show_latest(db_url: str, console: Console) -> None:
     for plant, dev, tag, name, value, unit, _ in rows:
         t.add_row(plant, dev, tag, name, f"{value:g}", unit)
     console.print(t)
+
+
+def _show_alarms(db_url: str, console: Console, since: float) -> None:
+    from rules.actions import list_alarms
+
+    with psycopg.connect(db_url) as conn:
+        alarms = [a for a in list_alarms(conn) if a.activated_at and a.activated_at.timestamp() >= since
+                  and not a.rule_id.startswith("common.gateway")]
+        cands = conn.execute(
+            """SELECT c.detected_at, c.rule_id, c.title_zh, c.basis, pl.name, c.reason
+               FROM hazard_candidates c JOIN plants pl ON pl.id = c.plant_id
+               WHERE c.detected_at >= to_timestamp(%s) ORDER BY c.detected_at""", (since,)).fetchall()
+    t = Table(title="本次演练触发的报警 alarms raised by the incident", title_justify="left")
+    for col in ("级别 severity", "状态 state", "规则 rule", "位号 tag", "时间 time", "说明 reason"):
+        t.add_column(col)
+    for a in alarms:
+        t.add_row(a.severity + (" ★" if a.candidate else ""), a.state, a.rule_id, a.tag or a.subject,
+                  a.activated_at.strftime("%H:%M:%S") if a.activated_at else "", a.reason or "")
+    console.print(t)
+    t2 = Table(title="重大事故隐患候选（待局值班人员判定） candidate major hazards, for bureau staff to confirm",
+               title_justify="left")
+    for col in ("时间 time", "规则 rule", "隐患 hazard", "依据 basis", "厂区 plant"):
+        t2.add_column(col)
+    for at, rid, title, basis, plant, _reason in cands:
+        t2.add_row(at.strftime("%H:%M:%S"), rid, title, basis, plant)
+    console.print(t2)

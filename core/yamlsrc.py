@@ -84,6 +84,9 @@ def problems_from_validation(path: str, exc: ValidationError, lines: Lines) -> l
     out = []
     for err in exc.errors():
         loc = _data_path(tuple(err["loc"]), lines)
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            # point at the tag field itself (e.g. `shape:`), not at the start of the item
+            loc = (*loc, err.get("ctx", {}).get("discriminator", "").strip("'"))
         dotted = ".".join(str(p) for p in loc) or "(top)"
         out.append(SourceProblem(path, line_for(lines, loc), f"{dotted}: {err['msg']}"))
     return out

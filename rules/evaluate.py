@@ -250,7 +250,7 @@ def describe(inst: Instance, leaf: Leaf, held: dict[int, float], rate: dict[int,
         return f"{tag}={int(x)} bit {leaf.codes[0]} {'clear' if leaf.negate else 'set'}"
     if leaf.kind == "eq":
         return f"{tag}={int(x)} {'not in' if leaf.negate else 'in'} {list(leaf.codes)}"
-    return f"{tag}={x:g} not safe ({leaf.limit:g})"
+    return f"{tag}={x:g}, safe state {leaf.limit:g} not reached"
 
 
 # --- batch ---------------------------------------------------------------------------------

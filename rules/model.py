@@ -25,7 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from core import yamlsrc
 from core.errors import SourceError, SourceProblem
@@ -152,13 +152,18 @@ class ThresholdRule(_RuleBase):
     deadband: float = Field(default=0.0, ge=0)
     severities: dict[LimitName, Severity] | None = None  # per limit; default: severity
 
-    @model_validator(mode="after")
-    def _order(self) -> ThresholdRule:
-        lim = self.limits
+    @field_validator("limits")
+    @classmethod
+    def _order(cls, lim: dict[str, float]) -> dict[str, float]:
         if "hi" in lim and "hihi" in lim and lim["hihi"] < lim["hi"]:
             raise ValueError("hihi must not be below hi")
         if "lo" in lim and "lolo" in lim and lim["lolo"] > lim["lo"]:
             raise ValueError("lolo must not be above lo")
+        return lim
+
+    @model_validator(mode="after")
+    def _severities(self) -> ThresholdRule:
+        lim = self.limits
         if self.severities and set(self.severities) - set(lim):
             raise ValueError("severities names a limit the rule does not have")
         return self

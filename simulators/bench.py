@@ -249,7 +249,8 @@ def run(parts: list[str], quick: bool, progress: Callable[[str], None]) -> Figur
             rows = 200_000 if quick else 2_000_000
             progress(f"db: binary COPY of {rows:,} rows")
             med, _ = db_ceiling(bench.services.db_url, rows, 20_000, 10_000)
-            fig.add("db_copy_rows_per_s", "数据库上限 DB ceiling: binary COPY", med, "rows/s", "median of batches of 20k")
+            fig.add("db_copy_rows_per_s", "数据库上限 DB ceiling: binary COPY", med, "rows/s",
+                    "median of batches of 20k")
         if "latency" in parts:
             site = _site(gateways=5, points_per_gateway=200)
             creds = bench.load(site)

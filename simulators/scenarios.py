@@ -36,7 +36,7 @@ import copy
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -430,6 +430,17 @@ class Scenario:
         """A run length (rounded up to 30 s) that covers every expected alarm's window."""
         ends = [e.at_s + e.latest_s for e in self.expects] + [f.at_s for f in self.faults]
         return 30.0 * math.ceil((max(ends) + 10.0) / 30.0)
+
+    def shifted(self, delta_s: float) -> Scenario:
+        """The same incident ``delta_s`` seconds earlier (negative) or later; faults at 0 stay at 0.
+
+        The demo uses it to play an incident inside a short run.
+        """
+        def at(x: float) -> float:
+            return x if x == 0 else max(0.0, x + delta_s)
+
+        return replace(self, faults=tuple(replace(f, at_s=at(f.at_s)) for f in self.faults),
+                       expects=tuple(replace(e, at_s=at(e.at_s)) for e in self.expects))
 
     def value_faults(self) -> list[ValueFault]:
         """The faults that change values (the others change what is sent)."""

@@ -112,3 +112,56 @@ def test_services_lifecycle_and_registry(cli: Cli, tmp_path: Path) -> None:
         assert other.status() == {"postgres": True, "mosquitto": True}
     finally:
         other.destroy()
+
+
+THREE_ERRORS = """\
+catalog: broken
+title: {zh: 错误示例, en: Broken}
+version: "x"
+industries: [cement]
+rules:
+  - id: b.one
+    title: {zh: 温度高, en: Temperature high}
+    basis: test
+    applies: {equipment: [bag_filter], point: {quantity: temperature}}
+    shape: threshold
+    limits: {hi: 70, hihi: 60}
+  - id: b.two
+    title: {zh: 压力, en: Pressure}
+    basis: test basis
+    applies: {equipment: [kiln], point: {quantity: pressure}}
+    shape: thresold
+    limits: {lo: 1}
+  - id: b.three
+    title: {zh: 状态, en: State}
+    basis: test basis
+    applies: {point: {quantity: state}}
+    shape: state
+    equals: [1]
+    severity: critical
+"""
+
+
+def test_rules_check_reports_every_error_with_its_line(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.yaml"
+    bad.write_text(THREE_ERRORS)
+    res = subprocess.run([RISKWATCH, "rules", "check", str(bad)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error ")]
+    assert len(errors) == 3, res.stderr
+    # limits out of order (line 11), misspelt shape (line 16), unknown severity (line 24)
+    assert [e.split(":")[1] for e in errors] == ["11", "16", "24"], errors
+    assert all(str(bad) in e for e in errors)
+    ok = subprocess.run([RISKWATCH, "rules", "check"], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and "OK" in ok.stdout
+
+
+def test_bench_prints_latency_figures() -> None:
+    res = subprocess.run([RISKWATCH, "bench", "--quick", "--only", "latency", "--json"], capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    import json
+
+    fig = json.loads(res.stdout)
+    assert fig["alarm_latency_samples"] >= 50
+    assert 0 < fig["alarm_latency_p50_ms"] <= fig["alarm_latency_p99_ms"]

@@ -18,15 +18,19 @@ def test_demo_runs_to_completion(tmp_path: Path) -> None:
     env["RISKWATCH_DATA_DIR"] = str(tmp_path / "rw")
     env["COLUMNS"] = "160"
     try:
-        res = subprocess.run([RISKWATCH, "demo", "--duration", "6", "--rate", "5"], env=env,
+        res = subprocess.run([RISKWATCH, "demo", "--duration", "25", "--rate", "5"], env=env,
                              capture_output=True, text=True, timeout=300)
         assert res.returncode == 0, res.stdout + res.stderr
         m = re.search(r"([\d,]+) 条读数入库 readings stored of ([\d,]+) sent; (\d+) 条死信", res.stdout)
         assert m, res.stdout
         stored, sent = int(m.group(1).replace(",", "")), int(m.group(2).replace(",", ""))
-        assert sent >= 6 * 5 * 40 and stored == sent
+        assert sent >= 25 * 5 * 40 and stored == sent
         assert int(m.group(3)) == 2  # the two malformed examples the demo sends on purpose
         assert "TT-101" in res.stdout and "最新读数" in res.stdout
+        # the incident (cooling-water leak while powered) and what it raised
+        assert "mach.cooling.diff:hi" in res.stdout and "mach.cooling.interlock" in res.stdout
+        cand = res.stdout.split("candidate major hazards", 1)[1]
+        assert "mach.cooling.interlock" in cand and "第七条" in cand
         assert "Traceback" not in res.stderr and "ERROR" not in res.stderr
     finally:
         LocalServices(tmp_path / "rw").destroy()
