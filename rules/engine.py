@@ -62,11 +62,14 @@ class EngineStats:
 
 class RuleEngine:
     def __init__(self, catalog: Catalog | None = None, catalog_dir: Path | None = None, clock: Clock | None = None,
-                 tick_s: float = 1.0, registry_check_s: float = 5.0):
+                 tick_s: float = 1.0, registry_check_s: float = 5.0,
+                 on_candidate: Callable[[psycopg.Connection, int], None] | None = None):
         self.catalog = catalog or load_catalog(catalog_dir)
         self.clock = clock or SystemClock()
         self.tick_s = tick_s
         self.registry_check_s = registry_check_s
+        # Called in the same transaction with each new hazard_candidates row id (the ledger's intake).
+        self.on_candidate = on_candidate
         self.stats = EngineStats()
         self.compiled: Compiled | None = None
         self.index: Index | None = None
@@ -186,7 +189,9 @@ class RuleEngine:
                     "subject": inst.subject, "point_id": inst.point_id, "gateway_id": inst.gateway_id,
                     "detected_at": t, "reason": tr.reason, "readings": store.evidence_window(conn, inst, t),
                 }
-                store.insert_candidate(conn, inst, t, tr.reason, evidence)
+                cid = store.insert_candidate(conn, inst, t, tr.reason, evidence)
+                if self.on_candidate is not None:
+                    self.on_candidate(conn, cid)
                 self.stats.candidates += 1
             self.stats.recent = (self.stats.recent + [(t, f"{tr.kind} {inst.rule_id} {inst.subject}")])[-50:]
         store.insert_events(conn, events)

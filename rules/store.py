@@ -226,14 +226,16 @@ def evidence_window(
 
 
 def insert_candidate(conn: psycopg.Connection, inst: Instance, t: float, reason: str,
-                     evidence: dict[str, Any]) -> None:
-    conn.execute(
+                     evidence: dict[str, Any]) -> int:
+    row = conn.execute(
         """INSERT INTO hazard_candidates (detected_at, rule_id, subject, point_id, gateway_id, plant_id,
                enterprise_id, basis, title_zh, title_en, catalog_version, reason, evidence)
-           VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)""",
+           VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id""",
         (ts(t), inst.rule_id, inst.subject, inst.point_id, inst.gateway_id, inst.plant_id, inst.enterprise_id,
          inst.basis, inst.title_zh, inst.title_en, inst.catalog_version, reason, Jsonb(evidence)),
-    )
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 @dataclass(frozen=True)
