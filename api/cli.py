@@ -260,7 +260,8 @@ def collect(
     st = col.stats
     err.print(f"collector stopped: {st.messages} messages, {st.readings_stored} readings stored, "
               f"{st.readings_duplicate} duplicates absorbed, {st.dead_letters} dead letters; "
-              f"{engine.stats.activations} alarm activations, {engine.stats.candidates} hazard candidates")
+              f"{engine.stats.activations} alarm activations, {engine.stats.candidates} hazard candidates; "
+              f"at most {st.max_inbox} messages waiting")
 
 
 # --- rules and alarms -----------------------------------------------------------------------
@@ -535,8 +536,13 @@ def simulate(
 @app.command()
 def bench(
     quick: Annotated[bool, typer.Option("--quick", help="A short run (well under 3 minutes).")] = False,
-    only: Annotated[str, typer.Option("--only", help="Comma-separated parts: db,latency.")] = "db,latency",
+    only: Annotated[str, typer.Option("--only", help="Comma-separated parts: db,broker,e2e,latency.")] = (
+        "db,broker,e2e,latency"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    duration: Annotated[float | None, typer.Option("--duration", help="Seconds per throughput part.")] = None,
+    points: Annotated[int | None, typer.Option("--points", help="Registry size (default 100k; 2k quick).")] = None,
+    batch: Annotated[int, typer.Option("--batch", help="Readings per message in the batched run.")] = 100,
+    procs: Annotated[int, typer.Option("--procs", help="Publisher processes.")] = 2,
 ) -> None:
     """Measure on private services and print figures (medians, percentiles, ratios)."""
     import json
@@ -546,7 +552,8 @@ def bench(
     from simulators import bench as bench_mod
 
     parts = [p.strip() for p in only.split(",") if p.strip()]
-    fig = bench_mod.run(parts, quick, progress=lambda msg: err.print(f"[dim]{msg}[/]"))
+    fig = bench_mod.run(parts, quick, progress=lambda msg: err.print(f"[dim]{msg}[/]"), duration=duration,
+                        points=points, batch=batch, procs=procs)
     if as_json:
         print(json.dumps(fig.data, indent=2))
         return

@@ -155,6 +155,20 @@ class LoadResult:
     points: int
 
 
+_UPSERT_POINT = """
+    INSERT INTO points (device_id, gateway_id, tag, name, quantity, role, unit, kind, required, interval_s,
+                        states, setpoints, baseline, baseline_at)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s::float8 IS NULL THEN NULL ELSE now() END)
+    ON CONFLICT (gateway_id, tag) DO UPDATE SET
+        device_id = EXCLUDED.device_id, name = EXCLUDED.name, quantity = EXCLUDED.quantity, role = EXCLUDED.role,
+        unit = EXCLUDED.unit, kind = EXCLUDED.kind, required = EXCLUDED.required,
+        interval_s = EXCLUDED.interval_s, states = EXCLUDED.states, setpoints = EXCLUDED.setpoints,
+        baseline = coalesce(EXCLUDED.baseline, points.baseline),
+        baseline_at = CASE WHEN EXCLUDED.baseline IS DISTINCT FROM points.baseline AND EXCLUDED.baseline IS NOT NULL
+                           THEN now() ELSE points.baseline_at END,
+        updated_at = now()"""
+
+
 def upsert_site(conn: psycopg.Connection, site: SiteSpec) -> LoadResult:
     """Insert or update everything in the site, in one transaction. Idempotent."""
     n_dev = n_pt = 0
@@ -199,28 +213,15 @@ def upsert_site(conn: psycopg.Connection, site: SiteSpec) -> LoadResult:
                     ).fetchone()
                     assert row is not None
                     n_dev += 1
-                    for pt in d.points:
-                        conn.execute(
-                            """INSERT INTO points (device_id, gateway_id, tag, name, quantity, role, unit, kind,
-                                   required, interval_s, states, setpoints, baseline, baseline_at)
-                               VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,
-                                       CASE WHEN %s::float8 IS NULL THEN NULL ELSE now() END)
-                               ON CONFLICT (gateway_id, tag) DO UPDATE SET device_id=EXCLUDED.device_id,
-                                   name=EXCLUDED.name, quantity=EXCLUDED.quantity, role=EXCLUDED.role,
-                                   unit=EXCLUDED.unit,
-                                   baseline=coalesce(EXCLUDED.baseline, points.baseline),
-                                   baseline_at=CASE WHEN EXCLUDED.baseline IS DISTINCT FROM points.baseline
-                                                     AND EXCLUDED.baseline IS NOT NULL
-                                                    THEN now() ELSE points.baseline_at END,
-                                   kind=EXCLUDED.kind, required=EXCLUDED.required,
-                                   interval_s=EXCLUDED.interval_s, states=EXCLUDED.states,
-                                   setpoints=EXCLUDED.setpoints, updated_at=now()""",
+                    # one pipelined statement per device: a 100k-point site loads in seconds
+                    with conn.cursor() as cur:
+                        cur.executemany(_UPSERT_POINT, [
                             (row[0], d.gateway, pt.tag, pt.name, pt.quantity, pt.role, pt.unit, pt.kind,
                              pt.required, pt.interval_s,
                              Jsonb({str(k): v for k, v in pt.states.items()}) if pt.states else None,
-                             Jsonb(pt.setpoints) if pt.setpoints else None, pt.baseline, pt.baseline),
-                        )
-                        n_pt += 1
+                             Jsonb(pt.setpoints) if pt.setpoints else None, pt.baseline, pt.baseline)
+                            for pt in d.points])
+                    n_pt += len(d.points)
     return LoadResult(
         enterprises=len(site.enterprises),
         plants=sum(len(e.plants) for e in site.enterprises),

@@ -71,6 +71,7 @@ class CollectorStats:
     db_errors: int = 0
     mqtt_connects: int = 0
     last_commit_s: float = 0.0
+    max_inbox: int = 0  # most messages waiting at once: bounded by the MQTT receive window
     started: float = field(default_factory=time.monotonic)
 
 
@@ -101,6 +102,7 @@ class Collector:
         self.stats = CollectorStats()
         self._inbox: deque[_Msg] = deque()
         self._wake = threading.Event()
+        self._room = threading.Event()
         self._stop = threading.Event()
         self._generation = 0
         self._ticked: dict[int, float] = {}
@@ -129,7 +131,9 @@ class Collector:
         c.on_pre_connect = self._on_pre_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
-        c.enable_logger(logging.getLogger("riskwatch.collector.mqtt"))
+        mqtt_log = logging.getLogger("riskwatch.collector.mqtt")
+        mqtt_log.addFilter(_quiet_shutdown)
+        c.enable_logger(mqtt_log)
         return c
 
     def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: mqtt.ReasonCode, _p: object) -> None:
@@ -162,8 +166,22 @@ class Collector:
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         self._inbox.append(_Msg(msg.mid, msg.topic, msg.payload, self._generation))
-        if len(self._inbox) >= self._flush_messages:
+        n = len(self._inbox)
+        if n > self.stats.max_inbox:
+            self.stats.max_inbox = n
+        if n >= self._flush_messages:
             self._wake.set()
+        if n >= self._inbox_limit:
+            # Backpressure: Mosquitto 2.0.11 stops enforcing the receive window once acknowledgements
+            # flow (eclipse-mosquitto/mosquitto#2301), so bound memory ourselves: stop reading the
+            # socket until the flush loop has caught up; TCP flow control holds the broker back.
+            self._room.clear()
+            while len(self._inbox) >= self._inbox_limit // 2 and not self._stop.is_set():
+                self._room.wait(0.5)
+
+    @property
+    def _inbox_limit(self) -> int:
+        return 2 * self.settings.receive_maximum
 
     @property
     def _flush_messages(self) -> int:
@@ -174,6 +192,7 @@ class Collector:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        self._room.set()
 
     def run(self, ready: Callable[[], None] | None = None) -> None:
         """Run until stop(); flush what has arrived, then disconnect cleanly."""
@@ -239,6 +258,8 @@ class Collector:
                 pending.append(self._inbox.popleft())
                 if not first_at:
                     first_at = time.monotonic()
+            if len(self._inbox) < self._inbox_limit // 2:
+                self._room.set()
             if pending:
                 age = time.monotonic() - first_at
                 due = stopping or len(pending) >= self._flush_messages or age >= self.settings.batch_max_age_s
@@ -411,6 +432,11 @@ class Collector:
                 batch.values.append(v)
                 batch.qualities.append(q)
         return batch
+
+
+def _quiet_shutdown(record: logging.LogRecord) -> bool:
+    """paho's network loop logs one ERROR after a clean disconnect; it means nothing."""
+    return "Client is not connected" not in record.getMessage()
 
 
 def _reading_bytes(raw: object) -> bytes:

@@ -11,6 +11,7 @@ Parts (each prints medians and ratios, never pass/fail):
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing as mp
 import os
 import select
@@ -156,36 +157,154 @@ def db_ceiling(db_url: str, rows: int, batch: int, points: int) -> tuple[float, 
 
 
 def _publisher(host: str, port: int, gw: str, password: str, tags: list[str], rate: float, batch: int,
-               seconds: float, counter: Any) -> None:
-    """Background load: `rate` readings/s in messages of `batch` readings, for `seconds`."""
+               seconds: float, counter: Any, start_ms: int = 0, topic: str | None = None) -> None:
+    """Load: `rate` readings/s (inf: as fast as the broker acknowledges) in messages of `batch` readings.
+
+    Each point's timestamps advance by 1 ms per pass over the points, from `start_ms`, so every
+    reading is distinct: the stored count can be checked exactly. batch == 1 sends bare readings.
+    """
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{gw}-load", protocol=mqtt.MQTTv311)
     c.username_pw_set(gw, password)
     c.max_inflight_messages_set(1000)
-    c.max_queued_messages_set(0)
+    c.max_queued_messages_set(2000)
     c.connect(host, port)
     c.loop_start()
-    topic = f"rw/v1/{gw}/telemetry"
+    topic = topic or f"rw/v1/{gw}/telemetry"
+    base = start_ms or int(time.time() * 1000) - 120_000
     start = time.monotonic()
     sent = 0
     k = 0
     ntags = len(tags)
     last: mqtt.MQTTMessageInfo | None = None
+    paced = math.isfinite(rate)
     while time.monotonic() - start < seconds:
-        due = int((time.monotonic() - start) * rate)
+        due = int((time.monotonic() - start) * rate) if paced else sent + batch * 50
         while sent + batch <= due:
-            now_ms = int(time.time() * 1000)
-            readings = [{"tag": tags[(k + j) % ntags], "v": 50.0, "ts": now_ms - ((k + j) // ntags) % 1000}
-                        for j in range(batch)]
-            last = c.publish(topic, orjson.dumps({"readings": readings}), qos=1)
+            if batch == 1:
+                payload = orjson.dumps({"tag": tags[k % ntags], "v": 50.0, "ts": base + k // ntags})
+            else:
+                payload = orjson.dumps({"readings": [{"tag": tags[(k + j) % ntags], "v": 50.0,
+                                                      "ts": base + (k + j) // ntags} for j in range(batch)]})
+            info = c.publish(topic, payload, qos=1)
+            if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+                time.sleep(0.001)  # the broker's window is full: wait, then send the same readings
+                continue
+            last = info
             k += batch
             sent += batch
-        time.sleep(0.005)
+        if paced:
+            time.sleep(0.005)
     if last is not None:
-        last.wait_for_publish(30)
+        last.wait_for_publish(120)
     with counter.get_lock():
         counter.value += sent
     c.disconnect()
     c.loop_stop()
+
+
+def _proc_stat(pid: int) -> tuple[float, int]:
+    """(CPU seconds used, peak RSS bytes) of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    hwm = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            hwm = int(line.split()[1]) * 1024
+    return cpu, hwm
+
+
+def _count(db_url: str) -> int:
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT count(*) FROM readings").fetchone()
+    return int(row[0]) if row else 0
+
+
+@dataclass
+class E2E:
+    sent: int
+    stored: int
+    rate: float  # sustained readings/s stored, over the steady window
+    cpu: float  # collector CPU cores used over the window (1.0 = one core)
+    rss: int  # collector peak RSS, bytes
+
+
+def end_to_end(bench: Bench, creds: dict[str, str], site: registry.SiteSpec, *, batch: int, seconds: float,
+               procs: int, progress: Callable[[str], None]) -> E2E:
+    """Gateways in separate processes publish as fast as QoS1 allows; the collector (rules on) stores.
+
+    The sustained rate is measured on the database between 20 % and 90 % of the run; at the end the
+    stored count must equal what the publishers sent (the table is emptied first).
+    """
+    with psycopg.connect(bench.services.db_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE readings")
+    port = bench.services.state.mqtt_port
+    gws = [g.id for _, g in site.gateways()][:procs]
+    tags = {d.gateway: [p.tag for p in d.points] for e in site.enterprises for pl in e.plants for d in pl.devices}
+    counter = mp.Value("q", 0)
+    assert bench.collector is not None
+    pid = bench.collector.pid
+    # start each run's timestamps after the previous run's
+    start_ms = int(time.time() * 1000) - 240_000
+    ps = [mp.Process(target=_publisher, args=("127.0.0.1", port, g, creds[g], tags[g], math.inf, batch, seconds,
+                                               counter, start_ms), daemon=True) for g in gws]
+    for p in ps:
+        p.start()
+    t_a, t_b = 0.2 * seconds, 0.9 * seconds
+    t0 = time.monotonic()
+    time.sleep(t_a)
+    n_a, (cpu_a, _) = _count(bench.services.db_url), _proc_stat(pid)
+    w_a = time.monotonic()
+    time.sleep(max(0.0, t0 + t_b - time.monotonic()))
+    n_b, (cpu_b, _) = _count(bench.services.db_url), _proc_stat(pid)
+    w_b = time.monotonic()
+    for p in ps:
+        p.join(seconds + 180)
+    sent = int(counter.value)
+    deadline = time.monotonic() + 120
+    stored = _count(bench.services.db_url)
+    while stored < sent and time.monotonic() < deadline:
+        time.sleep(0.5)
+        stored = _count(bench.services.db_url)
+    _, rss = _proc_stat(pid)
+    progress(f"e2e batch={batch}: sent {sent:,}, stored {stored:,}")
+    return E2E(sent, stored, (n_b - n_a) / (w_b - w_a), (cpu_b - cpu_a) / (w_b - w_a), rss)
+
+
+def broker_ceiling(bench: Bench, creds: dict[str, str], site: registry.SiteSpec, *, seconds: float,
+                   procs: int) -> float:
+    """Publish -> receive of single-reading messages at QoS1, no processing: messages/s received."""
+    port = bench.services.state.mqtt_port
+    gws = [g.id for _, g in site.gateways()][:procs]
+    tags = {d.gateway: [p.tag for p in d.points] for e in site.enterprises for pl in e.plants for d in pl.devices}
+    got = [0]
+    first: list[float] = []
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-sink", protocol=mqtt.MQTTv5)
+    sub.username_pw_set(COLLECTOR_USER, bench.services.state.collector_password)
+
+    def on_message(_c: mqtt.Client, _u: object, _m: mqtt.MQTTMessage) -> None:
+        if not first:
+            first.append(time.monotonic())
+        got[0] += 1
+
+    sub.on_message = on_message
+    sub.connect("127.0.0.1", port)
+    sub.subscribe("rw/v1/+/bench", qos=1)
+    sub.loop_start()
+    time.sleep(0.5)
+    counter = mp.Value("q", 0)
+    ps = [mp.Process(target=_publisher, args=("127.0.0.1", port, g, creds[g], tags[g], math.inf, 1, seconds,
+                                               counter, 0, f"rw/v1/{g}/bench"), daemon=True) for g in gws]
+    for p in ps:
+        p.start()
+    time.sleep(0.2 * seconds)
+    a, ta = got[0], time.monotonic()
+    time.sleep(0.7 * seconds)
+    b, tb = got[0], time.monotonic()
+    for p in ps:
+        p.join(seconds + 120)
+    sub.loop_stop()
+    sub.disconnect()
+    return (b - a) / (tb - ta)
 
 
 def alarm_latency(bench: Bench, creds: dict[str, str], site: registry.SiteSpec, *, load_rate: float,
@@ -242,29 +361,67 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values), q)) if values else float("nan")
 
 
-def run(parts: list[str], quick: bool, progress: Callable[[str], None]) -> Figures:
+def run(parts: list[str], quick: bool, progress: Callable[[str], None], *, duration: float | None = None,
+        points: int | None = None, batch: int = 100, procs: int = 2) -> Figures:
+    """Every part on the same private services, in one run, so ratios compare like with like."""
     fig = Figures()
+    dur = duration or (8.0 if quick else 30.0)
+    n_points = points or (2_000 if quick else 100_000)
     with Bench() as bench:
+        db = e2e_b = e2e_1 = broker = None
         if "db" in parts:
-            rows = 200_000 if quick else 2_000_000
+            rows = 300_000 if quick else 2_000_000
             progress(f"db: binary COPY of {rows:,} rows")
-            med, _ = db_ceiling(bench.services.db_url, rows, 20_000, 10_000)
-            fig.add("db_copy_rows_per_s", "数据库上限 DB ceiling: binary COPY", med, "rows/s",
-                    "median of batches of 20k")
+            db, _ = db_ceiling(bench.services.db_url, rows, 20_000, 10_000)
+            fig.add("db_copy_rows_per_s", "数据库上限 DB ceiling: binary COPY", db, "rows/s",
+                    "median of batches of 20k rows")
+        if not {"broker", "e2e", "latency"} & set(parts):
+            return fig
+        gws = max(procs, 2) + 1
+        site = _site(gateways=gws, points_per_gateway=max(1, n_points // gws))
+        progress(f"loading a registry of {n_points:,} points")
+        creds = bench.load(site)
+        cat = bench.dir / "bench-catalog.yaml"
+        cat.write_text(BENCH_CATALOG)
+        t_load = time.monotonic()
+        bench.start_collector(cat)
+        fig.data["collector_start_s"] = time.monotonic() - t_load
+        if "broker" in parts:
+            progress(f"broker: single-reading messages, QoS1, {procs} publishers, {dur:g} s")
+            broker = broker_ceiling(bench, creds, site, seconds=dur, procs=procs)
+            fig.add("broker_msgs_per_s", "消息代理上限 broker ceiling: QoS1 publish→receive", broker, "msg/s",
+                    f"{procs} publisher processes, no processing")
+        if "e2e" in parts:
+            for b in (batch, 1):
+                progress(f"e2e: {b} reading(s) per message, {procs} publisher processes, {dur:g} s, rules on")
+                r = end_to_end(bench, creds, site, batch=b, seconds=dur, procs=procs, progress=progress)
+                key = "batched" if b > 1 else "single"
+                fig.add(f"e2e_{key}_readings_per_s", f"端到端 end to end, {b}/msg: stored", r.rate, "readings/s",
+                        f"sent {r.sent:,}, stored {r.stored:,}" + (" ✓" if r.stored == r.sent else " ✗ LOST"))
+                fig.add(f"e2e_{key}_collector_cpu", f"  collector CPU ({key})", r.cpu * 100, "% of a core", "")
+                fig.data[f"e2e_{key}_sent"] = r.sent
+                fig.data[f"e2e_{key}_stored"] = r.stored
+                fig.data[f"e2e_{key}_lost"] = r.sent - r.stored
+                if b > 1:
+                    e2e_b = r.rate
+                else:
+                    e2e_1 = r.rate
+                fig.data["collector_peak_rss_mb"] = r.rss / 2**20
+            fig.add("collector_peak_rss_mb", f"采集进程峰值内存 collector peak RSS ({n_points:,} points)",
+                    fig.data["collector_peak_rss_mb"], "MB", "target ≤ 300 MB at 100k points")
         if "latency" in parts:
-            site = _site(gateways=5, points_per_gateway=200)
-            creds = bench.load(site)
-            cat = bench.dir / "bench-catalog.yaml"
-            cat.write_text(BENCH_CATALOG)
-            bench.start_collector(cat)
-            load = 2_000.0 if quick else 5_000.0
+            load = (e2e_b / 2) if e2e_b else (2_000.0 if quick else 5_000.0)
             n = 60 if quick else 300
             progress(f"latency: {n} breaches under {load:,.0f} readings/s background load")
             lat = alarm_latency(bench, creds, site, load_rate=load, breaches=n, interval_s=0.25, progress=progress)
-            bench.stop_collector()
             fig.add("alarm_latency_p50_ms", "越限→报警提交 breach→alarm committed p50", pct(lat, 50) * 1000, "ms",
-                    f"{len(lat)}/{n} breaches, load {load:,.0f} readings/s")
+                    f"{len(lat)}/{n} breaches at {load:,.0f} readings/s" + (" (half the e2e rate)" if e2e_b else ""))
             fig.add("alarm_latency_p99_ms", "越限→报警提交 breach→alarm committed p99", pct(lat, 99) * 1000, "ms",
                     "target ≤ 300 ms")
             fig.data["alarm_latency_samples"] = len(lat)
+        bench.stop_collector()
+        if db and e2e_b:
+            fig.add("ratio_e2e_db", "比值 end to end ÷ DB ceiling", e2e_b / db * 100, "%", "target ≥ 75 % or ≥ 150k/s")
+        if broker and e2e_1:
+            fig.add("ratio_single_broker", "比值 single-reading ÷ broker ceiling", e2e_1 / broker * 100, "%", "")
     return fig
