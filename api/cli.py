@@ -8,6 +8,7 @@ private local services under RISKWATCH_DATA_DIR.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -256,7 +257,15 @@ def collect(
     signal.signal(signal.SIGTERM, _term)
     signal.signal(signal.SIGINT, _term)
     err.print(f"collector: {c.mqtt.redacted()} -> database; SIGTERM flushes and exits")
-    col.run()
+    profile = os.environ.get("RISKWATCH_PROFILE")
+    if profile:  # a cProfile of the flush loop under load, for `riskwatch bench` and tuning
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.runcall(col.run)
+        prof.dump_stats(profile)
+    else:
+        col.run()
     st = col.stats
     err.print(f"collector stopped: {st.messages} messages, {st.readings_stored} readings stored, "
               f"{st.readings_duplicate} duplicates absorbed, {st.dead_letters} dead letters; "

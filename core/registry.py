@@ -279,13 +279,15 @@ class Snapshot:
     """What the collector needs to map (gateway, tag) -> point id, refreshed periodically."""
 
     gateways: dict[str, GatewayInfo]
-    points: dict[tuple[str, str], int]
+    points: dict[str, dict[str, int]]  # gateway -> tag -> point id
 
 
 def snapshot(conn: psycopg.Connection) -> Snapshot:
     gws = {r[0]: GatewayInfo(enabled=r[1], plant_id=r[2])
            for r in conn.execute("SELECT id, enabled, plant_id FROM gateways")}
-    pts = {(r[0], r[1]): r[2] for r in conn.execute("SELECT gateway_id, tag, id FROM points")}
+    pts: dict[str, dict[str, int]] = {}
+    for gw, tag, pid in conn.execute("SELECT gateway_id, tag, id FROM points"):
+        pts.setdefault(gw, {})[tag] = pid
     return Snapshot(gws, pts)
 
 

@@ -415,16 +415,20 @@ class Collector:
             for rej in d.rejected:
                 batch.dead.append(DeadLetter(gw, m.topic, rej.reason, rej.detail, rej.index,
                                              _reading_bytes(rej.raw)))
-            points = snap.points
-            refreshed = False
-            for tag, t_us, v, q in zip(d.tags, d.times_us, d.values, d.qualities, strict=True):
-                pid = points.get((gw, tag))
-                if pid is None and not refreshed:
-                    refreshed = True
-                    snap = self._registry(conn, force=True)
-                    points = snap.points
-                    pid = points.get((gw, tag))
-                if pid is None:
+            pmap = snap.points.get(gw, {})
+            pids = [pmap.get(tag, -1) for tag in d.tags]
+            if -1 in pids:
+                snap = self._registry(conn, force=True)  # a tag added to the registry a moment ago?
+                pmap = snap.points.get(gw, {})
+                pids = [pmap.get(tag, -1) for tag in d.tags]
+            if -1 not in pids:
+                batch.point_ids += pids
+                batch.times_us += d.times_us
+                batch.values += d.values
+                batch.qualities += d.qualities
+                continue
+            for pid, tag, t_us, v, q in zip(pids, d.tags, d.times_us, d.values, d.qualities, strict=True):
+                if pid < 0:
                     batch.add_unmapped(gw, tag, t_us, v)
                     continue
                 batch.point_ids.append(pid)
