@@ -462,6 +462,15 @@ def maintenance_add(ctx: typer.Context, plant: str,
     console.print(f"检修窗口 maintenance window #{wid[0] if wid else '?'} for {minutes:g} min")
 
 
+def _register_extensions() -> None:
+    from api import cli_grafana
+
+    cli_grafana.register(app)
+
+
+_register_extensions()
+
+
 def main() -> None:
     try:
         app()
@@ -545,8 +554,8 @@ def simulate(
 @app.command()
 def bench(
     quick: Annotated[bool, typer.Option("--quick", help="A short run (well under 3 minutes).")] = False,
-    only: Annotated[str, typer.Option("--only", help="Comma-separated parts: db,broker,e2e,latency.")] = (
-        "db,broker,e2e,latency"),
+    only: Annotated[str, typer.Option("--only", help="Comma-separated parts: db,broker,e2e,latency,grafana.")] = (
+        "db,broker,e2e,latency,grafana"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
     duration: Annotated[float | None, typer.Option("--duration", help="Seconds per throughput part.")] = None,
     points: Annotated[int | None, typer.Option("--points", help="Registry size (default 100k; 2k quick).")] = None,

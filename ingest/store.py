@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import psycopg
 
 from ingest.batch import Batch
+from ingest.rollup import rollup
 from ingest.writer import write_readings
 
 
@@ -23,7 +24,9 @@ def _ts(seconds: float) -> datetime:
 
 def store_batch(conn: psycopg.Connection, batch: Batch) -> StoreResult:
     unique = batch.readings()
-    stored = write_readings(conn, unique)
+    new = write_readings(conn, unique)
+    rollup(conn, new)  # only what was inserted: a redelivered reading is not counted twice
+    stored = len(new)
     with conn.cursor() as cur:
         if batch.dead:
             with cur.copy(

@@ -375,6 +375,16 @@ def run(parts: list[str], quick: bool, progress: Callable[[str], None], *, durat
             db, _ = db_ceiling(bench.services.db_url, rows, 20_000, 10_000)
             fig.add("db_copy_rows_per_s", "数据库上限 DB ceiling: binary COPY", db, "rows/s",
                     "median of batches of 20k rows")
+        if "grafana" in parts:
+            from simulators import bench_grafana
+
+            progress("grafana: 30 days of one 1 Hz point; panel queries from rollups and raw")
+            g = bench_grafana.run(bench.services.db_url, quick)
+            fig.data.update(g)
+            fig.add("grafana_30d_rollup_ms", "Grafana 30天面板 30-day panel (rollups) median",
+                    g["grafana_30d_rollup_ms"], "ms", "target ≤ 50 ms")
+            fig.add("grafana_24h_raw_ms", "Grafana 24小时面板 24-hour panel (raw) median",
+                    g["grafana_24h_raw_ms"], "ms", "target ≤ 100 ms")
         if not {"broker", "e2e", "latency"} & set(parts):
             return fig
         gws = max(procs, 2) + 1
