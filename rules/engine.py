@@ -104,7 +104,7 @@ class RuleEngine:
         inst = {i: s for i, s in inst.items() if not s.default}
         seen, offline = store.load_gateways(conn)
         state = State(points=ps, inst=inst, history=store.load_rate_history(conn, index.rate_window),
-                      fresh_instances=set(range(len(compiled.instances))), gw_last_seen=seen, gw_offline_at=offline)
+                      seen=np.zeros(size, bool), gw_last_seen=seen, gw_offline_at=offline)
         self._point_created = np.zeros(size)
         for pid, c in created.items():
             self._point_created[pid] = c

@@ -95,7 +95,7 @@ class State:
     points: PointState
     inst: dict[int, InstState] = field(default_factory=dict)
     history: dict[int, tuple[I64, F64]] = field(default_factory=dict)  # rate points
-    fresh_instances: set[int] = field(default_factory=set)  # never stepped since (re)start
+    seen: npt.NDArray[np.bool_] | None = None  # per point: evaluated since the rules were (re)compiled
     gw_last_seen: dict[str, float] = field(default_factory=dict)
     gw_offline_at: dict[str, float] = field(default_factory=dict)  # status {"online": false} time
 
@@ -111,6 +111,7 @@ class Updates:
     inst: dict[int, InstState] = field(default_factory=dict)
     history: dict[int, tuple[I64, F64]] = field(default_factory=dict)
     evaluated: set[int] = field(default_factory=set)
+    seen_pid: I64 = field(default_factory=lambda: np.empty(0, np.int64))
     gw_last_seen: dict[str, float] = field(default_factory=dict)
     gw_offline_at: dict[str, float | None] = field(default_factory=dict)
     arrival_now: float = 0.0
@@ -130,7 +131,8 @@ def apply(state: State, u: Updates) -> None:
         else:
             state.inst[i] = s
     state.history.update(u.history)
-    state.fresh_instances -= u.evaluated
+    if state.seen is not None and u.seen_pid.size:
+        state.seen[u.seen_pid] = True
     state.gw_last_seen.update(u.gw_last_seen)
     for gw, at in u.gw_offline_at.items():
         if at is None:
@@ -154,6 +156,7 @@ class Index:
         self.rate_window: dict[int, int] = {}
         self.by_point: dict[int, list[int]] = defaultdict(list)  # point -> instances reading it
         self.multi: set[int] = set()
+        self.multi_point = np.zeros(size, bool)  # points read by a multi-point instance
         self.leaves: dict[int, list[Leaf]] = {}
         self.stale: list[int] = []
         self.never: list[int] = []
@@ -173,6 +176,7 @@ class Index:
                 self.by_point[p].append(i)
             if len(inst.points) > 1:
                 self.multi.add(i)
+                self.multi_point[list(inst.points)] = True
                 continue
             for leaf in lv:
                 if leaf.kind == "ge":
@@ -295,26 +299,31 @@ def evaluate_batch(batch: BatchArrays, state: State, index: Index, now: float) -
     # rates for points with rate rules (few): vectorised per point
     rates: dict[int, F64] = {}
     starts = np.r_[0, np.flatnonzero(vp[1:] != vp[:-1]) + 1]
-    ends = np.r_[starts[1:], vp.size]
-    seg = {int(vp[s]): (int(s), int(e)) for s, e in zip(starts, ends, strict=True)}
+    u.seen_pid = vp[starts]
+    seg = _Segments(vp)
     for p in np.unique(vp[index.rate_point[vp]]).tolist():
         s, e = seg[p]
         rates[p], u.history[p] = _rates(state.history.get(p), vt[s:e], vv[s:e], index.rate_window[p])
 
-    # the pre-filter: which single-point instances could change?
+    # The pre-filter, over the whole batch at once: which points could change some condition?
+    # Limits trip at their value; a state point changes only when its value does (or on its first
+    # reading since the rules were compiled). Instances already away from normal and multi-point
+    # instances are always stepped. Everything else keeps its state without being looked at.
     prev = np.r_[np.nan, vv[:-1]]
     prev[starts] = state.points.last_v[vp[starts]]
-    trip = (vv >= index.min_ge[vp]) | (vv <= index.max_le[vp]) | (index.state_point[vp] & (vv != prev))
-    trip_points = set(np.unique(vp[trip]).tolist())
+    first = ~state.seen[vp] if state.seen is not None else np.zeros(vp.size, bool)
+    trip = (vv >= index.min_ge[vp]) | (vv <= index.max_le[vp]) | (index.state_point[vp] & ((vv != prev) | first))
+    trip_points = set(np.unique(vp[trip | index.multi_point[vp]]).tolist())
     for p, r in rates.items():
         if np.any(r >= index.rate_ge[p]) or np.any(r <= index.rate_le[p]):
             trip_points.add(p)
-    touched = set(seg)
     todo: set[int] = set()
-    for p in touched:
-        for i in index.by_point.get(p, ()):
-            if (p in trip_points or i in index.multi or i in state.inst or i in state.fresh_instances):
-                todo.add(i)
+    for p in trip_points:
+        todo.update(index.by_point.get(p, ()))
+    for i in state.inst:
+        inst = index.instances[i]
+        if inst.expr is not None and any(p in seg for p in inst.points):
+            todo.add(i)
 
     transitions: list[Transition] = []
     for i in sorted(todo):
@@ -327,6 +336,30 @@ def evaluate_batch(batch: BatchArrays, state: State, index: Index, now: float) -
         transitions.extend(tr)
     transitions.sort(key=lambda x: (x.time_us, x.index))
     return u, transitions
+
+
+class _Segments:
+    """Where each point's readings sit in the sorted batch, found on demand (binary search)."""
+
+    def __init__(self, vp: I64):
+        self.vp = vp
+        self.cache: dict[int, tuple[int, int] | None] = {}
+
+    def get(self, p: int) -> tuple[int, int] | None:
+        if p not in self.cache:
+            s = int(np.searchsorted(self.vp, p, "left"))
+            e = int(np.searchsorted(self.vp, p, "right"))
+            self.cache[p] = (s, e) if e > s else None
+        return self.cache[p]
+
+    def __contains__(self, p: int) -> bool:
+        return self.get(p) is not None
+
+    def __getitem__(self, p: int) -> tuple[int, int]:
+        got = self.get(p)
+        if got is None:
+            raise KeyError(p)
+        return got
 
 
 def _rates(hist: tuple[I64, F64] | None, t: I64, v: F64, window_us: int) -> tuple[F64, tuple[I64, F64]]:
@@ -346,7 +379,7 @@ def _rates(hist: tuple[I64, F64] | None, t: I64, v: F64, window_us: int) -> tupl
     return r, (ht[keep], hv[keep])
 
 
-def _step(i: int, inst: Instance, leaves: list[Leaf], st: InstState, seg: dict[int, tuple[int, int]],
+def _step(i: int, inst: Instance, leaves: list[Leaf], st: InstState, seg: _Segments,
           vt: I64, vv: F64, rates: dict[int, F64], last_v: F64) -> tuple[InstState, list[Transition]]:
     """Step one instance through its points' readings in time order."""
     assert inst.expr is not None

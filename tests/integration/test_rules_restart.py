@@ -61,7 +61,7 @@ def expected_transitions(db_url: str, rows: list[tuple[str, int, float]]) -> lis
     compiled = compile_rules(catalog, view)
     pid_of = {p.tag: p.id for p in view.points if p.gateway_id == "gw-a1"}
     size = max(p.id for p in view.points) + 1
-    state = State(PointState.empty(size), fresh_instances=set(range(len(compiled.instances))))
+    state = State(PointState.empty(size), seen=np.zeros(size, bool))
     arr = BatchArrays(np.array([pid_of[r[0]] for r in rows], np.int32), np.array([r[1] * 1000 for r in rows]),
                       np.array([r[2] for r in rows]), np.zeros(len(rows), np.int16))
     _, trs = evaluate_batch(arr, state, Index(compiled, size), time.time())

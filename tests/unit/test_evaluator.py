@@ -136,7 +136,7 @@ class Harness:
                             {"pl": PlantRow("pl", "foundry", "ent")}, [GatewayRow("gw", "pl", True)])
         self.compiled = compile_rules(catalog, view)
         self.index = Index(self.compiled, 9)
-        self.state = State(PointState.empty(9), fresh_instances=set(range(len(self.compiled.instances))))
+        self.state = State(PointState.empty(9), seen=np.zeros(9, bool))
 
     def key(self, i: int) -> str:
         return self.compiled.instances[i].rule_id

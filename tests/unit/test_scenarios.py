@@ -580,7 +580,7 @@ def _data_alarms(site: SiteSpec, scenario: Scenario | None, seed: int) -> tuple[
     compiled = compile_rules(load_catalog(), reg)
     size = len(reg.points) + 1
     index = Index(compiled, size)
-    state = State(points=PointState.empty(size), fresh_instances=set(range(len(compiled.instances))))
+    state = State(points=PointState.empty(size), seen=np.zeros(size, bool))
     res, pubs = _backfill(site, int(time.time() * 1000) - 11 * MIN, 600.0, scenario, seed=seed, batch=200)
     msgs = sorted(((m[2][0], gw, m) for gw, rec in pubs.items() for m in rec.messages), key=lambda x: x[0])
     out: dict[tuple[str, str], float] = {}
