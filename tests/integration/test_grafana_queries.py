@@ -121,7 +121,8 @@ def _point_id(conn: psycopg.Connection, gateway: str, tag: str) -> int:
 
 
 def test_every_dashboard_query_runs_on_real_data(loaded: Site) -> None:
-    now = datetime.now(UTC).replace(microsecond=0)
+    # whole seconds, rounded up: a row written earlier in this second must fall inside the range
+    now = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
     ranges = {"1h": timedelta(hours=1), "30d": timedelta(days=30)}
     with psycopg.connect(loaded.db_url) as conn:
         dashboards = generate(conn)
