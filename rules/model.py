@@ -64,34 +64,30 @@ class Applies(_Strict):
 # --- conditions ----------------------------------------------------------------------------
 
 
-class Cmp(_Strict):
-    """A limit on one point: ``hi`` trips above, ``lo`` below; clears past the deadband."""
+class _Limit(_Strict):
+    """One limit: ``hi`` trips at or above, ``lo`` at or below; clears past the deadband."""
 
-    point: Alias
     hi: float | None = None
     lo: float | None = None
     deadband: float = Field(default=0.0, ge=0)
 
     @model_validator(mode="after")
-    def _one_side(self) -> Cmp:
+    def _one_side(self) -> _Limit:
         if (self.hi is None) == (self.lo is None):
             raise ValueError("give exactly one of hi or lo")
         return self
 
 
-class Diff(_Strict):
+class Cmp(_Limit):
+    """A limit on one point."""
+
+    point: Alias
+
+
+class Diff(_Limit):
     """A limit on the difference of two points (a - b)."""
 
     diff: tuple[Alias, Alias]
-    hi: float | None = None
-    lo: float | None = None
-    deadband: float = Field(default=0.0, ge=0)
-
-    @model_validator(mode="after")
-    def _one_side(self) -> Diff:
-        if (self.hi is None) == (self.lo is None):
-            raise ValueError("give exactly one of hi or lo")
-        return self
 
 
 class StateIs(_Strict):
