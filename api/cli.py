@@ -242,13 +242,14 @@ def collect(
     catalog: Annotated[Path | None, typer.Option("--catalog", help="Rule catalog dir or file.")] = None,
 ) -> None:
     """Run the MQTT -> TimescaleDB collector with the rule engine until SIGTERM / Ctrl-C."""
+    from hazards.intake import open_or_attach
     from ingest.collector import Collector
     from rules.engine import RuleEngine
 
     c = _ctx(ctx)
     run_migrations(c.db_url)
     s = c.resolved()
-    engine = RuleEngine(catalog_dir=catalog)
+    engine = RuleEngine(catalog_dir=catalog, on_candidate=open_or_attach)
     col = Collector(c.db_url, c.mqtt, s.collector, s.limits, processors=[engine])
 
     def _term(_sig: int, _frame: object) -> None:
@@ -463,9 +464,10 @@ def maintenance_add(ctx: typer.Context, plant: str,
 
 
 def _register_extensions() -> None:
-    from api import cli_grafana
+    from api import cli_grafana, cli_server
 
     cli_grafana.register(app)
+    cli_server.register(app)
 
 
 _register_extensions()

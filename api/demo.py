@@ -75,7 +75,9 @@ def run_demo(c: Context, console: Console, *, duration: float, rate: float, batc
             console.print(f"   · {e.name} / {p.name} ({p.industry})")
 
     settings = c.resolved()
-    engine = RuleEngine()
+    from hazards.intake import open_or_attach
+
+    engine = RuleEngine(on_candidate=open_or_attach)
     collector = Collector(services.db_url, c.mqtt, settings.collector, settings.limits, processors=[engine])
     connected = threading.Event()
     col_thread = threading.Thread(target=collector.run, kwargs={"ready": connected.set}, name="collector",
@@ -150,6 +152,9 @@ def run_demo(c: Context, console: Console, *, duration: float, rate: float, batc
                   f"{dead - base_dead} 条死信 dead letters (malformed examples sent on purpose)")
     _show_latest(services.db_url, console)
     _show_alarms(services.db_url, console, since=t0_wall)
+    from api.cli_server import show_sensor_tickets
+
+    show_sensor_tickets(console, services.db_url, since=t0_wall)
     console.print("数据保留 data left in place — look at it with:")
     console.print(f"   psql '{services.db_url}'")
     console.print("   SELECT reason, detail FROM dead_letters ORDER BY id DESC LIMIT 5;")

@@ -63,7 +63,7 @@ class EngineStats:
 class RuleEngine:
     def __init__(self, catalog: Catalog | None = None, catalog_dir: Path | None = None, clock: Clock | None = None,
                  tick_s: float = 1.0, registry_check_s: float = 5.0,
-                 on_candidate: Callable[[psycopg.Connection, int], None] | None = None):
+                 on_candidate: Callable[[psycopg.Connection, int], object] | None = None):
         self.catalog = catalog or load_catalog(catalog_dir)
         self.clock = clock or SystemClock()
         self.tick_s = tick_s

@@ -31,6 +31,8 @@ def test_demo_runs_to_completion(tmp_path: Path) -> None:
         assert "mach.cooling.diff:hi" in res.stdout and "mach.cooling.interlock" in res.stdout
         cand = res.stdout.split("candidate major hazards", 1)[1]
         assert "mach.cooling.interlock" in cand and "第七条" in cand
+        ledger = res.stdout.split("hazard ledger: candidate tickets opened by the incident", 1)[1]
+        assert "待判定 candidate" in ledger and "鼎业铸造" in ledger and "第七条" in ledger
         assert "Traceback" not in res.stderr and "ERROR" not in res.stderr
     finally:
         LocalServices(tmp_path / "rw").destroy()

@@ -1,0 +1,49 @@
+"""企业 Enterprises: bureau registers them; an enterprise sees and updates only itself."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from api.deps import ALL, BUREAU, Auth, Conn, Page, require
+from api.problems import not_found
+from api.queries import registry as q
+from api.routers._common import API_PREFIX, AUTH, CONFLICT, NOT_FOUND, IdentPath, page
+from api.schemas.common import Page as PageOf
+from api.schemas.registry import EnterpriseCreate, EnterprisePublic, EnterpriseUpdate
+
+router = APIRouter(prefix=API_PREFIX + "/enterprises", tags=["enterprises"], responses=AUTH)
+
+
+def _get(conn: Conn, enterprise_id: str, who: Auth) -> EnterprisePublic:
+    row = q.get_enterprise(conn, enterprise_id, who.scope)
+    if row is None:
+        raise not_found("企业", "Enterprise", enterprise_id)
+    return EnterprisePublic.model_validate(row)
+
+
+@router.get("", summary="企业列表 List enterprises")
+def list_enterprises(who: Auth, conn: Conn, p: Page) -> PageOf[EnterprisePublic]:
+    rows, total = q.list_enterprises(conn, who.scope, p.limit, p.offset)
+    return PageOf[EnterprisePublic].model_validate(page(rows, total, p.limit, p.offset))
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses=CONFLICT, summary="登记企业 Register an enterprise")
+def create_enterprise(body: EnterpriseCreate, who: Auth, conn: Conn) -> EnterprisePublic:
+    require(who, *BUREAU)
+    with conn.transaction():
+        q.create_enterprise(conn, body.model_dump())
+    return _get(conn, body.id, who)
+
+
+@router.get("/{enterprise_id}", responses=NOT_FOUND, summary="企业详情 Get an enterprise")
+def get_enterprise(enterprise_id: IdentPath, who: Auth, conn: Conn) -> EnterprisePublic:
+    return _get(conn, enterprise_id, who)
+
+
+@router.patch("/{enterprise_id}", responses=NOT_FOUND, summary="修改企业信息 Update an enterprise")
+def update_enterprise(enterprise_id: IdentPath, body: EnterpriseUpdate, who: Auth, conn: Conn) -> EnterprisePublic:
+    _get(conn, enterprise_id, who)
+    require(who, *ALL)
+    with conn.transaction():
+        q.update_enterprise(conn, enterprise_id, body.model_dump(exclude_unset=True))
+    return _get(conn, enterprise_id, who)

@@ -1,0 +1,56 @@
+"""厂区 Plants of an enterprise."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from api.deps import ALL, BUREAU, Auth, Conn, Page, require
+from api.problems import not_found
+from api.queries import registry as q
+from api.routers._common import API_PREFIX, AUTH, CONFLICT, NOT_FOUND, IdentPath, page
+from api.schemas.common import Ident
+from api.schemas.common import Page as PageOf
+from api.schemas.registry import Industry, PlantCreate, PlantPublic, PlantUpdate
+
+router = APIRouter(prefix=API_PREFIX + "/plants", tags=["plants"], responses=AUTH)
+
+
+def _get(conn: Conn, plant_id: str, who: Auth) -> PlantPublic:
+    row = q.get_plant(conn, plant_id, who.scope)
+    if row is None:
+        raise not_found("厂区", "Plant", plant_id)
+    return PlantPublic.model_validate(row)
+
+
+@router.get("", summary="厂区列表 List plants")
+def list_plants(who: Auth, conn: Conn, p: Page, enterprise_id: Annotated[Ident | None, Query()] = None,
+                industry: Annotated[Industry | None, Query()] = None) -> PageOf[PlantPublic]:
+    rows, total = q.list_plants(conn, who.scope, enterprise_id, industry, p.limit, p.offset)
+    return PageOf[PlantPublic].model_validate(page(rows, total, p.limit, p.offset))
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses={**CONFLICT, **NOT_FOUND},
+             summary="登记厂区 Register a plant")
+def create_plant(body: PlantCreate, who: Auth, conn: Conn) -> PlantPublic:
+    if q.get_enterprise(conn, body.enterprise_id, who.scope) is None:
+        raise not_found("企业", "Enterprise", body.enterprise_id)
+    require(who, *BUREAU)
+    with conn.transaction():
+        q.create_plant(conn, body.model_dump())
+    return _get(conn, body.id, who)
+
+
+@router.get("/{plant_id}", responses=NOT_FOUND, summary="厂区详情 Get a plant")
+def get_plant(plant_id: IdentPath, who: Auth, conn: Conn) -> PlantPublic:
+    return _get(conn, plant_id, who)
+
+
+@router.patch("/{plant_id}", responses=NOT_FOUND, summary="修改厂区 Update a plant")
+def update_plant(plant_id: IdentPath, body: PlantUpdate, who: Auth, conn: Conn) -> PlantPublic:
+    _get(conn, plant_id, who)
+    require(who, *ALL)
+    with conn.transaction():
+        q.update_plant(conn, plant_id, body.model_dump(exclude_unset=True))
+    return _get(conn, plant_id, who)

@@ -1,0 +1,243 @@
+"""`riskwatch serve`: the API, the collector (with the rule engine and hazard intake) and the hazards
+tick in one process, under one supervisor.
+
+Each background part is a named task on its own thread. A task that fails is
+logged, counted (`riskwatch_task_restarts_total`) and restarted with jittered
+backoff; it never takes the API down with it, and /healthz shows it as not ok
+while it is down. The API runs on the main thread (uvicorn); SIGTERM or
+Ctrl-C stops uvicorn, then the tasks — the collector flushes what it holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import uvicorn
+
+from api.app import create_app
+from api.health import Check
+from api.metrics import Metrics, StatsExporter
+from core.clock import Clock, SystemClock
+from core.settings import MqttUrl, Settings
+from hazards import ledger, workflow
+
+log = logging.getLogger("riskwatch.serve")
+
+
+@dataclass
+class Running:
+    """What a task's factory returns: how to run it (blocks) and how to ask it to stop."""
+
+    run: Callable[[], None]
+    stop: Callable[[], None]
+
+
+@dataclass
+class Task:
+    name: str
+    factory: Callable[[], Running]
+    thread: threading.Thread | None = None
+    current: Running | None = None
+    running: bool = False
+    restarts: int = 0
+    last_error: str | None = None
+    started_at: float = 0.0
+
+
+@dataclass
+class Supervisor:
+    metrics: Metrics
+    max_backoff_s: float = 60.0
+    tasks: dict[str, Task] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def add(self, name: str, factory: Callable[[], Running]) -> None:
+        self.tasks[name] = Task(name, factory)
+
+    def start(self) -> None:
+        for t in self.tasks.values():
+            t.thread = threading.Thread(target=self._keep, args=(t,), name=f"rw-{t.name}", daemon=True)
+            t.thread.start()
+
+    def _keep(self, t: Task) -> None:
+        backoff = 1.0
+        while not self._stop.is_set():
+            try:
+                t.current = t.factory()
+                t.running, t.started_at = True, time.monotonic()
+                t.current.run()
+                t.running = False
+                if self._stop.is_set():
+                    return
+                t.last_error = "exited"
+                log.warning("task %s exited on its own; restarting", t.name)
+            except Exception as exc:  # noqa: BLE001 - a failing task is restarted, never fatal
+                t.running = False
+                t.last_error = f"{type(exc).__name__}: {exc}"
+                log.error("task %s failed: %s; restarting in %.0f s", t.name, t.last_error, backoff, exc_info=True)
+            if time.monotonic() - t.started_at > 5 * self.max_backoff_s:
+                backoff = 1.0  # it ran well for a while: start the backoff over
+            t.restarts += 1
+            self.metrics.task_restarts.labels(t.name).inc()
+            self._stop.wait(backoff * random.uniform(0.5, 1.0))
+            backoff = min(self.max_backoff_s, backoff * 2)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        for t in self.tasks.values():
+            if t.current is not None:
+                try:
+                    t.current.stop()
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("stopping %s: %s", t.name, exc)
+        deadline = time.monotonic() + timeout
+        for t in self.tasks.values():
+            if t.thread is not None:
+                t.thread.join(max(0.1, deadline - time.monotonic()))
+                if t.thread.is_alive():
+                    log.warning("task %s did not stop within %.0f s", t.name, timeout)
+
+    def check(self, name: str) -> Callable[[], Check]:
+        def _check() -> Check:
+            t = self.tasks[name]
+            if t.running:
+                return Check(True, None, f"running (restarts: {t.restarts})")
+            return Check(False, None, f"not running: {t.last_error or 'starting'} (restarts: {t.restarts})")
+        return _check
+
+
+class HazardTicker:
+    """The ledger's clock-driven work: list overdue tickets for supervision, take up stray candidates.
+
+    The clock is injected, so tests move a FakeClock and call `once()` instead of waiting a day.
+    """
+
+    def __init__(self, db_url: str, clock: Clock, metrics: Metrics, interval_s: float = 60.0,
+                 city_after_s: float = workflow.CITY_AFTER_S):
+        self.db_url = db_url
+        self.clock = clock
+        self.metrics = metrics
+        self.interval_s = interval_s
+        self.city_after_s = city_after_s
+        self._stop = threading.Event()
+
+    def once(self, conn: psycopg.Connection) -> tuple[int, int]:
+        """(tickets listed for supervision, candidates taken up)."""
+        t0 = time.perf_counter()
+        swept = ledger.sweep_candidates(conn)
+        done = ledger.tick(conn, self.clock.now(), self.city_after_s)
+        self.metrics.hazard_tick_latency.observe(time.perf_counter() - t0)
+        self.metrics.hazard_ticks.labels("ok").inc()
+        self.metrics.swept.inc(len(swept))
+        for _, e in done:
+            self.metrics.supervised.labels(str(e.data.get("level"))).inc()
+        return len(done), len(swept)
+
+    def run(self) -> None:
+        self._stop.clear()
+        with psycopg.connect(self.db_url, application_name="riskwatch-hazards") as conn:
+            while not self._stop.is_set():
+                try:
+                    self.once(conn)
+                except psycopg.OperationalError:
+                    self.metrics.hazard_ticks.labels("error").inc()
+                    raise  # the supervisor reconnects with backoff
+                except psycopg.Error as exc:
+                    self.metrics.hazard_ticks.labels("error").inc()
+                    log.error("hazards tick failed: %s", exc)
+                    conn.rollback()
+                self._stop.wait(self.interval_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _collector_task(settings: Settings, catalog: Path | None, metrics: Metrics) -> Callable[[], Running]:
+    """A factory of collectors (with the rule engine and the ledger's intake hook); a restart gets a new one,
+    which rebuilds its state from the database. Its counters are exported under riskwatch_collector_*."""
+    from hazards.intake import open_or_attach
+    from ingest.collector import Collector
+    from rules.engine import RuleEngine
+
+    assert settings.db_url and settings.mqtt_url
+    current: dict[str, object] = {}
+
+    def factory() -> Running:
+        # The hook's result (the ticket id) is ignored by the engine; its annotation says None.
+        engine = RuleEngine(catalog_dir=catalog, on_candidate=open_or_attach)
+        col = Collector(settings.db_url or "", MqttUrl.parse(settings.mqtt_url or ""), settings.collector,
+                        settings.limits, processors=[engine])
+        current["col"], current["engine"] = col, engine
+        return Running(col.run, col.stop)
+
+    def read() -> dict[str, tuple[str, float]]:
+        col, engine = current.get("col"), current.get("engine")
+        out: dict[str, tuple[str, float]] = {}
+        if col is not None:
+            s = col.stats  # type: ignore[attr-defined]
+            out.update({"messages_total": ("counter", s.messages), "readings_stored_total": ("counter",
+                        s.readings_stored), "readings_duplicate_total": ("counter", s.readings_duplicate),
+                        "dead_letters_total": ("counter", s.dead_letters), "unmapped_total": ("counter", s.unmapped),
+                        "batches_total": ("counter", s.batches), "db_errors_total": ("counter", s.db_errors),
+                        "mqtt_connects_total": ("counter", s.mqtt_connects),
+                        "last_commit_timestamp_seconds": ("gauge", s.last_commit_s)})
+        if engine is not None:
+            e = engine.stats  # type: ignore[attr-defined]
+            out.update({"alarm_activations_total": ("counter", e.activations),
+                        "alarm_clears_total": ("counter", e.clears),
+                        "hazard_candidates_total": ("counter", e.candidates),
+                        "rule_eval_seconds_total": ("counter", e.eval_s)})
+        return out
+
+    metrics.add(StatsExporter("riskwatch_collector", read))
+    return factory
+
+
+def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8080, catalog: Path | None = None,
+          collector: bool = True, hazard_tick_s: float = 60.0,
+          broker_sync: Callable[[psycopg.Connection], object] | None = None, clock: Clock | None = None,
+          log_level: str = "info", ready: Callable[[], None] | None = None) -> None:
+    """Run everything until SIGTERM / SIGINT. `settings` must have both URLs resolved."""
+    assert settings.db_url is not None
+    clock = clock or SystemClock()
+    metrics = Metrics()
+    sup = Supervisor(metrics)
+    if collector:
+        sup.add("collector", _collector_task(settings, catalog, metrics))
+    ticker = HazardTicker(settings.db_url, clock, metrics, hazard_tick_s)
+    sup.add("hazards-tick", lambda: Running(ticker.run, ticker.stop))
+    app = create_app(settings, clock=clock, metrics=metrics, broker_sync=broker_sync,
+                     checks={name: sup.check(name) for name in sup.tasks})
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
+                            lifespan="on", timeout_graceful_shutdown=10)
+    server = uvicorn.Server(config)
+
+    def _signal(_sig: int, _frame: object) -> None:
+        server.should_exit = True
+
+    # uvicorn restores these after its own handling and re-raises the signal into them.
+    signal.signal(signal.SIGTERM, _signal)
+    signal.signal(signal.SIGINT, _signal)
+    sup.start()
+    if ready is not None:
+        threading.Thread(target=_when_started, args=(server, ready), daemon=True, name="rw-ready").start()
+    try:
+        server.run()
+    finally:
+        log.info("stopping background tasks")
+        sup.stop()
+
+
+def _when_started(server: uvicorn.Server, ready: Callable[[], None]) -> None:
+    while not server.started and not server.should_exit:
+        time.sleep(0.05)
+    if server.started:
+        ready()

@@ -1,0 +1,110 @@
+"""Period summaries as CSV and XLSX, for the bureau's monthly meetings and the annual report.
+
+CSV is UTF-8 with a byte-order mark: Excel on a Chinese Windows desktop opens
+a BOM-less UTF-8 file as GBK and shows mojibake. XLSX carries one sheet per
+breakdown plus the ledger of tickets open during the period.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from datetime import datetime
+
+from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.styles import Font
+
+from hazards.model import SOURCE_ZH, STATUS_ZH, Source, Status
+from hazards.reports import CST, PeriodRow, PeriodSummary
+from hazards.store import TicketRecord
+
+ROW_HEADERS = ["维度 dimension", "键 key", "名称 label", "新增 new", "确认 confirmed", "排除 dismissed",
+               "销号 closed", "期末未销号 open at end", "逾期 overdue", "挂牌督办 supervised", "整改资金(元) funds"]
+TICKET_HEADERS = ["编号 id", "企业 enterprise", "厂区 plant", "行业 industry", "来源 source", "状态 status",
+                  "标题 title", "依据 basis", "发现时间 detected", "确认时间 confirmed", "责任人 responsible",
+                  "整改期限 deadline", "整改资金(元) funds", "督办 supervision", "销号时间 closed",
+                  "触发次数 occurrences"]
+
+
+def _row(dim: str, r: PeriodRow) -> list[object]:
+    return [dim, r.key, r.label, r.new, r.confirmed, r.dismissed, r.closed, r.open_at_end, r.overdue_at_end,
+            r.supervised, r.funds_yuan]
+
+
+def _rows(s: PeriodSummary) -> Iterable[list[object]]:
+    yield _row("合计 total", s.totals)
+    for dim, rows in (("行业 industry", s.by_industry), ("企业 enterprise", s.by_enterprise),
+                      ("来源 source", s.by_source)):
+        for r in rows:
+            yield _row(dim, r)
+
+
+def _dt(d: datetime | None) -> str:
+    """Local (China Standard Time) wall-clock time, as the bureau reads it."""
+    return "" if d is None else d.astimezone(CST).strftime("%Y-%m-%d %H:%M")
+
+
+def _ticket(t: TicketRecord) -> list[object]:
+    sup = "" if t.supervision_level is None else t.supervision_level + (" (lifted)" if t.supervision_lifted_at else "")
+    return [t.id, t.enterprise_name, t.plant_name or "", t.industry or "", f"{SOURCE_ZH[Source(t.source)]}",
+            f"{STATUS_ZH[Status(t.status)]}", t.title, t.basis or "", _dt(t.detected_at), _dt(t.confirmed_at),
+            t.plan_responsible or "", _dt(t.plan_deadline), t.plan_funds_yuan if t.plan_funds_yuan is not None else "",
+            sup, _dt(t.closed_at), t.occurrences]
+
+
+def title(s: PeriodSummary) -> str:
+    kind = "月度" if s.kind == "monthly" else "年度"
+    return f"重大事故隐患{kind}汇总 {s.period} major-hazard {s.kind} summary"
+
+
+def to_csv(s: PeriodSummary) -> bytes:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow([title(s)])
+    w.writerow(["约谈 interviews", s.interviews, "举报奖励(元) rewards approved", s.rewards_approved_yuan])
+    w.writerow(ROW_HEADERS)
+    for row in _rows(s):
+        w.writerow(row)
+    return ("\ufeff" + buf.getvalue()).encode("utf-8")
+
+
+def _cell(v: object) -> object:
+    """XLSX cells cannot hold C0 control characters, which free-text fields may carry: drop them."""
+    if hasattr(v, "as_tuple"):  # Decimal
+        return float(v)  # type: ignore[arg-type]
+    if isinstance(v, str):
+        return ILLEGAL_CHARACTERS_RE.sub("", v)
+    return v
+
+
+def to_xlsx(s: PeriodSummary) -> bytes:
+    wb = Workbook()
+    ws = wb.active
+    assert ws is not None
+    ws.title = "汇总 summary"
+    ws.append([_cell(title(s))])
+    ws["A1"].font = Font(bold=True, size=13)
+    ws.append(["期间 period", s.period, "起 from", _dt(s.start), "止 to", _dt(s.end)])
+    ws.append(["约谈 interviews", s.interviews, "举报奖励(元) rewards approved", float(s.rewards_approved_yuan)])
+    ws.append([])
+    ws.append(ROW_HEADERS)
+    for cell in ws[5]:
+        cell.font = Font(bold=True)
+    for row in _rows(s):
+        ws.append([_cell(v) for v in row])
+    lt = wb.create_sheet("台账 ledger")
+    lt.append(TICKET_HEADERS)
+    for cell in lt[1]:
+        cell.font = Font(bold=True)
+    for t in s.tickets:
+        lt.append([_cell(v) for v in _ticket(t)])
+    for sheet in (ws, lt):
+        for col in sheet.columns:
+            letter = col[0].column_letter
+            width = max((len(str(c.value)) for c in col if c.value is not None), default=8)
+            sheet.column_dimensions[letter].width = min(60, max(10, width + 2))
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()

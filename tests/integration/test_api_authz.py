@@ -1,0 +1,373 @@
+"""The authorisation matrix: every operation in the OpenAPI document, called as admin, bureau and an
+enterprise-A token on resources of enterprise A and of enterprise B (and with no token), gets the
+outcome the policy below says — and enterprise A never sees anything of B in any list or lookup.
+
+Policy, in words:
+- no token: 401 everywhere but /healthz and /metrics;
+- a role outside an operation's roles: 403;
+- an enterprise token naming another enterprise's object (path, query or body): 404, exactly as if
+  it did not exist, whatever its role could otherwise do;
+- lists answer 200 and hold only what the caller may see.
+
+A new route without a line in SPECS fails `test_every_route_is_in_the_matrix`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from tests.fix_api import T0, Api, api_fixture, plan_body  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+ALL = frozenset({"admin", "bureau", "enterprise"})
+BUREAU = frozenset({"admin", "bureau"})
+ADMIN = frozenset({"admin"})
+RECTIFY = frozenset({"admin", "enterprise"})
+OWNERS = {"A": "ent-a", "B": "ent-b"}
+PLANTS = {"A": "plant-a", "B": "plant-b"}
+GATEWAYS = {"A": "gw-a1", "B": "gw-b1"}
+TAGS = {"A": "TT-101", "B": "FT-301"}
+
+
+@dataclass
+class Req:
+    method: str
+    path: str
+    params: dict[str, Any] = field(default_factory=dict)
+    json: Any = None
+
+
+@dataclass(frozen=True)
+class Spec:
+    kind: str  # list | object | create | global | public
+    roles: frozenset[str]
+    build: Callable[[World, str], Req]
+
+
+class World:
+    """Fresh objects of enterprise A or B for each call, so a state change by one call cannot make the
+    next answer 409 for reasons unrelated to authorisation."""
+
+    def __init__(self, api: Api):
+        self.api = api
+        self.n = itertools.count(1)
+        self.point = {o: api.point_id(GATEWAYS[o], TAGS[o]) for o in OWNERS}
+        self.device = {o: int(api.sql("SELECT device_id FROM points WHERE id = %s", (self.point[o],))[0][0])
+                       for o in OWNERS}
+        for o in OWNERS:
+            api.sql("INSERT INTO readings (time, point_id, value) SELECT to_timestamp(%s) - g * interval '1 s', %s, g"
+                    " FROM generate_series(1, 120) g", (T0, self.point[o]))
+        self.alarm = {o: self.new_alarm(o) for o in OWNERS}
+        self.ticket = {o: api.new_ticket(OWNERS[o], "confirmed") for o in OWNERS}
+        self.interview = {o: self.new_interview(o) for o in OWNERS}
+        # an overdue ticket each, for the overdue report
+        for o in OWNERS:
+            tid = api.new_ticket(OWNERS[o], "confirmed")
+            api.ok("POST", f"/api/v1/hazards/{tid}/plan", f"ent_{o.lower()}", json=plan_body(api.clock.now(), 1))
+        api.clock.advance(2 * 86400)
+
+    def uid(self, prefix: str) -> str:
+        return f"{prefix}-{next(self.n)}"
+
+    def new_alarm(self, o: str, shelved: bool = False) -> tuple[str, str]:
+        rule = self.uid("test.rule")
+        p = self.point[o]
+        self.api.sql(
+            """INSERT INTO alarms (rule_id, subject, point_id, gateway_id, plant_id, catalog_version, severity, active,
+                   state, activated_at, shelved_until, shelved_by, shelve_reason)
+               VALUES (%s, %s, %s, %s, %s, 'v1', 'high', true, 'unack', to_timestamp(%s),
+                       CASE WHEN %s THEN to_timestamp(%s) END, CASE WHEN %s THEN 'x' END, CASE WHEN %s THEN 'y' END)""",
+            (rule, f"p:{p}", p, GATEWAYS[o], PLANTS[o], T0 - 60, shelved, T0 + 3600, shelved, shelved))
+        return rule, f"p:{p}"
+
+    def new_candidate(self, o: str) -> int:
+        p = self.point[o]
+        return int(self.api.sql(
+            """INSERT INTO hazard_candidates (detected_at, rule_id, subject, point_id, gateway_id, plant_id,
+                   enterprise_id, basis, title_zh, title_en, catalog_version, evidence)
+               VALUES (to_timestamp(%s), %s, %s, %s, %s, %s, %s, 'basis', '候选', 'candidate', 'v1', '{}')
+               RETURNING id""",
+            (T0, self.uid("test.cand"), f"p:{p}", p, GATEWAYS[o], PLANTS[o], OWNERS[o]))[0][0])
+
+    def new_interview(self, o: str) -> int:
+        return int(self.api.ok("POST", "/api/v1/interviews", "bureau", json={
+            "enterprise_id": OWNERS[o], "held_at": "2025-11-29T09:00:00+08:00", "interviewer": "局长",
+            "interviewees": f"{OWNERS[o]} 负责人", "reason": "整改滞后"})["id"])
+
+    def ticket_in(self, o: str, status: str, source: str = "self_report") -> int:
+        return self.api.new_ticket(OWNERS[o], status, source)
+
+    def new_token(self) -> int:
+        body = {"name": self.uid("tok"), "role": "bureau"}
+        return int(self.api.ok("POST", "/api/v1/tokens", "admin", json=body)["id"])
+
+
+H = "/api/v1/hazards"
+
+
+def _action(status: str, action: str, body: Any, source: str = "self_report") -> Callable[[World, str], Req]:
+    def build(w: World, o: str) -> Req:
+        b = plan_body(w.api.clock.now()) if body == "PLAN" else body
+        return Req("POST", f"{H}/{w.ticket_in(o, status, source)}/{action}", json=b)
+    return build
+
+
+def _alarm(action: str, body: Any = None, shelved: bool = False) -> Callable[[World, str], Req]:
+    def build(w: World, o: str) -> Req:
+        rule, subject = w.new_alarm(o, shelved)
+        return Req("POST", f"/api/v1/alarms/{rule}/{subject}/{action}", json=body)
+    return build
+
+
+SPECS: dict[str, Spec] = {
+    # registry
+    "enterprises_list_enterprises": Spec("list", ALL, lambda w, o: Req("GET", "/api/v1/enterprises")),
+    "enterprises_create_enterprise": Spec("global", BUREAU, lambda w, o: Req("POST", "/api/v1/enterprises", json={
+        "id": w.uid("ent-new"), "name": "新企业", "principal": {"name": "甲"}, "controller": {"name": "乙"}})),
+    "enterprises_get_enterprise": Spec("object", ALL, lambda w, o: Req("GET", f"/api/v1/enterprises/{OWNERS[o]}")),
+    "enterprises_update_enterprise": Spec("object", ALL, lambda w, o: Req(
+        "PATCH", f"/api/v1/enterprises/{OWNERS[o]}", json={"address": "工业园区1号"})),
+    "plants_list_plants": Spec("list", ALL, lambda w, o: Req("GET", "/api/v1/plants")),
+    "plants_create_plant": Spec("create", BUREAU, lambda w, o: Req("POST", "/api/v1/plants", json={
+        "id": w.uid("plant-new"), "enterprise_id": OWNERS[o], "name": "新厂", "industry": "cement"})),
+    "plants_get_plant": Spec("object", ALL, lambda w, o: Req("GET", f"/api/v1/plants/{PLANTS[o]}")),
+    "plants_update_plant": Spec("object", ALL, lambda w, o: Req("PATCH", f"/api/v1/plants/{PLANTS[o]}",
+                                                                 json={"address": "二号路"})),
+    "gateways_list_gateways": Spec("list", ALL, lambda w, o: Req("GET", "/api/v1/gateways")),
+    "gateways_create_gateway": Spec("create", ALL, lambda w, o: Req("POST", "/api/v1/gateways", json={
+        "id": w.uid("gw-new"), "plant_id": PLANTS[o]})),
+    "gateways_get_gateway": Spec("object", ALL, lambda w, o: Req("GET", f"/api/v1/gateways/{GATEWAYS[o]}")),
+    "gateways_update_gateway": Spec("object", ALL, lambda w, o: Req("PATCH", f"/api/v1/gateways/{GATEWAYS[o]}",
+                                                                     json={"name": "网关"})),
+    "gateways_issue_credentials": Spec("object", ALL, lambda w, o: Req(
+        "POST", f"/api/v1/gateways/{GATEWAYS[o]}/credentials")),
+    "gateways_disable_gateway": Spec("object", ALL, lambda w, o: Req(
+        "POST", f"/api/v1/gateways/{GATEWAYS[o]}/disable")),
+    "gateways_enable_gateway": Spec("object", ALL, lambda w, o: Req(
+        "POST", f"/api/v1/gateways/{GATEWAYS[o]}/enable")),
+    "devices_list_devices": Spec("list", ALL, lambda w, o: Req("GET", "/api/v1/devices")),
+    "devices_create_device": Spec("create", ALL, lambda w, o: Req("POST", "/api/v1/devices", json={
+        "plant_id": PLANTS[o], "code": w.uid("dev"), "name": "设备", "kind": "kiln"})),
+    "devices_get_device": Spec("object", ALL, lambda w, o: Req("GET", f"/api/v1/devices/{w.device[o]}")),
+    "devices_update_device": Spec("object", ALL, lambda w, o: Req("PATCH", f"/api/v1/devices/{w.device[o]}",
+                                                                   json={"name": "设备二"})),
+    "points_list_points": Spec("list", ALL, lambda w, o: Req("GET", "/api/v1/points")),
+    "points_create_point": Spec("create", ALL, lambda w, o: Req("POST", "/api/v1/points", json={
+        "device_id": w.device[o], "gateway_id": GATEWAYS[o], "tag": w.uid("TT"), "quantity": "temperature"})),
+    "points_get_point": Spec("object", ALL, lambda w, o: Req("GET", f"/api/v1/points/{w.point[o]}")),
+    "points_update_point": Spec("object", ALL, lambda w, o: Req("PATCH", f"/api/v1/points/{w.point[o]}",
+                                                                 json={"setpoints": {"x.hi": 3}})),
+    # telemetry
+    "readings_raw": Spec("object", ALL, lambda w, o: Req("GET", "/api/v1/readings", {"point_id": w.point[o]})),
+    "readings_buckets": Spec("object", ALL, lambda w, o: Req("GET", "/api/v1/readings/buckets",
+                                                              {"point_id": w.point[o], "bucket_s": 60})),
+    "alarms_list_alarms": Spec("list", ALL, lambda w, o: Req("GET", "/api/v1/alarms")),
+    "alarms_get_alarm": Spec("object", ALL, lambda w, o: Req("GET", "/api/v1/alarms/{}/{}".format(*w.alarm[o]))),
+    "alarms_alarm_events": Spec("object", ALL, lambda w, o: Req("GET", "/api/v1/alarms/{}/{}/events".format(
+        *w.alarm[o]))),
+    "alarms_acknowledge": Spec("object", ALL, _alarm("ack", {"comment": "已知悉"})),
+    "alarms_shelve": Spec("object", ALL, _alarm("shelve", {"minutes": 30, "reason": "校准"})),
+    "alarms_unshelve": Spec("object", ALL, _alarm("unshelve", None, shelved=True)),
+    # hazards
+    "hazards_list_hazards": Spec("list", ALL, lambda w, o: Req("GET", H)),
+    "hazards_create_self_report": Spec("create", ALL, lambda w, o: Req("POST", f"{H}/self-reports", json={
+        "enterprise_id": OWNERS[o], "title": f"自查 {OWNERS[o]}", "plant_id": PLANTS[o]})),
+    "hazards_create_inspection": Spec("create", BUREAU, lambda w, o: Req("POST", f"{H}/inspections", json={
+        "enterprise_id": OWNERS[o], "title": f"检查 {OWNERS[o]}", "inspection_team": "检查组"})),
+    "hazards_create_public_tip": Spec("create", BUREAU, lambda w, o: Req("POST", f"{H}/public-tips", json={
+        "enterprise_id": OWNERS[o], "title": f"举报 {OWNERS[o]}", "reporter_name": "匿名"})),
+    "hazards_take_up_candidate": Spec("object", BUREAU, lambda w, o: Req(
+        "POST", f"{H}/from-candidate/{w.new_candidate(o)}")),
+    "hazards_get_hazard": Spec("object", ALL, lambda w, o: Req("GET", f"{H}/{w.ticket[o]}")),
+    "hazards_hazard_events": Spec("object", ALL, lambda w, o: Req("GET", f"{H}/{w.ticket[o]}/events")),
+    "hazards_hazard_evidence": Spec("object", ALL, lambda w, o: Req("GET", f"{H}/{w.ticket[o]}/evidence")),
+    "hazards_add_evidence": Spec("object", ALL, lambda w, o: Req("POST", f"{H}/{w.ticket[o]}/evidence", json={
+        "kind": "attachment", "filename": "照片.jpg"})),
+    "hazards_comment": Spec("object", ALL, lambda w, o: Req("POST", f"{H}/{w.ticket[o]}/comments",
+                                                            json={"text": "备注"})),
+    "hazards_confirm": Spec("object", BUREAU, _action("candidate", "confirm", {})),
+    "hazards_dismiss": Spec("object", BUREAU, _action("candidate", "dismiss", {"reason": "误报"})),
+    "hazards_file_plan": Spec("object", RECTIFY, _action("confirmed", "plan", "PLAN")),
+    "hazards_start_rectification": Spec("object", RECTIFY, _action("plan_filed", "start", {})),
+    "hazards_submit": Spec("object", RECTIFY, _action("rectifying", "submit", {"comment": "已整改"})),
+    "hazards_verify": Spec("object", BUREAU, _action("submitted", "verify", {})),
+    "hazards_send_back": Spec("object", BUREAU, _action("submitted", "send-back", {"reason": "不全"})),
+    "hazards_supervise": Spec("object", BUREAU, _action("confirmed", "supervise",
+                                                        {"level": "county", "reason": "滞后"})),
+    "hazards_set_reward": Spec("object", BUREAU, _action("confirmed", "reward", {"status": "declined"},
+                                                         "public_tip")),
+    "interviews_list_interviews": Spec("list", ALL, lambda w, o: Req("GET", "/api/v1/interviews")),
+    "interviews_create_interview": Spec("create", BUREAU, lambda w, o: Req("POST", "/api/v1/interviews", json={
+        "enterprise_id": OWNERS[o], "held_at": "2025-11-29T10:00:00+08:00", "interviewer": "局长",
+        "interviewees": "负责人", "reason": "逾期"})),
+    "interviews_get_interview": Spec("object", ALL, lambda w, o: Req("GET", f"/api/v1/interviews/{w.interview[o]}")),
+    # reports
+    "reports_summary": Spec("global", ALL, lambda w, o: Req("GET", "/api/v1/reports/summary",
+                                                            {"group_by": "enterprise"})),
+    "reports_open_major": Spec("global", ALL, lambda w, o: Req("GET", "/api/v1/reports/open-major")),
+    "reports_overdue": Spec("list", ALL, lambda w, o: Req("GET", "/api/v1/reports/overdue")),
+    "reports_monthly": Spec("global", ALL, lambda w, o: Req("GET", "/api/v1/reports/monthly",
+                                                            {"year": 2025, "month": 11, "format": "csv"})),
+    "reports_annual": Spec("global", ALL, lambda w, o: Req("GET", "/api/v1/reports/annual", {"year": 2025})),
+    # tokens and audit
+    "tokens_whoami": Spec("global", ALL, lambda w, o: Req("GET", "/api/v1/tokens/me")),
+    "tokens_list_tokens": Spec("global", ADMIN, lambda w, o: Req("GET", "/api/v1/tokens")),
+    "tokens_create_token": Spec("global", ADMIN, lambda w, o: Req("POST", "/api/v1/tokens", json={
+        "name": w.uid("tok"), "role": "enterprise", "enterprise_id": "ent-a"})),
+    "tokens_revoke_token": Spec("global", ADMIN, lambda w, o: Req("DELETE", f"/api/v1/tokens/{w.new_token()}")),
+    "audit_list_audit": Spec("global", ADMIN, lambda w, o: Req("GET", "/api/v1/audit")),
+    "system_healthz": Spec("public", ALL, lambda w, o: Req("GET", "/healthz")),
+    "system_metrics": Spec("public", ALL, lambda w, o: Req("GET", "/metrics")),
+}
+
+ROLE_TOKENS = {"admin": "admin", "bureau": "bureau", "enterprise": "ent_a"}
+
+
+def operations(api: Api) -> dict[str, tuple[str, str, int]]:
+    """operationId -> (method, path, documented success status), from the OpenAPI document."""
+    doc = api.client.get("/openapi.json").json()
+    out = {}
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            ok = min(int(c) for c in op["responses"] if c.startswith("2"))
+            out[op["operationId"]] = (method.upper(), path, ok)
+    return out
+
+
+def test_every_route_is_in_the_matrix(api: Api) -> None:
+    assert set(operations(api)) == set(SPECS)
+
+
+def b_markers(w: World) -> list[str]:
+    return ["ent-b", "plant-b", "gw-b1", "乙耐材", "乙厂", "FT-301", f"p:{w.point['B']}"]
+
+
+def enterprises_in(body: Any) -> set[str]:
+    items = body["items"] if isinstance(body, dict) and "items" in body else body
+    return {str(i.get("enterprise_id", i.get("id"))) for i in items}
+
+
+def test_authorisation_matrix(api: Api) -> None:
+    w = World(api)
+    ops = operations(api)
+    failures: list[str] = []
+    calls = 0
+
+    def check(op: str, role: str | None, owner: str | None, want: int) -> Any:
+        nonlocal calls
+        spec = SPECS[op]
+        req = spec.build(w, owner or "A")
+        method, template, _ = ops[op]
+        assert req.method == method, (op, req.method, method)
+        r = api.call(req.method, req.path, ROLE_TOKENS.get(role or "", None), params=req.params, json=req.json)
+        calls += 1
+        if r.status_code != want:
+            failures.append(f"{op} as {role} on {owner}: {r.status_code} (want {want}) {r.text[:200]}")
+            return None
+        if want >= 400:
+            assert r.headers["content-type"].startswith("application/problem+json"), (op, r.headers)
+        if role == "enterprise" and r.status_code < 300:
+            leaked = [m for m in b_markers(w) if m in r.text]
+            if leaked:
+                failures.append(f"{op} as enterprise A on {owner}: response shows B's {leaked}")
+        return r
+
+    for op, spec in SPECS.items():
+        ok = ops[op][2]
+        if spec.kind == "public":
+            for role in (None, *ROLE_TOKENS):
+                check(op, role, None, ok)
+            continue
+        check(op, None, "A", 401)
+        owners: tuple[str | None, ...] = ("A", "B") if spec.kind in ("object", "create") else (None,)
+        for role in ROLE_TOKENS:
+            for owner in owners:
+                if role == "enterprise" and owner == "B":
+                    want = 404  # another enterprise's object: as if it did not exist
+                else:
+                    want = ok if role in spec.roles else 403
+                r = check(op, role, owner, want)
+                if r is not None and spec.kind == "list" and want == ok:
+                    seen = enterprises_in(r.json())
+                    expect = {"ent-a"} if role == "enterprise" else {"ent-a", "ent-b"}
+                    if not expect <= seen or (role == "enterprise" and seen != {"ent-a"}):
+                        failures.append(f"{op} as {role}: list shows enterprises {seen}, want {expect}")
+    assert not failures, f"{len(failures)} of {calls} calls wrong:\n" + "\n".join(failures)
+    assert calls > 300
+
+
+FILTERS = {"/api/v1/hazards": ("enterprise_id", "plant_id"), "/api/v1/alarms": ("enterprise_id", "plant_id"),
+           "/api/v1/plants": ("enterprise_id",), "/api/v1/gateways": ("enterprise_id", "plant_id"),
+           "/api/v1/devices": ("plant_id",), "/api/v1/points": ("plant_id",), "/api/v1/interviews": ("enterprise_id",)}
+
+
+@pytest.mark.parametrize("path", sorted(FILTERS))
+def test_filtering_on_another_enterprise_shows_nothing(api: Api, path: str) -> None:
+    w = World(api)
+    for key in FILTERS[path]:
+        r = api.get(path, "ent_a", params={key: {"enterprise_id": "ent-b", "plant_id": "plant-b"}[key]})
+        assert r.status_code == 200 and r.json()["items"] == [] and r.json()["total"] == 0, (path, key, r.text)
+        assert not any(m in r.text for m in b_markers(w))
+        assert api.ok("GET", path, "bureau", params={key: {"enterprise_id": "ent-b", "plant_id": "plant-b"}[key]}
+                      )["total"] > 0
+
+
+def test_reports_are_scoped(api: Api) -> None:
+    w = World(api)
+    for group_by in ("industry", "enterprise", "status", "source"):
+        rows = api.ok("GET", "/api/v1/reports/summary", "ent_a", params={"group_by": group_by})
+        all_rows = api.ok("GET", "/api/v1/reports/summary", "bureau", params={"group_by": group_by})
+        assert sum(r["total"] for r in rows) < sum(r["total"] for r in all_rows)
+    mine = api.ok("GET", "/api/v1/reports/open-major", "ent_a")
+    assert [e["enterprise_id"] for e in mine["by_enterprise"]] == ["ent-a"]
+    xlsx = api.get("/api/v1/reports/annual", "ent_a", params={"year": 2025, "format": "xlsx"}).content
+    import io
+
+    from openpyxl import load_workbook
+
+    wb = load_workbook(io.BytesIO(xlsx))
+    text = " ".join(str(c.value) for ws in wb.worksheets for row in ws.iter_rows() for c in row if c.value)
+    assert "ent-a" in text or "甲水泥" in text
+    assert not any(m in text for m in b_markers(w))
+
+
+def test_tokens_are_hashed_at_rest_and_revocable(api: Api) -> None:
+    stored = " ".join(str(r) for r in api.sql("SELECT * FROM api_tokens"))
+    for token in api.tokens.values():
+        assert token not in stored and token[4:] not in stored
+    import hashlib
+
+    digest = hashlib.sha256(api.tokens["ent_a"].encode()).hexdigest()
+    assert api.sql("SELECT role, enterprise_id FROM api_tokens WHERE token_hash = %s", (digest,)) == [
+        ("enterprise", "ent-a")]
+    me = api.ok("GET", "/api/v1/tokens/me", "ent_a")
+    api.ok("DELETE", f"/api/v1/tokens/{me['token_id']}", "admin")
+    assert api.get("/api/v1/tokens/me", "ent_a").status_code == 401
+    expired = api.ok("POST", "/api/v1/tokens", "admin", json={
+        "name": "临时", "role": "bureau", "expires_at": datetime.fromtimestamp(T0, UTC).isoformat()})
+    assert api.client.get("/api/v1/tokens/me", headers={"Authorization": f"Bearer {expired['token']}"}
+                          ).status_code == 401  # expiry is judged by the database clock: long past
+    assert api.client.get("/api/v1/hazards", headers={"Authorization": "Bearer rwt_nope"}).status_code == 401
+
+
+def test_every_mutating_call_is_audited(api: Api) -> None:
+    tid = api.new_ticket("ent-a", "candidate")  # 1 POST
+    api.post(f"/api/v1/hazards/{tid}/confirm", "ent_a", json={})  # 403
+    api.post(f"/api/v1/hazards/{tid}/confirm", "ent_b", json={})  # 404
+    api.post(f"/api/v1/hazards/{tid}/verify", "bureau", json={})  # 409
+    api.post(f"/api/v1/hazards/{tid}/confirm", None, json={})  # 401
+    api.call("PATCH", "/api/v1/plants/plant-a", "ent_a", json={"address": "新地址"})  # 200
+    api.get("/api/v1/hazards", "ent_a")  # not mutating: not audited
+    rows = api.sql("SELECT method, route, status, actor, role, enterprise_id FROM audit_log ORDER BY id")
+    assert [(r[0], r[2]) for r in rows] == [("POST", 201), ("POST", 403), ("POST", 404), ("POST", 409),
+                                            ("POST", 401), ("PATCH", 200)]
+    assert rows[1][1] == "/api/v1/hazards/{hazard_id}/confirm"
+    assert rows[1][3:] == ("ent_a 测试", "enterprise", "ent-a") and rows[4][3:] == ("anonymous", None, None)
+    assert api.ok("GET", "/api/v1/audit", "admin")["total"] == 6
