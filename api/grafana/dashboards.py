@@ -3,7 +3,7 @@
 - one control-room dashboard per plant (uid ``rw-plant-<plant>``): active
   alarms, gateways online, then a row per device with a panel per point whose
   thresholds are the rule setpoints of that point, and alarm annotations;
-- the bureau overview (``rw-bureau``): open hazard candidates by industry and
+- the bureau overview (``rw-bureau``): candidate and open confirmed hazards and overdue rectifications by industry and
   enterprise, alarms per hour, gateway online rate, dead letters;
 - point detail (``rw-point``) with ``$plant`` and ``$point`` variables.
 
@@ -262,29 +262,33 @@ def bureau_dashboard(site: SiteView, ds: dm.DataSourceRef) -> GeneratedDashboard
     b.d.time("now-7d", "now").refresh("1m")
     for p in site.plants:
         b.d.link(db.DashboardLink(f"{p.name} 中控室").url(f"/d/{uid_for('rw-plant', p.id)}").keep_time(True))
-    titles = _titles_table(site.rule_titles)
 
     def big(title: str, unit: str) -> stat.Panel:
         return (stat.Panel().title(title).unit(unit)
                 .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
                 .color_mode(cm.BigValueColorMode.BACKGROUND).graph_mode(cm.BigValueGraphMode.NONE))
 
-    b.panel(_add_query(big("待确认重大隐患候选 Open hazard candidates", "none")
+    b.panel(_add_query(big("重大隐患（待判定 / 未销号） Hazards: candidates / open confirmed", "none")
                        .thresholds(_thresholds([dm.Threshold(None, "green"), dm.Threshold(1, "red")])),
-                       b, q.open_candidates_total()), 6, 5)
+                       b, q.open_hazards_total()), 6, 5)
     b.panel(_add_query(big("网关在线率 Gateway online rate", "percent").decimals(1).min(0).max(100)
                        .thresholds(_thresholds([dm.Threshold(None, "red"), dm.Threshold(90, "orange"),
                                                 dm.Threshold(99.5, "green")])),
                        b, q.gateway_online_rate(site.gateway_silent_s)), 6, 5)
     b.panel(_add_query(table.Panel().title("当前报警（按级别） Active alarms by severity"), b,
                        q.active_alarms_by_severity(), "table", columns=("级别 severity", "报警 alarms")), 12, 5)
-    b.panel(_add_query(table.Panel().title("待确认候选（按行业、企业） Open candidates by industry and enterprise"),
-                       b, q.open_candidates_by_enterprise(), "table",
-                       columns=("行业 industry", "企业 enterprise", "候选 candidates", "最早 oldest", "最新 newest")),
+    b.panel(_add_query(table.Panel().title("重大隐患（按行业、企业） Hazards by industry and enterprise"),
+                       b, q.open_hazards_by_enterprise(), "table",
+                       columns=("行业 industry", "企业 enterprise", "待判定 candidates", "未销号 open confirmed",
+                                "最早 oldest")),
             12, 8)
-    b.panel(_add_query(table.Panel().title("待确认候选 Open candidates"), b, q.open_candidates_list(titles), "table",
+    b.panel(_add_query(table.Panel().title("未销号隐患 Open hazards"), b, q.open_hazards_list(), "table",
                        columns=("发现 detected", "企业 enterprise", "厂区 plant", "隐患 hazard", "依据 basis",
-                                "说明 reason")), 12, 8)
+                                "状态 status")), 12, 8)
+    b.panel(_add_query(table.Panel().title("逾期未整改 Overdue rectifications").no_value("无逾期 none overdue"), b,
+                       q.overdue_hazards(), "table",
+                       columns=("企业 enterprise", "隐患 hazard", "整改期限 deadline", "逾期天数 days overdue",
+                                "挂牌督办 supervision")), 12, 8)
     b.panel(_add_query(timeseries.Panel().title("每小时报警数（按行业） Alarms per hour by industry")
                        .draw_style(cm.GraphDrawStyle.BARS).fill_opacity(80)
                        .stacking(cb.StackingConfig().mode(cm.StackingMode.NORMAL)).unit("short").decimals(0),

@@ -199,28 +199,44 @@ ORDER BY e.time"""
 # --- the bureau --------------------------------------------------------------------------------
 
 
-def open_candidates_total() -> str:
-    return """SELECT now() AS "time", count(*)::float8 AS "待确认候选 open candidates"
-FROM hazard_candidates WHERE ticket_id IS NULL"""
+# Hazard ledger: tickets (sensor candidates, self-reports, inspections, tips) in `hazards`.
+_OPEN_CONFIRMED = "('confirmed', 'plan_filed', 'rectifying', 'submitted')"
 
 
-def open_candidates_by_enterprise() -> str:
+def open_hazards_total() -> str:
+    return f"""SELECT now() AS "time",
+       (count(*) FILTER (WHERE status = 'candidate'))::float8 AS "待判定候选 candidates",
+       (count(*) FILTER (WHERE status IN {_OPEN_CONFIRMED}))::float8 AS "未销号重大隐患 open confirmed"
+FROM hazards"""
+
+
+def open_hazards_by_enterprise() -> str:
     return f"""SELECT {case_label('pl.industry', INDUSTRY_ZH)} AS "行业 industry", e.name AS "企业 enterprise",
-       count(*) AS "候选 candidates", min(h.detected_at) AS "最早 oldest", max(h.detected_at) AS "最新 newest"
-FROM hazard_candidates h JOIN plants pl ON pl.id = h.plant_id JOIN enterprises e ON e.id = h.enterprise_id
-WHERE h.ticket_id IS NULL
+       count(*) FILTER (WHERE h.status = 'candidate') AS "待判定 candidates",
+       count(*) FILTER (WHERE h.status IN {_OPEN_CONFIRMED}) AS "未销号 open confirmed",
+       min(h.detected_at) AS "最早 oldest"
+FROM hazards h JOIN enterprises e ON e.id = h.enterprise_id LEFT JOIN plants pl ON pl.id = h.plant_id
+WHERE h.status NOT IN ('dismissed', 'closed')
 GROUP BY pl.industry, e.name
-ORDER BY 3 DESC, 1, 2"""
+ORDER BY 4 DESC, 3 DESC, 1, 2"""
 
 
-def open_candidates_list(titles: str) -> str:
-    return f"""SELECT h.detected_at AS "发现 detected", e.name AS "企业 enterprise", pl.name AS "厂区 plant",
-       coalesce(t.title, h.title_zh || ' ' || h.title_en) AS "隐患 hazard", h.basis AS "依据 basis",
-       h.reason AS "说明 reason"
-FROM hazard_candidates h JOIN plants pl ON pl.id = h.plant_id JOIN enterprises e ON e.id = h.enterprise_id
-LEFT JOIN {titles} ON t.rule_id = h.rule_id
-WHERE h.ticket_id IS NULL
+def open_hazards_list() -> str:
+    return """SELECT h.detected_at AS "发现 detected", e.name AS "企业 enterprise", pl.name AS "厂区 plant",
+       h.title AS "隐患 hazard", h.basis AS "依据 basis", h.status AS "状态 status"
+FROM hazards h JOIN enterprises e ON e.id = h.enterprise_id LEFT JOIN plants pl ON pl.id = h.plant_id
+WHERE h.status NOT IN ('dismissed', 'closed')
 ORDER BY h.detected_at DESC
+LIMIT 200"""
+
+
+def overdue_hazards() -> str:
+    return """SELECT e.name AS "企业 enterprise", h.title AS "隐患 hazard", h.plan_deadline AS "整改期限 deadline",
+       round((extract(epoch FROM now() - h.plan_deadline) / 86400)::numeric, 1) AS "逾期天数 days overdue",
+       coalesce(h.supervision_level, '') AS "挂牌督办 supervision"
+FROM hazards h JOIN enterprises e ON e.id = h.enterprise_id
+WHERE h.status IN ('plan_filed', 'rectifying') AND h.plan_deadline < now()
+ORDER BY h.plan_deadline
 LIMIT 200"""
 
 
