@@ -22,6 +22,7 @@ from api.deps import AppContext, Database
 from api.health import Check
 from api.metrics import Metrics, MetricsMiddleware
 from api.routers import (
+    ack,
     alarms,
     audit,
     devices,
@@ -29,6 +30,7 @@ from api.routers import (
     gateways,
     hazards,
     interviews,
+    notifications,
     plants,
     points,
     readings,
@@ -63,6 +65,7 @@ TAGS = [
     {"name": "hazards", "description": "重大事故隐患 Hazard ledger"},
     {"name": "interviews", "description": "警示约谈 Warning interviews"},
     {"name": "reports", "description": "统计报表 Reports"},
+    {"name": "notifications", "description": "通知 Notifications: delivery log, dead letters of alerting"},
     {"name": "tokens", "description": "令牌 API tokens"},
     {"name": "audit", "description": "审计日志 Audit log"},
     {"name": "system", "description": "健康与指标 Health and metrics"},
@@ -100,8 +103,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, metrics: Metri
     )
     app.state.ctx = ctx
     problems.install(app)
-    for r in (enterprises, plants, gateways, devices, points, readings, alarms, hazards, interviews, reports, tokens,
-              audit):
+    for r in (enterprises, plants, gateways, devices, points, readings, alarms, hazards, interviews, reports,
+              notifications, tokens, audit, ack):
         app.include_router(r.router)
     app.include_router(system.router)
     app.add_middleware(AuditMiddleware, pool=lambda: db.pool, metrics=m)

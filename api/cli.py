@@ -464,10 +464,11 @@ def maintenance_add(ctx: typer.Context, plant: str,
 
 
 def _register_extensions() -> None:
-    from api import cli_grafana, cli_server
+    from api import cli_alerting, cli_grafana, cli_server
 
     cli_grafana.register(app)
     cli_server.register(app)
+    cli_alerting.register(app)
 
 
 _register_extensions()

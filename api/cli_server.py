@@ -59,6 +59,7 @@ def serve(
     catalog: Annotated[Path | None, typer.Option("--catalog", help="Rule catalog dir or file.")] = None,
     no_collector: Annotated[bool, typer.Option("--no-collector", help="API and hazards tick only.")] = False,
     hazard_tick: Annotated[float, typer.Option("--hazard-tick", help="Seconds between overdue checks.")] = 60.0,
+    no_alerting: Annotated[bool, typer.Option("--no-alerting", help="Do not run the alerting dispatcher.")] = False,
 ) -> None:
     """Run the HTTP API, the collector (rules + hazard intake) and the hazards tick until SIGTERM."""
     from api.serve import serve as run_serve
@@ -72,7 +73,7 @@ def serve(
     err.print(f"riskwatch serve: http://{host}:{port}/docs  (API, "
               f"{'collector, ' if not no_collector else ''}hazards tick every {hazard_tick:g} s); SIGTERM stops")
     run_serve(settings, host=host, port=port, catalog=catalog, collector=not no_collector,
-              hazard_tick_s=hazard_tick, broker_sync=sync,
+              hazard_tick_s=hazard_tick, alerting=not no_alerting, broker_sync=sync,
               ready=lambda: err.print(f"[green]就绪 ready[/] http://{host}:{port}"))
     err.print("riskwatch serve stopped")
 

@@ -64,6 +64,15 @@ class AppContext:
     broker_sync: Callable[[psycopg.Connection], object] | None = None
     #: Extra health checks, e.g. the collector's thread when `riskwatch serve` runs one.
     checks: dict[str, Callable[[], Check]] = field(default_factory=dict)
+    _link_key: bytes | None = None
+
+    def link_key(self) -> bytes:
+        """The key that signs acknowledgement links (read or generated on first use)."""
+        if self._link_key is None:
+            from alerting.ack import link_secret
+
+            self._link_key = link_secret(self.settings.link_secret, self.settings.data_dir)
+        return self._link_key
 
 
 def _ctx(request: Request) -> AppContext:

@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psycopg
@@ -201,8 +201,49 @@ def _collector_task(settings: Settings, catalog: Path | None, metrics: Metrics) 
     return factory
 
 
+def _alerting_task(settings: Settings, public_url: str, metrics: Metrics) -> Callable[[], Running]:
+    """A factory of dispatchers; the routing file is loaded (and a bad one refused) before serve starts."""
+    from alerting.ack import link_secret
+    from alerting.config import load_alerting
+    from alerting.dispatcher import Dispatcher
+
+    assert settings.db_url
+    cfg = load_alerting(settings.routing_file())
+    key = link_secret(settings.link_secret, settings.data_dir)
+    if not cfg.receivers:
+        log.warning("no alerting routing file (RISKWATCH_ALERTING or %s): notifications go nowhere",
+                    settings.data_dir / "alerting.yaml")
+    current: dict[str, Dispatcher] = {}
+
+    def factory() -> Running:
+        d = Dispatcher(settings.db_url or "", cfg, public_url=public_url, link_secret=key)
+        current["d"] = d
+
+        def stop() -> None:
+            d.stop()
+
+        def run() -> None:
+            try:
+                d.run()
+            finally:
+                d.close()
+        return Running(run, stop)
+
+    def read() -> dict[str, tuple[str, float]]:
+        d = current.get("d")
+        if d is None:
+            return {}
+        s = d.stats
+        return {"routed_total": ("counter", s.routed), "notifications_total": ("counter", s.notifications),
+                "sent_total": ("counter", s.sent), "failed_attempts_total": ("counter", s.failed),
+                "dead_total": ("counter", s.dead), "unrouted_total": ("counter", s.unrouted)}
+
+    metrics.add(StatsExporter("riskwatch_alerting", read))
+    return factory
+
+
 def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8080, catalog: Path | None = None,
-          collector: bool = True, hazard_tick_s: float = 60.0,
+          collector: bool = True, hazard_tick_s: float = 60.0, alerting: bool = True,
           broker_sync: Callable[[psycopg.Connection], object] | None = None, clock: Clock | None = None,
           log_level: str = "info", ready: Callable[[], None] | None = None) -> None:
     """Run everything until SIGTERM / SIGINT. `settings` must have both URLs resolved."""
@@ -214,6 +255,10 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8080, cata
         sup.add("collector", _collector_task(settings, catalog, metrics))
     ticker = HazardTicker(settings.db_url, clock, metrics, hazard_tick_s)
     sup.add("hazards-tick", lambda: Running(ticker.run, ticker.stop))
+    if settings.public_url is None:
+        settings = replace(settings, public_url=f"http://{host}:{port}")
+    if alerting:
+        sup.add("alerting", _alerting_task(settings, settings.public_url or "", metrics))
     app = create_app(settings, clock=clock, metrics=metrics, broker_sync=broker_sync,
                      checks={name: sup.check(name) for name in sup.tasks})
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,

@@ -68,6 +68,9 @@ class Settings:
     mqtt_url: str | None = field(default=None, repr=False)
     limits: IngestLimits = IngestLimits()
     collector: CollectorSettings = CollectorSettings()
+    alerting_file: Path | None = None          # the routing file; None: data_dir/alerting.yaml if present
+    public_url: str | None = None              # where acknowledgement links point (default: the API's address)
+    link_secret: str | None = field(default=None, repr=False)  # signs acknowledgement links
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -76,7 +79,18 @@ class Settings:
         mqtt = env.get("RISKWATCH_MQTT_URL") or None
         if mqtt:
             MqttUrl.parse(mqtt)  # fail early on a malformed URL
-        return cls(data_dir=data_dir, db_url=env.get("RISKWATCH_DB_URL") or None, mqtt_url=mqtt)
+        alerting = env.get("RISKWATCH_ALERTING") or None
+        return cls(data_dir=data_dir, db_url=env.get("RISKWATCH_DB_URL") or None, mqtt_url=mqtt,
+                   alerting_file=Path(alerting).expanduser().resolve() if alerting else None,
+                   public_url=env.get("RISKWATCH_PUBLIC_URL") or None,
+                   link_secret=env.get("RISKWATCH_LINK_SECRET") or None)
+
+    def routing_file(self) -> Path | None:
+        """The alerting routing file in use, if any."""
+        if self.alerting_file is not None:
+            return self.alerting_file
+        default = self.data_dir / "alerting.yaml"
+        return default if default.exists() else None
 
     def with_services(self, db_url: str, mqtt_url: str) -> Settings:
         return replace(self, db_url=self.db_url or db_url, mqtt_url=self.mqtt_url or mqtt_url)

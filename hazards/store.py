@@ -17,6 +17,7 @@ import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
+from alerting import outbox
 from hazards.model import (
     DEADLINE_RUNNING,
     OPEN,
@@ -223,6 +224,7 @@ def insert_events(conn: psycopg.Connection, hazard_id: int, events: Sequence[Eve
             [(hazard_id, ts(e.time), e.action, e.from_status.value, e.to_status.value, e.actor, e.role,
               e.enterprise_id, e.comment, Jsonb(e.data)) for e in events],
         )
+    outbox.enqueue_hazard_events(conn, hazard_id, [(e.action, e.time, e.actor, e.comment) for e in events])
 
 
 def insert_event(conn: psycopg.Connection, hazard_id: int, e: Event) -> EventRecord:
@@ -236,6 +238,7 @@ def insert_event(conn: psycopg.Connection, hazard_id: int, e: Event) -> EventRec
             (hazard_id, ts(e.time), e.action, e.from_status.value, e.to_status.value, e.actor, e.role,
              e.enterprise_id, e.comment, Jsonb(e.data))).fetchone()
     assert row is not None
+    outbox.enqueue_hazard_events(conn, hazard_id, [(e.action, e.time, e.actor, e.comment)])
     return row
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
+from alerting import outbox
 from rules import lifecycle
 from rules.compile import DeviceRow, GatewayRow, Instance, PlantRow, PointRow, RegistryView
 from rules.evaluate import InstState
@@ -196,6 +197,9 @@ def insert_events(conn: psycopg.Connection, rows: list[tuple[tuple[str, str], Al
             [(ts(e.time), k[0], k[1], m.point_id, m.gateway_id, m.plant_id, e.event, e.from_state, e.to_state,
               e.annunciate, e.actor, e.reason, v, m.severity, m.catalog_version) for k, m, e, v in rows],
         )
+        # Notifications owed for these transitions commit with them (the transactional outbox).
+        outbox.enqueue_alarm_events(conn, [(k[0], k[1], m.plant_id, m.severity, e.annunciate, e.time, e.event, v,
+                                            e.actor, e.reason) for k, m, e, v in rows])
         # Delivered on commit: wakes whoever waits for alarms (dispatcher, benchmarks) without polling.
         cur.executemany("SELECT pg_notify('riskwatch_alarm', %s)",
                         [(json.dumps({"rule": k[0], "subject": k[1], "event": e.event, "time": e.time,

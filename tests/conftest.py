@@ -22,6 +22,8 @@ from core import registry
 from core.db import migrate
 from core.services import COLLECTOR_USER, LocalMosquitto, LocalPostgres, ServicesState, free_port
 
+pytest_plugins = ["tests.alerting_fixtures"]
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 VENV_BIN = Path(sys.executable).parent

@@ -1,0 +1,73 @@
+"""Acknowledging from a notification: what the link's page shows, and what following it does.
+
+Following a link acknowledges every alarm the notification announced that is
+still unacknowledged (through `rules.actions`, so the alarm's ISA-18.2 history
+records who and how), marks the notification's hazard notices as received,
+and stops their reminders and escalation. It is idempotent: a second visit
+says what was already done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+from alerting import ack, store
+from core.errors import RiskwatchError
+from rules import actions, lifecycle
+
+VIA_LINK = "通过通知链接确认 acknowledged from the notification"
+
+
+class UnknownNotification(RiskwatchError):
+    pass
+
+
+@dataclass(frozen=True)
+class AckView:
+    notification_id: int
+    subject: str
+    contact: str
+    items: list[tuple[str, str]]        # (item, state: unack | ack | normal | rtn_unack | received | pending)
+    acked_at: float | None
+    acked_by: str | None
+
+
+def _who(n: store.NotificationRecord) -> str:
+    return n.contact_id or f"{n.receiver}/{n.channel}"
+
+
+def view(conn: psycopg.Connection, secret: bytes, token: str, now: float) -> AckView:
+    claims = ack.verify(secret, token, now)
+    n = store.by_key(conn, claims.key)
+    if n is None:
+        raise UnknownNotification("通知不存在 the notification no longer exists")
+    states = store.item_states(conn, n.items)
+    return AckView(n.id, n.subject, _who(n), [(i, states.get(i, "received" if n.acked_at else "pending"))
+                                               for i in n.items],
+                   store.secs(n.acked_at), n.acked_by)
+
+
+def acknowledge(conn: psycopg.Connection, secret: bytes, token: str, now: float, actor_name: str | None = None
+                ) -> tuple[AckView, int]:
+    """Acknowledge what the link's notification announced; (the page after it, alarms acknowledged now)."""
+    claims = ack.verify(secret, token, now)
+    done = 0
+    with conn.transaction():
+        n = store.by_key(conn, claims.key, lock=True)
+        if n is None:
+            raise UnknownNotification("通知不存在 the notification no longer exists")
+        actor = actor_name or f"{_who(n)}（通知链接 via link）"
+        for item in n.items:
+            if not item.startswith("alarm:"):
+                continue
+            rule_id, subject = item[len("alarm:"):].split("|", 1)
+            try:
+                actions.acknowledge(conn, rule_id, subject, actor, VIA_LINK, now)
+                done += 1
+            except (lifecycle.LifecycleError, actions.AlarmNotFound):
+                pass  # already acknowledged, or gone: nothing to do
+        store.touch_groups(conn, store.ack_items(conn, n.items, actor, now), now)
+        store.mark_acked(conn, n.id, actor, now)
+    return view(conn, secret, token, now), done

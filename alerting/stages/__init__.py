@@ -1,0 +1,1 @@
+"""Alerting stages: each a pure decision that returns a reason."""

@@ -1,0 +1,57 @@
+"""通知 Notifications: the delivery log of alerting — sent, pending, dead — and putting a dead one back.
+
+Enterprise callers see the notifications about their own enterprise only.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from alerting import store
+from api.deps import ALL, BUREAU, Auth, Conn, Now, require
+from api.problems import ApiProblem, not_found
+from api.routers._common import API_PREFIX, AUTH, CONFLICT, NOT_FOUND
+from api.schemas.alerting import DeliveryPublic, NotificationDetail, NotificationPublic, NotificationStatus
+from api.schemas.common import Int64Id, Short
+
+router = APIRouter(prefix=API_PREFIX + "/notifications", tags=["notifications"], responses=AUTH)
+
+
+@router.get("", summary="通知记录 List notifications, newest first (status=dead: the undeliverable)")
+def list_notifications(who: Auth, conn: Conn,
+                       status: Annotated[NotificationStatus | None, Query()] = None,
+                       item: Annotated[Short | None, Query(description="alarm:<rule>|<subject> or hazard:<id>:<event>")
+                                       ] = None,
+                       before_id: Annotated[Int64Id | None, Query(description="page backwards from this id")] = None,
+                       limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[NotificationPublic]:
+    require(who, *ALL)
+    rows = store.list_notifications(conn, scope=who.scope, status=status, item=item, limit=limit,
+                                    before_id=before_id)
+    return [NotificationPublic.model_validate(r) for r in rows]
+
+
+def _get(conn: Conn, nid: int, scope: str | None) -> store.NotificationRecord:
+    n = store.get_notification(conn, nid, scope)
+    if n is None:
+        raise not_found("通知", "Notification", nid)
+    return n
+
+
+@router.get("/{notification_id}", responses=NOT_FOUND, summary="通知详情 A notification and its delivery attempts")
+def get_notification(notification_id: Int64Id, who: Auth, conn: Conn) -> NotificationDetail:
+    n = _get(conn, notification_id, who.scope)
+    return NotificationDetail(**NotificationPublic.model_validate(n).model_dump(), deliveries=[
+        DeliveryPublic.model_validate(d) for d in store.deliveries(conn, n.id)])
+
+
+@router.post("/{notification_id}/retry", responses={**NOT_FOUND, **CONFLICT},
+             summary="重新投递 Put a dead notification back in the queue")
+def retry_notification(notification_id: Int64Id, who: Auth, conn: Conn, now: Now) -> NotificationPublic:
+    _get(conn, notification_id, who.scope)
+    require(who, *BUREAU)
+    if not store.retry(conn, notification_id, now):
+        raise ApiProblem(409, "conflict", "冲突 Conflict",
+                         "只有投递失败的通知可以重投。 Only a dead notification can be retried.")
+    return NotificationPublic.model_validate(_get(conn, notification_id, who.scope))
