@@ -15,6 +15,7 @@ A new route without a line in SPECS fails `test_every_route_is_in_the_matrix`.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -67,6 +68,7 @@ class World:
         self.alarm = {o: self.new_alarm(o) for o in OWNERS}
         self.ticket = {o: api.new_ticket(OWNERS[o], "confirmed") for o in OWNERS}
         self.interview = {o: self.new_interview(o) for o in OWNERS}
+        self.notification = {o: self.new_notification(o) for o in OWNERS}
         # an overdue ticket each, for the overdue report
         for o in OWNERS:
             tid = api.new_ticket(OWNERS[o], "confirmed")
@@ -103,6 +105,23 @@ class World:
 
     def ticket_in(self, o: str, status: str, source: str = "self_report") -> int:
         return self.api.new_ticket(OWNERS[o], status, source)
+
+    def new_notification(self, o: str) -> int:
+        """A notification about enterprise o's alarm that could not be delivered (dead: it can be retried)."""
+        rule, subject = self.alarm[o] if hasattr(self, "alarm") else self.new_alarm(o)
+        gid = int(self.api.sql(
+            """INSERT INTO alert_groups (route, receiver, group_key, enterprise_id, group_wait, group_interval,
+                   repeat_interval, created_at) VALUES ('root', 'bureau-duty', %s, %s, 0, 60, 0, to_timestamp(%s))
+               RETURNING id""", (self.uid("key"), OWNERS[o], T0))[0][0])
+        key = self.uid(f"rw-{gid}")
+        return int(self.api.sql(
+            """INSERT INTO notifications (idempotency_key, group_id, seq, kind, reason, receiver, channel,
+                   enterprise_id, items, message, status, attempts, next_attempt_at, last_error, created_at)
+               VALUES (%s, %s, 1, 'firing', 'group_wait 0s', 'bureau-duty', 'hook', %s, %s, %s, 'dead', 8,
+                       to_timestamp(%s), 'HTTP 503', to_timestamp(%s)) RETURNING id""",
+            (key, gid, OWNERS[o], json.dumps([f"alarm:{rule}|{subject}"]),
+             json.dumps({"idempotency_key": key, "subject": f"【高报警】{rule}", "text": "", "html": "",
+                         "markdown": "", "short": "", "ack_url": None, "data": {}}), T0, T0))[0][0])
 
     def new_token(self) -> int:
         body = {"name": self.uid("tok"), "role": "bureau"}
@@ -222,6 +241,11 @@ SPECS: dict[str, Spec] = {
     "tokens_create_token": Spec("global", ADMIN, lambda w, o: Req("POST", "/api/v1/tokens", json={
         "name": w.uid("tok"), "role": "enterprise", "enterprise_id": "ent-a"})),
     "tokens_revoke_token": Spec("global", ADMIN, lambda w, o: Req("DELETE", f"/api/v1/tokens/{w.new_token()}")),
+    "notifications_list_notifications": Spec("list", ALL, lambda w, o: Req("GET", "/api/v1/notifications")),
+    "notifications_get_notification": Spec("object", ALL, lambda w, o: Req(
+        "GET", f"/api/v1/notifications/{w.notification[o]}")),
+    "notifications_retry_notification": Spec("object", BUREAU, lambda w, o: Req(
+        "POST", f"/api/v1/notifications/{w.new_notification(o)}/retry")),
     "audit_list_audit": Spec("global", ADMIN, lambda w, o: Req("GET", "/api/v1/audit")),
     "system_healthz": Spec("public", ALL, lambda w, o: Req("GET", "/healthz")),
     "system_metrics": Spec("public", ALL, lambda w, o: Req("GET", "/metrics")),
