@@ -105,7 +105,8 @@ def test_incident_to_closure_through_serve(server: tuple[Server, Site]) -> None:
         return r.json()
 
     health = ok(bureau, "GET", "/healthz")
-    assert health["status"] == "ok" and set(health["checks"]) == {"database", "broker", "collector", "hazards-tick"}
+    assert health["status"] == "ok" and set(health["checks"]) == {"database", "broker", "collector", "hazards-tick",
+                                                                "alerting"}
 
     # the incident, twice on the same furnace: leak, recovery, leak again (data time, contiguous)
     sc = SCENARIOS["cooling_water_leak"]
