@@ -28,6 +28,7 @@ import random
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import psycopg
 
@@ -76,7 +77,7 @@ class Dispatcher:
         self.public_url = public_url
         self.link_secret = link_secret
         self.clock = clock or SystemClock()
-        self.titles = titles if titles is not None else _catalog_titles()
+        self.titles = titles if titles is not None else catalog_titles()
         self.workers = workers
         self.channels = channels if channels is not None else {
             name: build_channel(name, c) for name, c in cfg.channels.items()}
@@ -275,7 +276,9 @@ class Dispatcher:
             plant = plants.get(x.plant_id or "")
             ent = enterprises.get(x.enterprise_id or "")
             if x.kind == "alarm":
-                title, basis = self.titles.get(x.rule_id or "", (x.rule_id or "报警", None))
+                # alarm rule ids carry the limit they tripped (bm.coal.co:hi); the catalog names the rule
+                base = (x.rule_id or "").split(":", 1)[0]
+                title, basis = self.titles.get(base, (x.rule_id or "报警", None))
                 where, unit = x.subject, ""
                 if x.subject and x.subject.startswith("p:") and int(x.subject[2:]) in points:
                     tag, name, unit = points[int(x.subject[2:])]
@@ -391,7 +394,8 @@ def _step(s: object) -> Step:
     return Step(float(s.after), str(s.receiver))  # type: ignore[attr-defined]
 
 
-def _catalog_titles() -> dict[str, tuple[str, str | None]]:
+def catalog_titles(path: Path | None = None) -> dict[str, tuple[str, str | None]]:
+    """Rule id -> (Chinese title, basis) from the catalog the rule engine runs (default: the shipped one)."""
     from rules.model import load_catalog
 
-    return {rid: (r.title.zh, r.basis) for rid, (_, r) in load_catalog().rules.items()}
+    return {rid: (r.title.zh, r.basis) for rid, (_, r) in load_catalog(path).rules.items()}

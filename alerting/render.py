@@ -54,7 +54,10 @@ def _line(i: ItemInfo, tz: ZoneInfo) -> str:
         head = f"[{ev}] {i.title}"
     else:
         head = f"[{SEVERITY_ZH.get(i.severity or '', i.severity or '')}] {i.title}"
-    parts = [p for p in (i.enterprise, i.plant, i.where) if p]
+    parts: list[str] = []
+    for p in (i.where, i.plant, i.enterprise):  # innermost first, so a location naming its plant is not doubled
+        if p and not any(p in q for q in parts):
+            parts.insert(0, p)
     tail = f" 值 {i.value}" if i.value else ""
     return f"{head} — {' / '.join(parts)}{tail}（{_t(i.since, tz)}）"
 
@@ -84,7 +87,8 @@ def subject(kind: str, items: Sequence[ItemInfo], resolved: Sequence[ItemInfo], 
 def render(kind: str, key: str, items: Sequence[ItemInfo], resolved: Sequence[ItemInfo], *, reason: str,
            ack_url: str | None, tz: ZoneInfo, escalation_after: float | None = None,
            data: dict[str, Any] | None = None) -> Message:
-    items = sorted(items, key=lambda i: (SEVERITY_RANK.get(i.severity or "", 9), i.since))
+    # Alarms lead: a rule that opens a candidate hazard announces both, and the alarm is the news.
+    items = sorted(items, key=lambda i: (i.kind != "alarm", SEVERITY_RANK.get(i.severity or "", 9), i.since))
     subj = subject(kind, items, resolved, escalation_after)
     intro = {
         "firing": "riskwatch 监测预警：以下报警需要处置。",
@@ -92,7 +96,7 @@ def render(kind: str, key: str, items: Sequence[ItemInfo], resolved: Sequence[It
         "escalation": "升级通知：以下报警在规定时间内无人确认，现报上一级。",
         "resolved": "以下报警已恢复正常。",
     }[kind]
-    if items and items[0].kind == "hazard":
+    if items and all(i.kind == "hazard" for i in items):
         intro = "riskwatch 隐患台账通知："
     lines = [f"{n}. {_line(i, tz)}" for n, i in enumerate(items, 1)]
     back = [f"- {_line(i, tz)}" for i in resolved]

@@ -29,6 +29,11 @@ def _c(ctx: typer.Context) -> Context:
     return obj  # type: ignore[no-any-return]
 
 
+def _db_url(ctx: typer.Context) -> str:
+    c = _c(ctx)
+    return c.settings.db_url or c.db_url
+
+
 def register(app: typer.Typer) -> None:
     if any(g.name == "alerting" for g in app.registered_groups):
         return
@@ -62,20 +67,23 @@ def dispatch(
     ctx: typer.Context,
     public_url: Annotated[str | None, typer.Option("--public-url", help="Base of acknowledgement links.")] = None,
     workers: Annotated[int, typer.Option("--workers", help="Parallel deliveries.")] = 4,
+    catalog: Annotated[Path | None, typer.Option("--catalog", help="Rule catalog the collector runs.")] = None,
 ) -> None:
     """Run the alerting dispatcher alone (serve runs it too): outbox → notifications → channels."""
     from alerting.ack import link_secret
-    from alerting.dispatcher import Dispatcher
+    from alerting.dispatcher import Dispatcher, catalog_titles
     from core.db import migrate
 
     c = _c(ctx)
-    settings = c.resolved()
+    # Only the database is needed: with RISKWATCH_DB_URL set, no private services are started.
+    settings = c.settings if c.settings.db_url else c.resolved()
     assert settings.db_url is not None
     migrate(settings.db_url)
     cfg = _load(settings.routing_file())
     url = public_url or settings.public_url or "http://127.0.0.1:8080"
     d = Dispatcher(settings.db_url, cfg, public_url=url,
-                   link_secret=link_secret(settings.link_secret, settings.data_dir), workers=workers)
+                   link_secret=link_secret(settings.link_secret, settings.data_dir), workers=workers,
+                   titles=catalog_titles(catalog))
     signal.signal(signal.SIGTERM, lambda *_: d.stop())
     signal.signal(signal.SIGINT, lambda *_: d.stop())
     err.print(f"riskwatch alerting dispatch: {len(cfg.receivers)} receivers, links → {url}; SIGTERM stops")
@@ -94,7 +102,7 @@ def notifications(
     """The newest notifications and how their delivery went."""
     from alerting import store
 
-    with psycopg.connect(_c(ctx).db_url, autocommit=True) as conn:
+    with psycopg.connect(_db_url(ctx), autocommit=True) as conn:
         rows = store.list_notifications(conn, scope=None, status=status, limit=limit)
     t = Table(title=f"通知 notifications ({len(rows)})", title_justify="left")
     for col in ("#", "时间 created", "类型 kind", "接收 receiver", "渠道 channel", "对象 to", "状态 status", "次数",
@@ -113,7 +121,7 @@ def retry(ctx: typer.Context, notification_id: Annotated[int, typer.Argument(met
 
     from alerting import store
 
-    with psycopg.connect(_c(ctx).db_url, autocommit=True) as conn:
+    with psycopg.connect(_db_url(ctx), autocommit=True) as conn:
         if not store.retry(conn, notification_id, time.time()):
             err.print(f"[red]error[/] 通知 #{notification_id} 不存在或未失败 not found or not dead")
             raise typer.Exit(2)

@@ -201,22 +201,24 @@ def _collector_task(settings: Settings, catalog: Path | None, metrics: Metrics) 
     return factory
 
 
-def _alerting_task(settings: Settings, public_url: str, metrics: Metrics) -> Callable[[], Running]:
+def _alerting_task(settings: Settings, public_url: str, catalog: Path | None,
+                   metrics: Metrics) -> Callable[[], Running]:
     """A factory of dispatchers; the routing file is loaded (and a bad one refused) before serve starts."""
     from alerting.ack import link_secret
     from alerting.config import load_alerting
-    from alerting.dispatcher import Dispatcher
+    from alerting.dispatcher import Dispatcher, catalog_titles
 
     assert settings.db_url
     cfg = load_alerting(settings.routing_file())
     key = link_secret(settings.link_secret, settings.data_dir)
+    titles = catalog_titles(catalog)  # notices name alarms by the rules the collector runs
     if not cfg.receivers:
         log.warning("no alerting routing file (RISKWATCH_ALERTING or %s): notifications go nowhere",
                     settings.data_dir / "alerting.yaml")
     current: dict[str, Dispatcher] = {}
 
     def factory() -> Running:
-        d = Dispatcher(settings.db_url or "", cfg, public_url=public_url, link_secret=key)
+        d = Dispatcher(settings.db_url or "", cfg, public_url=public_url, link_secret=key, titles=titles)
         current["d"] = d
 
         def stop() -> None:
@@ -258,7 +260,7 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8080, cata
     if settings.public_url is None:
         settings = replace(settings, public_url=f"http://{host}:{port}")
     if alerting:
-        sup.add("alerting", _alerting_task(settings, settings.public_url or "", metrics))
+        sup.add("alerting", _alerting_task(settings, settings.public_url or "", catalog, metrics))
     app = create_app(settings, clock=clock, metrics=metrics, broker_sync=broker_sync,
                      checks={name: sup.check(name) for name in sup.tasks})
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,

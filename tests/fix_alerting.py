@@ -12,7 +12,7 @@ from rules import lifecycle
 from rules import store as rstore
 from tests.conftest import FIXTURES
 
-RULE = "bm.coal.co"  # a shipped catalog rule: the notices carry its Chinese title and basis
+RULE = "bm.coal.co:hi"  # a shipped catalog rule (with the limit it tripped): notices carry its Chinese title
 
 
 def load_site(db_url: str) -> dict[str, int]:

@@ -94,9 +94,10 @@ def test_one_alarm_one_email_and_one_webhook_signed_chinese_with_a_working_ack_l
     mail = env.smtp.messages[0]
     assert mail.rcpt_tos == ["duty@example.gov.cn"]
     subject = str(mail.message["Subject"])
-    assert subject.startswith("【紧急报警】") and "甲一号线" in subject, subject
+    assert subject.startswith("【紧急报警】煤磨收尘器/煤粉仓CO浓度高") and "甲一号线" in subject, subject
     body = mail.message.get_body(("plain",)).get_content()
     assert "甲水泥有限公司" in body and "CO-101" in body and "35 ppm" in body
+    assert "《工贸企业重大事故隐患判定标准》第六条第（一）项" in body  # the rule's basis
     assert mail.message.get_body(("html",)) is not None
     link = re.search(r"http://riskwatch\.test(/ack/\S+)", body)
     assert link, body
