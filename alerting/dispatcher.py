@@ -287,7 +287,7 @@ class Dispatcher:
                     where = f"网关 gateway {x.subject[2:]}"
                 value = f"{x.value:.4g} {unit}".strip() if x.value is not None else None
                 out[x.m.item] = ItemInfo(x.m.item, "alarm", title, x.severity, ent, plant, where, value, x.m.since,
-                                         x.reason, basis, None, x.m.status)
+                                         x.reason, basis, None, x.m.status, announced=x.m.notified_at is not None)
             else:
                 title, basis, location = tickets.get(x.hazard_id or 0, (f"隐患 #{x.hazard_id}", None, None))
                 out[x.m.item] = ItemInfo(x.m.item, "hazard", f"#{x.hazard_id} {title}", x.severity, ent, plant,

@@ -42,6 +42,7 @@ class ItemInfo:
     basis: str | None = None     # legal / technical basis
     event: str | None = None     # hazard: the workflow action
     status: str = "firing"       # firing | resolved | acked
+    announced: bool = True       # False: it returned to normal before its firing was ever notified
 
 
 def _t(ts: float, tz: ZoneInfo) -> str:
@@ -74,6 +75,8 @@ def subject(kind: str, items: Sequence[ItemInfo], resolved: Sequence[ItemInfo], 
         prefix = {"reminder": "【提醒·未确认】", "escalation": "【升级】"}.get(kind, "")
         return f"{prefix}【{tag}】{ev}：{first.title}{n} · {place}"
     if kind == "resolved":
+        if not any(i.announced for i in resolved):
+            return f"【报警后已恢复】{first.title}{n}曾越限、通知前已恢复 · {place}"
         return f"【恢复】{first.title}{n}已恢复正常 · {place}"
     sev = SEVERITY_ZH.get(first.severity or "", "")
     if kind == "reminder":
@@ -94,7 +97,8 @@ def render(kind: str, key: str, items: Sequence[ItemInfo], resolved: Sequence[It
         "firing": "riskwatch 监测预警：以下报警需要处置。",
         "reminder": "提醒：以下报警仍未确认，请尽快处置。",
         "escalation": "升级通知：以下报警在规定时间内无人确认，现报上一级。",
-        "resolved": "以下报警已恢复正常。",
+        "resolved": "以下报警已恢复正常。" if any(i.announced for i in resolved)
+                    else "以下报警曾越限，在通知发出前已自行恢复正常，请留意是否反复。",
     }[kind]
     if items and all(i.kind == "hazard" for i in items):
         intro = "riskwatch 隐患台账通知："

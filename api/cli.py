@@ -557,8 +557,8 @@ def simulate(
 @app.command()
 def bench(
     quick: Annotated[bool, typer.Option("--quick", help="A short run (well under 3 minutes).")] = False,
-    only: Annotated[str, typer.Option("--only", help="Comma-separated parts: db,broker,e2e,latency,grafana.")] = (
-        "db,broker,e2e,latency,grafana"),
+    only: Annotated[str, typer.Option("--only", help="Comma-separated parts: db,broker,e2e,latency,grafana,"
+                                                     "alerting.")] = "db,broker,e2e,latency,grafana,alerting",
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
     duration: Annotated[float | None, typer.Option("--duration", help="Seconds per throughput part.")] = None,
     points: Annotated[int | None, typer.Option("--points", help="Registry size (default 100k; 2k quick).")] = None,

@@ -1,10 +1,17 @@
-"""`riskwatch demo`: private services, the sample site, collector + simulators, a live summary."""
+"""`riskwatch demo`: private services, the sample site, collector + simulators, a live summary.
+
+The incident's notifications go out for real, through the dispatcher and its SMTP and webhook
+channels, to a local SMTP sink and webhook receiver (`simulators.sinks`); the demo's routing file is
+left in the data dir to read and copy.
+"""
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import paho.mqtt.client as mqtt
@@ -14,12 +21,63 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from alerting.ack import link_secret
+from alerting.config import AlertingConfig, load_config
+from alerting.dispatcher import Dispatcher
 from core import registry
 from core.db import migrate
 from ingest.collector import Collector
+from simulators.sinks import SmtpSink, WebhookReceiver
 
 if TYPE_CHECKING:
     from api.cli import Context
+
+#: The demo's routing. Times are short so the incident is notified within the run; the comments say
+#: what a county would use.
+DEMO_ROUTING = """\
+# riskwatch 演示路由 demo routing. To use it for real, copy it to alerting.yaml in the data dir (or
+# point RISKWATCH_ALERTING at it) and edit the channels (SMTP relay, webhook URL and secret) and people.
+version: 1
+timezone: Asia/Shanghai
+defaults:
+  group_by: [enterprise, plant, rule]  # one thread per problem at a plant
+  group_wait: 3s                       # production: 30s, to collect what fires together
+  group_interval: 10s                  # production: 5m
+  repeat_interval: 30m                 # reminders while unacknowledged
+delivery: {{max_attempts: 8, backoff_initial: 2s, backoff_max: 5m, ack_link_ttl: 24h}}
+channels:
+  email: {{type: smtp, host: 127.0.0.1, port: {smtp_port}, sender: "县应急管理局风险预警 <riskwatch@example.gov.cn>"}}
+  hook: {{type: webhook, url: "{webhook_url}", secret: "{webhook_secret}"}}
+people:
+  zhang: {{name: 值班员张伟, email: zhang.wei@example.gov.cn, phone: "13900000001"}}
+  li: {{name: 值班员李娜, email: li.na@example.gov.cn, phone: "13900000002"}}
+  chen: {{name: 安全科陈科长, email: chen.ke@example.gov.cn, phone: "13900000003"}}
+rosters:
+  bureau-duty:
+    shifts:
+      - {{from: "08:00", to: "20:00", people: [zhang]}}
+      - {{from: "20:00", to: "08:00", people: [li]}}
+    handover: 15m
+    fallback: [chen]
+receivers:
+  bureau-duty: {{to: [{{roster: bureau-duty}}], via: [email, hook]}}
+  section-chief: {{to: [{{person: chen}}], via: [email]}}
+  # 企业主要负责人和实际控制人 (from the registry): required for confirmed major hazards.
+  enterprise-leaders: {{to: [{{enterprise: principal}}, {{enterprise: controller}}], via: [email]}}
+routes:
+  receiver: bureau-duty
+  routes:
+    - match: {{kind: hazard, event: [confirmed, supervised]}}
+      receiver: [bureau-duty, enterprise-leaders]
+      group_by: [hazard]
+      group_wait: 0s
+    - match: {{kind: hazard}}
+      group_by: [hazard]
+      group_wait: 0s
+    - match: {{kind: alarm, severity: urgent}}
+      escalation:
+        - {{after: 15m, receiver: section-chief}}  # still unacknowledged: the section chief too
+"""
 
 
 def _counts(conn: psycopg.Connection) -> tuple[int, int, int, int, int]:
@@ -33,8 +91,19 @@ def _counts(conn: psycopg.Connection) -> tuple[int, int, int, int, int]:
     return int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4])
 
 
+def _owed(conn: psycopg.Connection, by: float) -> int:
+    """What the dispatcher still has to do by `by` (epoch s): outbox rows to route, groups and deliveries due."""
+    row = conn.execute(
+        "SELECT (SELECT count(*) FROM outbox WHERE routed_at IS NULL)"
+        " + (SELECT count(*) FROM alert_groups WHERE flush_at <= to_timestamp(%s))"
+        " + (SELECT count(*) FROM notifications WHERE status = 'pending' AND next_attempt_at <= to_timestamp(%s))",
+        (by, by)).fetchone()
+    conn.commit()
+    return int(row[0]) if row else 0
+
+
 def _table(elapsed: float, duration: float, sent: int, stored: int, rate: float, dead: int, unmapped: int,
-           alarms: int = 0, candidates: int = 0) -> Table:
+           alarms: int = 0, candidates: int = 0, notes: tuple[int, int, int, int] = (0, 0, 0, 0)) -> Table:
     t = Table(title="riskwatch 演示 demo — 实时概况 live summary", title_justify="left")
     t.add_column("指标 metric")
     t.add_column("数值 value", justify="right")
@@ -46,7 +115,48 @@ def _table(elapsed: float, duration: float, sent: int, stored: int, rate: float,
     t.add_row("未登记测点 unmapped readings", f"{unmapped:,}")
     t.add_row("活动报警 active alarms", f"{alarms:,}")
     t.add_row("重大隐患候选 hazard candidates", f"{candidates:,}")
+    delivered, failed, mails, hooks = notes
+    t.add_row("已发通知 notifications sent", f"{delivered:,}" + (f" ({failed:,} 次失败 failed)" if failed else ""))
+    t.add_row("收到邮件 e-mails received", f"{mails:,}")
+    t.add_row("收到 Webhook webhook calls received", f"{hooks:,}")
     return t
+
+
+class _Alerting:
+    """The demo's notification path: local sinks, its routing file, and a dispatcher thread."""
+
+    def __init__(self, db_url: str, data_dir: Path, configured_secret: str | None):
+        self.smtp = SmtpSink().start()
+        secret = secrets.token_urlsafe(16)
+        self.hook = WebhookReceiver(secret=secret).start()
+        self.path = data_dir / "demo-alerting.yaml"
+        self.path.write_text(DEMO_ROUTING.format(smtp_port=self.smtp.port, webhook_url=self.hook.url,
+                                                 webhook_secret=secret), encoding="utf-8")
+        self.cfg: AlertingConfig = load_config(self.path)
+        self.skipped = _skip_earlier(db_url)
+        self.dispatcher = Dispatcher(db_url, self.cfg, public_url="http://127.0.0.1:8080",
+                                     link_secret=link_secret(configured_secret, data_dir))
+        self.thread = threading.Thread(target=self.dispatcher.run, name="dispatcher", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def counts(self) -> tuple[int, int, int, int]:
+        st = self.dispatcher.stats
+        return st.sent, st.failed, len(self.smtp), len(self.hook)
+
+    def stop(self) -> None:
+        self.dispatcher.stop()
+        self.thread.join(30)
+        self.dispatcher.close()
+        self.smtp.stop()
+        self.hook.stop()
+
+
+def _skip_earlier(db_url: str) -> int:
+    """Outbox rows left by earlier runs on this data dir are marked routed: the demo notifies its own incident."""
+    with psycopg.connect(db_url) as conn:
+        return conn.execute("UPDATE outbox SET routed_at = now() WHERE routed_at IS NULL").rowcount
 
 
 def run_demo(c: Context, console: Console, *, duration: float, rate: float, batch: int,
@@ -75,6 +185,12 @@ def run_demo(c: Context, console: Console, *, duration: float, rate: float, batc
             console.print(f"   · {e.name} / {p.name} ({p.industry})")
 
     settings = c.resolved()
+    alerting = _Alerting(services.db_url, c.settings.data_dir, settings.link_secret)
+    console.print(f"3. 预警通知 alerting: 路由 routing {alerting.path}\n"
+                  f"   本地邮件 SMTP sink 127.0.0.1:{alerting.smtp.port}, 本地 Webhook receiver {alerting.hook.url}")
+    if alerting.skipped:
+        console.print(f"   {alerting.skipped} 条此前运行遗留的待发事件不再通知 outbox rows from earlier runs skipped")
+    alerting.start()
     from hazards.intake import open_or_attach
 
     engine = RuleEngine(on_candidate=open_or_attach)
@@ -104,7 +220,7 @@ def run_demo(c: Context, console: Console, *, duration: float, rate: float, batc
         except Exception as exc:  # shown below; the demo still shuts down cleanly
             sim_result["error"] = exc
 
-    console.print(f"3. 采集与仿真 collector + rule engine + simulators: {duration:.0f} s at {rate:g} Hz per point "
+    console.print(f"4. 采集与仿真 collector + rule engine + simulators: {duration:.0f} s at {rate:g} Hz per point "
                   "(Ctrl-C ends early)")
     console.print(f"   事故演练 incident at +{leak_at:.0f} s: {incident.title.zh} {incident.title.en} "
                   "(1#中频炉 FT-602 回水流量下降，炉子仍送电 / outlet flow drops while the furnace stays powered)")
@@ -130,34 +246,40 @@ def run_demo(c: Context, console: Console, *, duration: float, rate: float, batc
                     last = (now, stored)
                 p = progress.get("p")
                 live.update(_table(elapsed, duration, p.readings_sent if p else 0, stored - base_stored, rate_now,
-                                   dead - base_dead, unmapped - base_unmapped, active, cand - base_cand))
+                                   dead - base_dead, unmapped - base_unmapped, active, cand - base_cand,
+                                   alerting.counts()))
                 sim_thread.join(0.5)
-            # let the collector drain what the broker still holds for it
+            # let the collector drain what the broker still holds for it, and the dispatcher send what
+            # falls due meanwhile (not the reminders and later group notices it has scheduled)
             result = sim_result.get("result")
             sent = getattr(result, "readings_sent", 0)
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline:
                 stored, dead, unmapped, active, cand = _counts(conn)
-                if stored - base_stored >= sent:
+                if stored - base_stored >= sent and not _owed(conn, time.time() + deadline - time.monotonic()):
                     break
                 time.sleep(0.3)
             live.update(_table(time.monotonic() - t0, duration, sent, stored - base_stored, rate_now,
-                               dead - base_dead, unmapped - base_unmapped, active, cand - base_cand))
+                               dead - base_dead, unmapped - base_unmapped, active, cand - base_cand,
+                               alerting.counts()))
     collector.stop()
     col_thread.join(30)
+    alerting.stop()
     if "error" in sim_result:
         console.print(f"[red]simulator failed: {sim_result['error']}[/]")
     console.print()
-    console.print(f"4. 完成 done: {stored - base_stored:,} 条读数入库 readings stored of {sent:,} sent; "
+    console.print(f"5. 完成 done: {stored - base_stored:,} 条读数入库 readings stored of {sent:,} sent; "
                   f"{dead - base_dead} 条死信 dead letters (malformed examples sent on purpose)")
     _show_latest(services.db_url, console)
     _show_alarms(services.db_url, console, since=t0_wall)
     from api.cli_server import show_sensor_tickets
 
     show_sensor_tickets(console, services.db_url, since=t0_wall)
+    _show_notices(console, alerting)
     console.print("数据保留 data left in place — look at it with:")
     console.print(f"   psql '{services.db_url}'")
     console.print("   SELECT reason, detail FROM dead_letters ORDER BY id DESC LIMIT 5;")
+    console.print("   .venv/bin/riskwatch alerting notifications   # the notifications and their delivery")
     console.print("   .venv/bin/riskwatch services down   # when finished")
 
 
@@ -224,3 +346,31 @@ def _show_alarms(db_url: str, console: Console, since: float) -> None:
     for at, rid, title, basis, plant, _reason in cands:
         t2.add_row(at.strftime("%H:%M:%S"), rid, title, basis, plant)
     console.print(t2)
+
+
+def _show_notices(console: Console, alerting: _Alerting, limit: int = 10) -> None:
+    """What reached the local sinks, oldest first: time, channel, recipient, subject."""
+    rows: list[tuple[float, str, str, str]] = []
+    for m in alerting.smtp.mails:
+        rows.append((m.received_at, "邮件 email", ", ".join(m.rcpt_tos), m.subject))
+    for call in alerting.hook.calls:
+        try:
+            body: Any = call.json()
+            who = ", ".join(r["name"] for r in body.get("recipients") or []) or str(body["data"]["receiver"])
+            subject = str(body["subject"])
+        except (ValueError, KeyError, TypeError):
+            who, subject = "?", call.body[:60].decode(errors="replace")
+        signed = " ✓签名 signed" if call.signed else " ✗未验签 bad signature"
+        rows.append((call.received_at, "Webhook" + signed, who, subject))
+    rows.sort()
+    st = alerting.dispatcher.stats
+    console.print(f"收到的通知 notices received by the local sinks: {len(alerting.smtp)} 封邮件 e-mails, "
+                  f"{len(alerting.hook)} 次 Webhook calls ({st.sent} sent, {st.failed} failed attempts, "
+                  f"{st.dead} dead)")
+    for at, channel, who, subject in rows[:limit]:
+        console.print(f"   {time.strftime('%H:%M:%S', time.localtime(at))}  {channel}  {who}  {subject}",
+                      soft_wrap=True, markup=False, highlight=False)
+    if len(rows) > limit:
+        console.print(f"   … 另有 {len(rows) - limit} 条 and {len(rows) - limit} more")
+    if not rows:
+        console.print("   （无 none）")

@@ -6,6 +6,9 @@ Parts (each prints medians and ratios, never pass/fail):
                background load, through real Mosquitto and the real collector
                with the rule engine; the commit is observed with LISTEN/NOTIFY,
                which PostgreSQL delivers only when the transaction commits.
+- ``alerting`` breach published -> webhook received (p50/p99/max) at a moderate background load,
+               with the alerting dispatcher routing, grouping and delivering; split at the alarm's
+               commit (``simulators.bench_alerting``).
 """
 
 from __future__ import annotations
@@ -407,7 +410,7 @@ def run(parts: list[str], quick: bool, progress: Callable[[str], None], *, durat
                     g["grafana_30d_rollup_ms"], "ms", "target ≤ 50 ms")
             fig.add("grafana_24h_raw_ms", "Grafana 24小时面板 24-hour panel (raw) median",
                     g["grafana_24h_raw_ms"], "ms", "target ≤ 100 ms")
-        if not {"broker", "e2e", "latency"} & set(parts):
+        if not {"broker", "e2e", "latency", "alerting"} & set(parts):
             return fig
         gws = max(procs, 2) + 1
         site = _site(gateways=gws, points_per_gateway=max(1, n_points // gws))
@@ -452,6 +455,14 @@ def run(parts: list[str], quick: bool, progress: Callable[[str], None], *, durat
             fig.add("alarm_latency_p99_ms", "越限→报警提交 breach→alarm committed p99", pct(lat, 99) * 1000, "ms",
                     "target ≤ 300 ms")
             fig.data["alarm_latency_samples"] = len(lat)
+        if "alerting" in parts:
+            from simulators import bench_alerting
+
+            n, load = (50 if quick else 200), 2_000.0
+            progress(f"alerting: {n} breaches → signed webhooks under {load:,.0f} readings/s background load")
+            ar = bench_alerting.alert_latency(bench, creds, site, load_rate=load, breaches=n, interval_s=0.2,
+                                              progress=progress)
+            bench_alerting.add_figures(fig, ar, breaches=n, load=load)
         bench.stop_collector()
         if db and e2e_b:
             fig.add("ratio_e2e_db", "比值 end to end ÷ DB ceiling", e2e_b / db * 100, "%", "target ≥ 75 % or ≥ 150k/s")

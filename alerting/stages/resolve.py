@@ -1,8 +1,10 @@
 """Resolved notices: tell the receiver when an alarm it was told about has returned to normal.
 
 An alarm that fired and returned to normal within the group wait was never
-announced; it is still announced (as "报警后已恢复"), because a dangerous
-excursion that cleared by itself is still news to the duty officer.
+announced; it is still announced, under its own heading (【报警后已恢复】, "it
+went over the limit and recovered before any notice"), because a dangerous
+excursion that cleared by itself is still news to the duty officer — unlike
+Alertmanager, which drops it. Its rows carry `announced=False` to say so.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`riskwatch demo` runs to completion on a fresh data dir and stores everything it sent."""
+"""`riskwatch demo` runs to completion on a fresh data dir, stores everything it sent, and notifies its incident."""
 
 from __future__ import annotations
 
@@ -33,6 +33,15 @@ def test_demo_runs_to_completion(tmp_path: Path) -> None:
         assert "mach.cooling.interlock" in cand and "第七条" in cand
         ledger = res.stdout.split("hazard ledger: candidate tickets opened by the incident", 1)[1]
         assert "待判定 candidate" in ledger and "鼎业铸造" in ledger and "第七条" in ledger
+        # its notifications, delivered for real to the demo's local SMTP sink and webhook receiver
+        m = re.search(r"收到邮件 e-mails received\s*│\s*([\d,]+)", res.stdout)
+        assert m and int(m.group(1).replace(",", "")) >= 1, res.stdout
+        notices = res.stdout.split("notices received by the local sinks", 1)[1]
+        incident = r"(熔炼炉冷却水|冷却水报警时熔炼炉未断电)"  # the rules' and the ticket's Chinese titles
+        assert re.search(rf"^ +\d\d:\d\d:\d\d  邮件 email  \S+@example\.gov\.cn  【.*】.*{incident}", notices,
+                         re.MULTILINE), notices
+        assert "Webhook ✓签名 signed" in notices, notices
+        assert (tmp_path / "rw" / "demo-alerting.yaml").exists()
         assert "Traceback" not in res.stderr and "ERROR" not in res.stderr
     finally:
         LocalServices(tmp_path / "rw").destroy()
