@@ -124,6 +124,14 @@ class Dispatcher:
             groups: dict[int, Group] = {}
             members: dict[int, dict[str, store.MemberRow]] = {}
             dirty: dict[int, set[str]] = {}
+            replan: set[int] = set()
+
+            def save_dirty() -> None:
+                for gid, items in dirty.items():
+                    store.save_members(conn, gid, [members[gid][i] for i in items], now)
+                replan.update(dirty)
+                dirty.clear()
+
             for r in rows:
                 got = self._event(r, plants, hazards)
                 if got is None:
@@ -133,12 +141,16 @@ class Dispatcher:
                 ev, item, enterprise, plant = got
                 event, needs_ack = r.event, True
                 if r.kind == "hazard":
-                    # A new step on a ticket answers its earlier notices: stop reminding about them.
+                    # A new step on a ticket answers its earlier notices (also those routed earlier in
+                    # this batch): stop reminding about them.
+                    save_dirty()
                     earlier = [i for _, i in store.firing_of_hazard(conn, r.hazard_id or 0) if i != item]
                     touched = store.ack_items(conn, earlier, f"{r.actor or 'system'}（{r.event}）", now)
                     store.touch_groups(conn, touched, now)
                     for gid in touched:
-                        members.pop(gid, None)
+                        if gid in members:
+                            members[gid] = store.members(conn, gid)
+                            replan.add(gid)
                     event, needs_ack = FIRING, r.event in HAZARD_NEEDS_ACK
                 matches = route(self.cfg, ev)
                 if not matches or not any(m.receivers for m in matches):
@@ -166,12 +178,10 @@ class Dispatcher:
                             new, r.kind, r.rule_id or (hazards[r.hazard_id].rule_id if r.hazard_id else None),
                             r.subject, r.hazard_id, plant, enterprise, ev.severity, r.event, r.value, r.reason)
                         dirty.setdefault(g.id, set()).add(item)
-            for gid, items in dirty.items():
-                ms = members[gid]
-                store.save_members(conn, gid, [ms[i] for i in items], now)
-                g = groups[gid]
-                nxt, _ = pipeline.next_due(g, [x.m for x in ms.values()])
-                store.save_group(conn, g, nxt)
+            save_dirty()
+            for gid in replan:
+                nxt, _ = pipeline.next_due(groups[gid], [x.m for x in members[gid].values()])
+                store.save_group(conn, groups[gid], nxt)
             store.mark_routed(conn, [r.id for r in rows], now)
         self.stats.routed += len(rows)
         return len(rows)

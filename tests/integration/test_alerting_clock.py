@@ -272,3 +272,26 @@ def test_permanent_error_is_dead_at_once_and_transient_backs_off_then_dies(env: 
         full = min(40.0, 10.0 * 2 ** (k - 1))
         assert full / 2 - 1 <= gap <= full + 1, gaps
     assert _rows(env.conn, "SELECT status FROM notifications WHERE channel = 'hook' AND attempts = 4") == [("dead",)]
+
+
+def test_a_ticket_step_stops_reminders_of_its_earlier_notices_even_within_one_batch(env: Env) -> None:
+    env.dispatcher(repeat_interval="10m")
+    bureau = Actor("局值班员", "bureau")
+    tid = ledger.open_ticket(env.conn, ledger.NewTicket(
+        source=workflow.Source.PUBLIC_TIP, enterprise_id="ent-a", title="粉尘清扫记录造假", plant_id="plant-a",
+        reporter_name="匿名"), bureau, env.clock.now())
+    env.pump()
+    # one routing batch: a new alarm joins the ticket's group, and the ticket is confirmed
+    raise_alarm(env.conn, env.points["CO-101"], env.clock.now())
+    ledger.act(env.conn, tid, workflow.Confirm("属实"), bureau, env.clock.now())
+    # an inspection finding opens confirmed: opened and confirmed in one transaction
+    ledger.open_ticket(env.conn, ledger.NewTicket(
+        source=workflow.Source.INSPECTION, enterprise_id="ent-a", title="泄爆口朝向人员通道", plant_id="plant-a",
+        inspection_team="县督导组"), bureau, env.clock.now())
+    env.pump()
+    env.advance(25 * 60, step=30)
+    reminded = [i["item"] for r in env.hook.requests if r.json()["data"]["kind"] == "reminder"
+                for i in r.json()["data"]["items"]]
+    assert reminded, "the alarm and the confirmed tickets are reminded"
+    assert not [i for i in reminded if i.endswith(":opened")], reminded
+    assert f"hazard:{tid}:confirmed" in reminded
