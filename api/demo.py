@@ -46,7 +46,7 @@ defaults:
   repeat_interval: 30m                 # reminders while unacknowledged
 delivery: {{max_attempts: 8, backoff_initial: 2s, backoff_max: 5m, ack_link_ttl: 24h}}
 channels:
-  email: {{type: smtp, host: 127.0.0.1, port: {smtp_port}, sender: "县应急管理局风险预警 <riskwatch@example.gov.cn>"}}
+  email: {{type: smtp, host: 127.0.0.1, port: {smtp_port}, sender: "县工信局风险预警 <riskwatch@example.gov.cn>"}}
   hook: {{type: webhook, url: "{webhook_url}", secret: "{webhook_secret}"}}
 people:
   zhang: {{name: 值班员张伟, email: zhang.wei@example.gov.cn, phone: "13900000001"}}

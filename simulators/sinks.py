@@ -23,10 +23,10 @@ from aiosmtpd.controller import Controller
 from alerting.channels.webhook import verify_signature
 from core.services import free_port
 
-__all__ = ["Mail", "SmtpSink", "WebhookCall", "WebhookReceiver"]
+__all__ = ["Arrivals", "Mail", "SmtpSink", "WebhookCall", "WebhookReceiver"]
 
 
-class _Arrivals:
+class Arrivals:
     """A list appended from server threads that a caller can wait on."""
 
     def __init__(self) -> None:
@@ -67,7 +67,7 @@ class Mail:
         return str(self.message["Subject"] or "")
 
 
-class SmtpSink(_Arrivals):
+class SmtpSink(Arrivals):
     """aiosmtpd on a free loopback port; every message is accepted and kept."""
 
     def __init__(self) -> None:
@@ -140,7 +140,7 @@ class _Server(ThreadingHTTPServer):
     receiver: WebhookReceiver
 
 
-class WebhookReceiver(_Arrivals):
+class WebhookReceiver(Arrivals):
     """A ThreadingHTTPServer on a free loopback port that answers every POST with 200 and keeps it."""
 
     def __init__(self, secret: str | None = None) -> None:

@@ -23,26 +23,17 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from core.services import free_port
+from simulators.sinks import Arrivals
 
 
-class _Recorder:
-    """A list that tests can wait on."""
+class _Recorder(Arrivals):
+    """The demo sinks' arrival list, with a wait that fails the test instead of answering False."""
 
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._items: list[Any] = []
-
-    def _add(self, item: Any) -> None:
-        with self._cond:
-            self._items.append(item)
-            self._cond.notify_all()
-
-    def wait(self, n: int = 1, timeout: float = 5.0) -> list[Any]:
+    def wait(self, n: int = 1, timeout: float = 5.0) -> list[Any]:  # type: ignore[override]
         """Block until at least `n` items arrived; AssertionError after `timeout` seconds."""
-        with self._cond:
-            if not self._cond.wait_for(lambda: len(self._items) >= n, timeout):
-                raise AssertionError(f"{type(self).__name__}: {len(self._items)} of {n} arrived in {timeout}s")
-            return list(self._items)
+        if not super().wait(n, timeout):
+            raise AssertionError(f"{type(self).__name__}: {len(self)} of {n} arrived in {timeout}s")
+        return self._snapshot()
 
 
 # --- SMTP -------------------------------------------------------------------------------------------
@@ -68,8 +59,7 @@ class SmtpSink(_Recorder):
 
     @property
     def messages(self) -> list[ReceivedMail]:
-        with self._cond:
-            return list(self._items)
+        return self._snapshot()
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any) -> str:
         if address in self.reject:
@@ -163,8 +153,7 @@ class HttpReceiver(_Recorder):
 
     @property
     def requests(self) -> list[ReceivedRequest]:
-        with self._cond:
-            return list(self._items)
+        return self._snapshot()
 
     def start(self) -> HttpReceiver:
         return self.up()
