@@ -10,6 +10,7 @@ registry) and recorded baselines are applied here.
 from __future__ import annotations
 
 import logging
+import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -235,6 +236,7 @@ def compile_rules(catalog: Catalog, reg: RegistryView) -> Compiled:
                 assert sel is not None
                 for p in (p for p in pts if _matches(sel, p)):
                     subj = f"p:{p.id}"
+                    one = (p.id,)  # shared by the point's instances (hi, hihi, ...)
                     base = common(rule.id, subj, plant, point_id=p.id, gateway_id=p.gateway_id)
                     on = int(_sp(p, rule.id, "on_delay_s", rule.on_delay_s) * US)
                     off = int(_sp(p, rule.id, "off_delay_s", rule.off_delay_s) * US)
@@ -245,8 +247,10 @@ def compile_rules(catalog: Catalog, reg: RegistryView) -> Compiled:
                             limit = _sp(p, rule.id, name, value)
                             sev = (rule.severities or {}).get(name, rule.severity)
                             leaf = Leaf("ge" if name in ("hi", "hihi") else "le", p.id, limit, db)
-                            out.append(Instance(**{**base, "rule_id": f"{rule.id}:{name}", "severity": sev},
-                                                on_delay_us=on, off_delay_us=off, expr=leaf, points=(p.id,),
+                            # one string per rule and limit, not one per instance (~12 MB at 100k points)
+                            rid = sys.intern(f"{rule.id}:{name}")
+                            out.append(Instance(**{**base, "rule_id": rid, "severity": sev},
+                                                on_delay_us=on, off_delay_us=off, expr=leaf, points=one,
                                                 tags=tags))
                     elif isinstance(rule, RateRule):
                         rise = rule.rise_per_min is not None
@@ -255,7 +259,7 @@ def compile_rules(catalog: Catalog, reg: RegistryView) -> Compiled:
                         leaf = Leaf("rate_ge" if rise else "rate_le", p.id, limit if rise else -limit,
                                     _sp(p, rule.id, "deadband", rule.deadband),
                                     window_us=int(rule.window_s * US))
-                        out.append(Instance(**base, on_delay_us=on, off_delay_us=off, expr=leaf, points=(p.id,),
+                        out.append(Instance(**base, on_delay_us=on, off_delay_us=off, expr=leaf, points=one,
                                             tags=tags))
                     elif isinstance(rule, DeviationRule):
                         b = p.baseline
@@ -271,7 +275,7 @@ def compile_rules(catalog: Catalog, reg: RegistryView) -> Compiled:
                     elif isinstance(rule, StateRule):
                         leaf = (Leaf("mask", p.id, codes=(rule.mask,)) if rule.mask is not None
                                 else Leaf("eq", p.id, codes=tuple(rule.equals or ())))
-                        out.append(Instance(**base, on_delay_us=on, off_delay_us=off, expr=leaf, points=(p.id,),
+                        out.append(Instance(**base, on_delay_us=on, off_delay_us=off, expr=leaf, points=one,
                                             tags=tags))
                     elif isinstance(rule, StaleRule):
                         stale = max(rule.intervals * p.interval_s, rule.min_s)

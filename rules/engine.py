@@ -78,7 +78,7 @@ class RuleEngine:
         self._checked = 0.0
         self._point_created = np.zeros(0)
         self._gw_created: dict[str, float] = {}
-        self._device_of: dict[int, int] = {}
+        self._device_of = np.zeros(0, np.int32)  # point id -> device id (an array: 100k points)
         self._windows: list[store.Window] = []
         self._windows_at = 0.0
 
@@ -109,7 +109,10 @@ class RuleEngine:
         for pid, c in created.items():
             self._point_created[pid] = c
         self._gw_created = gw_created
-        self._device_of = {p.id: p.device_id for p in view.points}
+        device_of = np.full(size, -1, np.int32)
+        for p in view.points:
+            device_of[p.id] = p.device_id
+        self._device_of = device_of
         self.compiled, self.index, self.state = compiled, index, state
         self._fingerprint = store.registry_fingerprint(conn)
         self._checked = time.monotonic()
@@ -201,7 +204,8 @@ class RuleEngine:
         if now - self._windows_at > 10.0:
             self._windows = store.load_windows(conn, now)
             self._windows_at = now
-        dev = self._device_of.get(inst.point_id) if inst.point_id is not None else None
+        dev = (int(self._device_of[inst.point_id])
+               if inst.point_id is not None and 0 <= inst.point_id < len(self._device_of) else None)
         for w in self._windows:
             if w.plant_id != inst.plant_id or not w.starts <= t < w.ends:
                 continue

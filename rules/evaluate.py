@@ -157,7 +157,9 @@ class Index:
         self.by_point: dict[int, list[int]] = defaultdict(list)  # point -> instances reading it
         self.multi: set[int] = set()
         self.multi_point = np.zeros(size, bool)  # points read by a multi-point instance
-        self.leaves: dict[int, list[Leaf]] = {}
+        # Leaves of composite conditions only: a single comparison is its own leaf (a list per instance
+        # costs ~35 MB at 100k points).
+        self._node_leaves: dict[int, tuple[Leaf, ...]] = {}
         self.stale: list[int] = []
         self.never: list[int] = []
         self.gateway: list[int] = []
@@ -170,8 +172,7 @@ class Index:
                 elif inst.silent_us:
                     self.gateway.append(i)
                 continue
-            lv = leaves_of(inst.expr)
-            self.leaves[i] = lv
+            lv = self.leaves(i)
             for p in inst.points:
                 self.by_point[p].append(i)
             if len(inst.points) > 1:
@@ -191,13 +192,23 @@ class Index:
                 elif leaf.kind == "rate_le":
                     self.rate_point[leaf.a] = True
                     self.rate_le[leaf.a] = max(self.rate_le[leaf.a], leaf.limit)
-        for i in self.by_point_rate_instances():
-            for leaf in self.leaves[i]:
+        for i, inst in enumerate(self.instances):
+            if inst.expr is None:
+                continue
+            for leaf in self.leaves(i):
                 if leaf.kind.startswith("rate"):
                     self.rate_window[leaf.a] = max(self.rate_window.get(leaf.a, 0), leaf.window_us)
 
-    def by_point_rate_instances(self) -> list[int]:
-        return [i for i, lv in self.leaves.items() if any(x.kind.startswith("rate") for x in lv)]
+    def leaves(self, i: int) -> tuple[Leaf, ...]:
+        """The comparisons of instance i's condition, in order."""
+        e = self.instances[i].expr
+        if isinstance(e, Leaf):
+            return (e,)
+        got = self._node_leaves.get(i)
+        if got is None:
+            assert e is not None
+            got = self._node_leaves[i] = tuple(leaves_of(e))
+        return got
 
 
 # --- leaves --------------------------------------------------------------------------------
@@ -329,7 +340,7 @@ def evaluate_batch(batch: BatchArrays, state: State, index: Index, now: float) -
     for i in sorted(todo):
         inst = index.instances[i]
         st = state.inst.get(i, DEFAULT)
-        new, tr = _step(i, inst, index.leaves[i], st, seg, vt, vv, rates, state.points.last_v)
+        new, tr = _step(i, inst, index.leaves(i), st, seg, vt, vv, rates, state.points.last_v)
         u.evaluated.add(i)
         if new != st:
             u.inst[i] = new
@@ -379,7 +390,7 @@ def _rates(hist: tuple[I64, F64] | None, t: I64, v: F64, window_us: int) -> tupl
     return r, (ht[keep], hv[keep])
 
 
-def _step(i: int, inst: Instance, leaves: list[Leaf], st: InstState, seg: _Segments,
+def _step(i: int, inst: Instance, leaves: tuple[Leaf, ...], st: InstState, seg: _Segments,
           vt: I64, vv: F64, rates: dict[int, F64], last_v: F64) -> tuple[InstState, list[Transition]]:
     """Step one instance through its points' readings in time order."""
     assert inst.expr is not None

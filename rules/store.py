@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,7 +37,9 @@ def load_registry(conn: psycopg.Connection) -> tuple[RegistryView, dict[int, flo
         "SELECT id, gateway_id, tag, device_id, quantity, role, required, interval_s, coalesce(setpoints, '{}'),"
         " baseline, unit, extract(epoch FROM created_at) FROM points ORDER BY id"
     ):
-        points.append(PointRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], dict(r[8]), r[9], r[10]))
+        # Gateway ids, quantities and units repeat across points: one string each, not one per row.
+        points.append(PointRow(r[0], sys.intern(r[1]), r[2], r[3], sys.intern(r[4]), r[5], r[6], r[7], dict(r[8]),
+                               r[9], sys.intern(r[10])))
         created[r[0]] = float(r[11])
     devices = {r[0]: DeviceRow(r[0], r[1], r[2], r[3])
                for r in conn.execute("SELECT id, plant_id, kind, code FROM devices")}
