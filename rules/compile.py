@@ -73,7 +73,9 @@ def leaves_of(e: Expr) -> list[Leaf]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
+# Read-only by convention, not frozen: a frozen dataclass is ~3x slower to construct, and a compile makes one
+# per rule, point and limit (200k+ at 100k points); identity equality, never hashed by value.
+@dataclass(slots=True, eq=False)
 class Instance:
     rule_id: str  # expanded: threshold limits get ":hi" etc.
     base_id: str
