@@ -298,14 +298,16 @@ class Collector:
 
     def _registry(self, conn: psycopg.Connection, force: bool = False) -> registry.Snapshot:
         now = time.monotonic()
-        if (
-            self._snapshot is None
-            or now - self._snapshot_at > self.settings.registry_refresh_s
-            or (force and now - self._snapshot_at > 1.0)
-        ):
+        if self._snapshot is None or (force and now - self._snapshot_at > 1.0):
             self._snapshot = registry.snapshot(conn)
-            self._snapshot_at = now
-            conn.commit()
+        elif now - self._snapshot_at > self.settings.registry_refresh_s:
+            # re-read only when the registry changed
+            if registry.snapshot_version(conn) != self._snapshot.version:
+                self._snapshot = registry.snapshot(conn)
+        else:
+            return self._snapshot
+        self._snapshot_at = now
+        conn.commit()
         return self._snapshot
 
     def _flush(self, msgs: list[_Msg]) -> bool:
