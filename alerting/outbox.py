@@ -9,10 +9,11 @@ that did not happen. `pg_notify` wakes the dispatcher at commit.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+
+from core.clock import ts
 
 CHANNEL = "riskwatch_outbox"
 
@@ -27,10 +28,6 @@ HAZARD_EVENTS = {"create": "opened", "confirm": "confirmed", "dismiss": "dismiss
 _INSERT = """INSERT INTO outbox (kind, event, event_time, rule_id, subject, plant_id, severity, hazard_id, value,
                                  actor, reason)
              VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"""
-
-
-def _ts(t: float) -> datetime:
-    return datetime.fromtimestamp(t, UTC)
 
 
 def alarm_event(event: str, annunciate: bool) -> str | None:
@@ -57,12 +54,12 @@ def enqueue_alarm_events(conn: psycopg.Connection,
     for rule_id, subject, plant_id, severity, annunciate, t, ev, value, actor, reason in events:
         kind = alarm_event(ev or "", annunciate)
         if kind is not None:
-            rows.append(("alarm", kind, _ts(t), rule_id, subject, plant_id, severity, None, value, actor, reason))
+            rows.append(("alarm", kind, ts(t), rule_id, subject, plant_id, severity, None, value, actor, reason))
     enqueue(conn, rows)
 
 
 def enqueue_hazard_events(conn: psycopg.Connection, hazard_id: int,
                           events: Sequence[tuple[str, float, str, str]]) -> None:
     """(action, time, actor, comment) each; actions outside HAZARD_EVENTS are not announced."""
-    enqueue(conn, [("hazard", HAZARD_EVENTS[action], _ts(t), None, None, None, None, hazard_id, None, actor, comment)
+    enqueue(conn, [("hazard", HAZARD_EVENTS[action], ts(t), None, None, None, None, hazard_id, None, actor, comment)
                    for action, t, actor, comment in events if action in HAZARD_EVENTS])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -13,16 +13,9 @@ from psycopg.types.json import Jsonb
 
 from alerting.channels.base import Contact, Message
 from alerting.model import Group, Member, Step
+from core.clock import secs, ts
 
 _ROUTER_LOCK = 0x414C5254  # "ALRT": one router at a time keeps each alarm's events in order
-
-
-def ts(t: float | None) -> datetime | None:
-    return None if t is None else datetime.fromtimestamp(t, UTC)
-
-
-def secs(d: datetime | None) -> float | None:
-    return None if d is None else d.timestamp()
 
 
 # --- outbox -> groups -------------------------------------------------------------------------

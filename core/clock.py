@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Protocol
+
+
+def ts(seconds: float | None) -> datetime | None:
+    """Epoch seconds as an aware UTC datetime (for SQL parameters)."""
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
+def secs(d: datetime | None) -> float | None:
+    """A datetime from the database as epoch seconds."""
+    return None if d is None else d.timestamp()
 
 
 class Clock(Protocol):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +18,7 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from alerting import outbox
+from core.clock import secs, ts
 from hazards.model import (
     DEADLINE_RUNNING,
     OPEN,
@@ -31,14 +32,6 @@ from hazards.model import (
     Supervision,
     Ticket,
 )
-
-
-def ts(seconds: float | None) -> datetime | None:
-    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
-
-
-def secs(d: datetime | None) -> float | None:
-    return None if d is None else d.timestamp()
 
 
 @dataclass

@@ -6,7 +6,6 @@ import json
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -14,19 +13,12 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from alerting import outbox
+from core.clock import secs, ts
 from rules import lifecycle
 from rules.compile import DeviceRow, GatewayRow, Instance, PlantRow, PointRow, RegistryView
 from rules.evaluate import InstState
 
 US = 1_000_000
-
-
-def ts(seconds: float | None) -> datetime | None:
-    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
-
-
-def secs(d: datetime | None) -> float | None:
-    return None if d is None else d.timestamp()
 
 
 def load_registry(conn: psycopg.Connection) -> tuple[RegistryView, dict[int, float], dict[str, float]]:
