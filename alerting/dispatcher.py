@@ -122,6 +122,7 @@ class Dispatcher:
             plants = store.plants(conn, [r.plant_id for r in rows if r.plant_id])
             hazards = store.hazards(conn, [r.hazard_id for r in rows if r.hazard_id])
             groups: dict[int, Group] = {}
+            locked: dict[tuple[str, str, str], Group] = {}  # a flood locks its group once per batch
             members: dict[int, dict[str, store.MemberRow]] = {}
             dirty: dict[int, set[str]] = {}
             replan: set[int] = set()
@@ -160,10 +161,13 @@ class Dispatcher:
                         key = group_key(m.timing, ev)
                         if self._needs_enterprise_key(receiver):
                             key += f"|enterprise={enterprise}"  # an enterprise's people see only their own
-                        g = store.lock_group(
-                            conn, m.path, receiver, key, group_wait=m.timing.group_wait,
-                            group_interval=m.timing.group_interval, repeat_interval=m.timing.repeat_interval,
-                            escalation=[_step(s) for s in m.timing.escalation], enterprise_id=enterprise, now=now)
+                        g = locked.get((m.path, receiver, key))
+                        if g is None:
+                            g = locked[(m.path, receiver, key)] = store.lock_group(
+                                conn, m.path, receiver, key, group_wait=m.timing.group_wait,
+                                group_interval=m.timing.group_interval, repeat_interval=m.timing.repeat_interval,
+                                escalation=[_step(s) for s in m.timing.escalation], enterprise_id=enterprise,
+                                now=now)
                         groups[g.id] = g
                         ms = members.get(g.id)
                         if ms is None:
