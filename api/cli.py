@@ -71,7 +71,8 @@ class Context:
         if not self.private:
             return self.settings
         self.services.up()
-        return self.settings.with_services(self.services.db_url, self.services.mqtt_url)
+        return self.settings.with_services(self.services.db_url, self.services.mqtt_url,
+                                           self.services.mqtt_health_url)
 
     @property
     def db_url(self) -> str:
@@ -89,8 +90,8 @@ class Context:
         """Regenerate the private broker's password file and ACL from the registry."""
         if self.settings.mqtt_url is not None:
             return False
-        self.services.mqtt.write_auth(registry.broker_credentials(conn))
-        self.services.mqtt.reload()
+        self.services.mqtt.write_auth(registry.broker_credentials(conn), reload=True,
+                                      disabled=registry.disabled_gateways(conn))
         return True
 
 
@@ -118,20 +119,45 @@ def _main(
 @services_app.command("up")
 def services_up(
     ctx: typer.Context,
-    env: Annotated[bool, typer.Option("--env", help="Print export lines.")] = False,
+    env: Annotated[bool, typer.Option("--env", help="Print export lines (with secrets).")] = False,
 ) -> None:
     """Start the private PostgreSQL+TimescaleDB and Mosquitto (harmless if already up)."""
     c = _ctx(ctx)
     s = c.services
     s.up()
     if env:
-        print(f"export RISKWATCH_DATA_DIR={c.settings.data_dir}")
-        print(f"export RISKWATCH_DB_URL='{s.db_url}'")
-        print(f"export RISKWATCH_MQTT_URL='{s.mqtt_url}'")
+        _print_env(c)
         return
     console.print("[green]服务已启动 services up[/]")
-    console.print(f"  PostgreSQL  {s.db_url}")
-    console.print(f"  Mosquitto   {s.mqtt_url}")
+    _print_services(s, show_secrets=False)
+
+
+def _print_env(c: Context) -> None:
+    s = c.services
+    print(f"export RISKWATCH_DATA_DIR={c.settings.data_dir}")
+    print(f"export RISKWATCH_DB_URL='{s.db_url}'")
+    print(f"export RISKWATCH_MQTT_URL='{s.mqtt_url}'")
+    print(f"export RISKWATCH_MQTT_HEALTH_URL='{s.mqtt_health_url}'")
+
+
+def _redact_db(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    p = urlsplit(url)
+    if p.password is None:
+        return url
+    return url.replace(f":{p.password}@", ":***@", 1)
+
+
+def _print_services(s: LocalServices, *, show_secrets: bool) -> None:
+    db = s.db_url if show_secrets else _redact_db(s.db_url)
+    mq = MqttUrl.parse(s.mqtt_url)
+    console.print(f"  PostgreSQL  {db}")
+    console.print(f"  Mosquitto   {s.mqtt_url if show_secrets else mq.redacted()}   (TLS; CA {s.mqtt.cafile})")
+    if s.state.mqtt_mtls_port:
+        console.print(f"              mutual TLS on port {s.state.mqtt_mtls_port} (client certificate CN = gateway id)")
+    if not show_secrets:
+        console.print("  secrets: riskwatch services status --show-secrets, or services up --env")
 
 
 @services_app.command("down")
@@ -142,16 +168,23 @@ def services_down(ctx: typer.Context) -> None:
 
 
 @services_app.command("status")
-def services_status(ctx: typer.Context) -> None:
-    """Show whether each private service runs."""
-    s = _ctx(ctx).services
+def services_status(
+    ctx: typer.Context,
+    show_secrets: Annotated[bool, typer.Option("--show-secrets", help="Print the URLs with their passwords.")] = False,
+    env: Annotated[bool, typer.Option("--env", help="Print export lines (with secrets).")] = False,
+) -> None:
+    """Show whether each private service runs (no secret unless asked)."""
+    c = _ctx(ctx)
+    s = c.services
     st = s.status()
+    if env and all(st.values()):
+        _print_env(c)
+        raise typer.Exit(0)
     for name, up in st.items():
         mark = "[green]运行 running[/]" if up else "[red]停止 stopped[/]"
         console.print(f"  {name:10} {mark}")
     if all(st.values()):
-        console.print(f"  PostgreSQL  {s.db_url}")
-        console.print(f"  Mosquitto   {s.mqtt_url}")
+        _print_services(s, show_secrets=show_secrets)
     raise typer.Exit(0 if all(st.values()) else 3)
 
 
@@ -198,18 +231,48 @@ def gateway_add(
     ctx: typer.Context,
     gateway_id: Annotated[str, typer.Argument(metavar="ID")],
     plant: Annotated[str | None, typer.Option("--plant", help="Plant the gateway belongs to.")] = None,
+    cert: Annotated[bool, typer.Option("--cert", help="Also issue a client certificate (CN = ID) for mutual TLS, "
+                                       "signed by the private CA.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Where --cert writes ID.crt, ID.key and ca.crt "
+                                             "(default ./ID-tls).")] = None,
 ) -> None:
     """Create a gateway (or rotate its secret) and issue credentials, shown once."""
+    from core.tls import write_private
+
     c = _ctx(ctx)
     run_migrations(c.db_url)
     with psycopg.connect(c.db_url) as conn:
         secret = registry.issue_credentials(conn, gateway_id, plant)
         c.sync_broker(conn)
     mq = c.mqtt
+    ca = c.services.mqtt.cafile if c.private else (Path(mq.cafile) if mq.cafile else None)
     console.print(f"网关凭据 gateway credentials for [bold]{gateway_id}[/] (shown once, stored hashed):")
-    console.print(f"  username  {gateway_id}")
+    console.print(f"  username  {gateway_id}   (the client id must be the same; the broker enforces it)")
     console.print(f"  password  {secret}")
-    console.print(f"  broker    mqtt://{mq.host}:{mq.port}   topic rw/v1/{gateway_id}/telemetry")
+    console.print(f"  broker    {mq.scheme}://{mq.host}:{mq.port}   topic rw/v1/{gateway_id}/telemetry")
+    if ca is not None:
+        console.print(f"  CA        {ca}")
+    tls = f" --cafile {ca}" if mq.tls and ca else ""
+    console.print(f"  try it    mosquitto_pub -h {mq.host} -p {mq.port}{tls} -i {gateway_id} -u {gateway_id} -P '…' "
+                  f"-q 1 -t rw/v1/{gateway_id}/telemetry -m '{{\"readings\":[{{\"tag\":\"TT-101\",\"v\":1}}]}}'")
+    if not cert:
+        return
+    if not c.private:
+        err.print("[red]error[/] --cert signs with the private broker's CA; with an external broker use its own CA "
+                  "(the certificate's CN must be the gateway id)")
+        raise typer.Exit(2)
+    issued = c.services.mqtt.ca.issue_client(gateway_id)
+    dest = out or Path(f"{gateway_id}-tls")
+    dest.mkdir(parents=True, exist_ok=True)
+    write_private(dest / f"{gateway_id}.key", issued.key_pem)
+    write_private(dest / f"{gateway_id}.crt", issued.cert_pem, 0o644)
+    write_private(dest / "ca.crt", c.services.mqtt.cafile.read_bytes(), 0o644)
+    port = c.services.state.mqtt_mtls_port
+    console.print(f"客户端证书 client certificate (CN={gateway_id}) written to {dest}/ "
+                  "— the key is secret (mode 0600):")
+    console.print(f"  mutual TLS  mqtts://{mq.host}:{port}   mosquitto_pub -h {mq.host} -p {port} "
+                  f"--cafile {dest}/ca.crt --cert {dest}/{gateway_id}.crt --key {dest}/{gateway_id}.key "
+                  f"-q 1 -t rw/v1/{gateway_id}/telemetry …")
 
 
 def _set_enabled(ctx: typer.Context, gateway_id: str, enabled: bool) -> None:
@@ -231,6 +294,54 @@ def gateway_enable(ctx: typer.Context, gateway_id: Annotated[str, typer.Argument
     """Enable a gateway again."""
     _set_enabled(ctx, gateway_id, True)
     console.print(f"已启用 enabled {gateway_id}")
+
+
+broker_app = typer.Typer(help="消息服务器 The MQTT broker's files, generated from the registry.", no_args_is_help=True)
+app.add_typer(broker_app, name="broker")
+
+
+@broker_app.command("export")
+def broker_export(
+    ctx: typer.Context,
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Where to write passwd, acl (and ca.crt).")],
+) -> None:
+    """Write the Mosquitto password file and ACL from the registry (and the private CA) for an external broker.
+
+    The collector's account is the one in RISKWATCH_MQTT_URL; the health account, if RISKWATCH_MQTT_HEALTH_URL
+    is set, gets a line too. Re-run it (and SIGHUP the broker) whenever gateways change.
+    """
+    from core.services import COLLECTOR_USER, HEALTH_USER, mosquitto_hash, render_auth
+    from core.tls import write_private
+
+    c = _ctx(ctx)
+    mq = c.mqtt
+    if not mq.username or mq.password is None:
+        err.print("[red]error[/] RISKWATCH_MQTT_URL has no collector username and password")
+        raise typer.Exit(2)
+    health = c.resolved().mqtt_health_url
+    health_hash = None
+    if health:
+        h = MqttUrl.parse(health)
+        if h.username != HEALTH_USER:
+            err.print(f"[red]error[/] RISKWATCH_MQTT_HEALTH_URL must use the account {HEALTH_USER}")
+            raise typer.Exit(2)
+        health_hash = mosquitto_hash(h.password or "")
+    with psycopg.connect(c.db_url) as conn:
+        gateways = registry.broker_credentials(conn)
+        disabled = registry.disabled_gateways(conn)
+    auth = render_auth(gateways, mosquitto_hash(mq.password), health_hash, collector_user=mq.username or COLLECTOR_USER,
+                       disabled=disabled)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_private(directory / "passwd", auth.passwd.encode())
+    write_private(directory / "acl", auth.acl.encode())
+    written = ["passwd", "acl"]
+    if c.private and c.services.mqtt.cafile.exists():
+        write_private(directory / "ca.crt", c.services.mqtt.cafile.read_bytes(), 0o644)
+        written.append("ca.crt")
+    console.print(f"已导出 exported {', '.join(written)} to {directory}: {len(gateways) - len(auth.refused)} gateways"
+                  + (f"; left out (reserved or repeated): {', '.join(auth.refused)}" if auth.refused else ""))
+    console.print("  mosquitto.conf: password_file, acl_file, use_username_as_clientid true on every listener "
+                  "(deploy/mosquitto/mosquitto.conf.example); then SIGHUP the broker")
 
 
 # --- collector ------------------------------------------------------------------------------
@@ -512,6 +623,7 @@ def simulate(
     import time
 
     from api import simcreds
+    from simulators.gateway import tls_context
     from simulators.run import default_site_path, load_site
     from simulators.run import simulate as run_simulation
     from simulators.scenarios import SCENARIOS, get_scenario
@@ -547,7 +659,9 @@ def simulate(
         err.print(f"scenario {sc.name}: {sc.title.zh} — {sc.description.en}")
     res = run_simulation(spec, mq.host, mq.port, creds, duration_s=duration, rate_hz=rate, batch=batch,
                          log_path=log_path, seed=seed, gateways=gateway or None, stop=stop, realtime=not backfill,
-                         start_ms=start_ms, scenario=sc)
+                         start_ms=start_ms, scenario=sc,
+                         # the gateways trust the broker's CA that the collector's URL names (mqtts); no client cert
+                         tls=tls_context(mq.cafile) if mq.tls else None)
     console.print(f"已发送 sent {res.readings_sent} readings in {res.messages_sent} messages "
                   f"({'all acknowledged' if res.acked else 'NOT all acknowledged'}; kept up: {res.kept_up})")
     if not res.acked:

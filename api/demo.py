@@ -26,6 +26,9 @@ from alerting.config import AlertingConfig, load_config
 from alerting.dispatcher import Dispatcher
 from core import registry
 from core.db import migrate
+from core.mqtt import configure
+from core.services import LocalServices
+from core.settings import MqttUrl
 from ingest.collector import Collector
 from simulators.sinks import SmtpSink, WebhookReceiver
 
@@ -163,6 +166,7 @@ def run_demo(c: Context, console: Console, *, duration: float, rate: float, batc
              stop: threading.Event) -> None:
     from api import simcreds
     from rules.engine import RuleEngine
+    from simulators.gateway import tls_context
     from simulators.run import SimProgress, default_site_path, load_site, simulate
     from simulators.scenarios import SCENARIOS
 
@@ -170,7 +174,7 @@ def run_demo(c: Context, console: Console, *, duration: float, rate: float, batc
     services = c.services
     services.up()
     console.print(f"1. 私有服务 private services\n   PostgreSQL  {services.db_url}\n   Mosquitto   "
-                  f"mqtt://127.0.0.1:{services.state.mqtt_port}")
+                  f"mqtts://127.0.0.1:{services.state.mqtt_port} (TLS, CA {services.mqtt.cafile})")
     migrate(services.db_url)
     site_path = default_site_path()
     site = load_site(site_path)
@@ -216,7 +220,8 @@ def run_demo(c: Context, console: Console, *, duration: float, rate: float, batc
             sim_result["result"] = simulate(site, "127.0.0.1", services.state.mqtt_port, creds, duration_s=duration,
                                             rate_hz=rate, batch=batch,
                                             log_path=c.settings.data_dir / "demo-sent.csv", stop=stop,
-                                            progress=lambda p: progress.__setitem__("p", p), scenario=incident)
+                                            progress=lambda p: progress.__setitem__("p", p), scenario=incident,
+                                            tls=tls_context(str(services.mqtt.cafile)))
         except Exception as exc:  # shown below; the demo still shuts down cleanly
             sim_result["error"] = exc
 
@@ -229,16 +234,15 @@ def run_demo(c: Context, console: Console, *, duration: float, rate: float, batc
         base_stored, base_dead, base_unmapped, _, base_cand = _counts(conn)
         t0 = time.monotonic()
         t0_wall = time.time() - 1.0
+        # Before the simulator connects: the examples go out under a simulated gateway's account, and the broker
+        # binds client ids to usernames, so a second connection of that gateway would take over the simulator's.
+        _send_bad_examples(services, creds)
         sim_thread.start()
-        bad_sent = False
         last = (t0, base_stored)
         rate_now = 0.0
         with Live(console=console, refresh_per_second=2) as live:
             while sim_thread.is_alive():
                 elapsed = time.monotonic() - t0
-                if not bad_sent and elapsed > min(10.0, duration / 2):
-                    _send_bad_examples(services.state.mqtt_port, creds)
-                    bad_sent = True
                 stored, dead, unmapped, active, cand = _counts(conn)
                 now = time.monotonic()
                 if now - last[0] >= 1.0:
@@ -283,14 +287,15 @@ def run_demo(c: Context, console: Console, *, duration: float, rate: float, batc
     console.print("   .venv/bin/riskwatch services down   # when finished")
 
 
-def _send_bad_examples(port: int, creds: dict[str, str]) -> None:
-    """A malformed message and an unknown tag, to show the dead-letter path."""
+def _send_bad_examples(services: LocalServices, creds: dict[str, str]) -> None:
+    """A malformed message and an unknown tag, to show the dead-letter path (over TLS, as a gateway would)."""
     gw = sorted(creds)[0]
     now = int(time.time() * 1000)
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{gw}-demo-bad", protocol=mqtt.MQTTv311)
-    client.username_pw_set(gw, creds[gw])
+    url = MqttUrl.parse(services.mqtt.url(gw, creds[gw]))
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=gw, protocol=mqtt.MQTTv311)
+    configure(client, url)
     try:
-        client.connect("127.0.0.1", port)
+        client.connect(url.host, url.port)
         client.loop_start()
         infos = [
             client.publish(f"rw/v1/{gw}/telemetry", b'{"ts": 1, "readings": [', qos=1),

@@ -7,13 +7,13 @@ registry's hash; a gateway without a valid saved secret gets a new one.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import psycopg
 
 from core import registry
 from core.services import mosquitto_verify
+from core.tls import write_private
 
 
 def path(data_dir: Path) -> Path:
@@ -41,9 +41,6 @@ def ensure(conn: psycopg.Connection, data_dir: Path, gateway_ids: list[str]) -> 
             out[gw] = registry.issue_credentials(conn, gw)
             issued = True
     if issued or out != saved:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_suffix(".tmp")
-        tmp.write_text(json.dumps({**saved, **out}, indent=2))
-        os.chmod(tmp, 0o600)
-        tmp.replace(p)
+        # 0600 from the first byte, under a unique temporary name: two commands saving at once cannot mix
+        write_private(p, json.dumps({**saved, **out}, indent=2).encode())
     return out, issued

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
+import ssl
 import threading
 import time
 from collections import deque
@@ -32,6 +33,8 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from core import registry
 from core.clock import Clock, SystemClock
+from core.errors import ConfigError, ServiceError
+from core.mqtt import configure
 from core.settings import CollectorSettings, IngestLimits, MqttUrl
 from ingest import topics
 from ingest.batch import Batch, DeadLetter
@@ -112,20 +115,41 @@ class Collector:
         self._conn: psycopg.Connection | None = None
         self._snapshot: registry.Snapshot | None = None
         self._snapshot_at = 0.0
+        self.client_id = self._resolve_client_id()
         self._client = self._make_client()
 
     # --- MQTT side (paho network thread) -------------------------------------------------
 
+    def _resolve_client_id(self) -> str:
+        """The MQTT client id, which keys the persistent session: the collector's username.
+
+        The broker binds client ids to usernames (Mosquitto `use_username_as_clientid`: it replaces whatever id a
+        client asks for), so the session lives under the username whatever we send; asking for exactly that keeps
+        our id, the broker's and the logs in agreement. A configured id that differs is ignored, with a warning.
+        """
+        user = self.mqtt_url.username
+        configured = self.settings.client_id
+        if not user:
+            return configured or "riskwatch-collector"
+        if configured and configured != user:
+            log.warning("collector client id %r differs from its MQTT username %r: using %r (the broker binds "
+                        "client ids to usernames, so the persistent session is keyed on the username)",
+                        configured, user, user)
+        return user
+
     def _make_client(self) -> mqtt.Client:
         c = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=self.settings.client_id,
+            client_id=self.client_id,
             protocol=mqtt.MQTTv5,
             reconnect_on_failure=True,
         )
         c.manual_ack_set(True)
-        if self.mqtt_url.username:
-            c.username_pw_set(self.mqtt_url.username, self.mqtt_url.password)
+        try:
+            configure(c, self.mqtt_url)  # credentials and, for mqtts://, a context verifying CA and host name
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"MQTT TLS: cannot load the CA or client certificate of "
+                              f"{self.mqtt_url.redacted()}: {exc}") from exc
         c.reconnect_delay_set(min_delay=1, max_delay=30)
         c.on_connect = self._on_connect
         c.on_pre_connect = self._on_pre_connect
@@ -147,8 +171,8 @@ class Collector:
         with self._ack_lock:
             self._generation += 1
         self.stats.mqtt_connects += 1
-        log.info("MQTT connected to %s (session present: %s)", self.mqtt_url.redacted(),
-                 getattr(_f, "session_present", None))
+        log.info("MQTT connected to %s as %s (session present: %s)", self.mqtt_url.redacted(),
+                 self.client_id, getattr(_f, "session_present", None))
         opts = SubscribeOptions(qos=1)
         client.subscribe([(topics.TELEMETRY_FILTER, opts), (topics.STATUS_FILTER, opts)])
         self._connected.set()
@@ -211,7 +235,7 @@ class Collector:
             if self._conn is not None:
                 self._conn.close()
         if self._fatal:
-            raise RuntimeError(self._fatal)
+            raise ServiceError(self._fatal)
 
     def _connect(self, props: Properties) -> None:
         """First connection, retried with jittered backoff; paho reconnects after that."""
@@ -220,6 +244,14 @@ class Collector:
             try:
                 self._client.connect(self.mqtt_url.host, self.mqtt_url.port, keepalive=30,
                                      clean_start=False, properties=props)
+                return
+            except ssl.SSLCertVerificationError as exc:
+                # Not transient: the broker is not who the URL's CA says it should be. Retrying would hide it.
+                self._fatal = (f"MQTT broker {self.mqtt_url.redacted()}: TLS: certificate verify failed "
+                               f"({exc.verify_message}); check the URL's cafile and host name")
+                log.error("%s", self._fatal)
+                self._stop.set()
+                self._wake.set()
                 return
             except OSError as exc:
                 log.warning("MQTT broker %s unreachable (%s); retrying", self.mqtt_url.redacted(), exc)

@@ -11,6 +11,7 @@ from simulators.gateway import (
     GatewayStats,
     PayloadTooLarge,
     encode_telemetry,
+    tls_context,
 )
 from simulators.models import SignalModel, SimConfigError, build_models
 from simulators.run import (
@@ -53,4 +54,5 @@ __all__ = [
     "sample_times_ms",
     "simulate",
     "site_models",
+    "tls_context",
 ]

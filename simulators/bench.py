@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,7 +38,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from core import registry
 from core.db import migrate
+from core.mqtt import configure
 from core.services import COLLECTOR_USER, LocalServices
+from core.settings import MqttUrl
 from ingest.batch import Readings
 from ingest.writer import write_readings
 
@@ -123,6 +126,10 @@ class Bench:
                 raise RuntimeError("collector did not start:\n" + (self.dir / "collector.log").read_text()[-2000:])
             time.sleep(0.05)
 
+    def gateway_url(self, gateway: str, password: str) -> str:
+        """A gateway's broker URL (mqtts, the private CA): a string, so a publisher process can take it."""
+        return self.services.mqtt.url(gateway, password)
+
     def stop_collector(self) -> None:
         if self.collector is not None and self.collector.poll() is None:
             self.collector.terminate()
@@ -159,20 +166,52 @@ def db_ceiling(db_url: str, rows: int, batch: int, points: int) -> tuple[float, 
 # --- load generator -----------------------------------------------------------------------------
 
 
-def _publisher(host: str, port: int, gw: str, password: str, tags: list[str], rate: float, batch: int,
-               seconds: float, counter: Any, start_ms: int = 0, topic: str | None = None,
-               limit: int | None = None) -> None:
+def gateway_client(url: str, protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv311) -> mqtt.Client:
+    """A connected paho client (network loop running) for a gateway URL: TLS verified, client id = username.
+
+    The broker binds client ids to usernames, so a second connection under one gateway's account would take the
+    first one over: every concurrent connection of the bench has an account of its own.
+    """
+    u = MqttUrl.parse(url)
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=u.username or "", protocol=protocol)
+    configure(c, u)
+    c.connect(u.host, u.port)
+    c.loop_start()
+    return c
+
+
+def _publisher(url: str, tags: list[str], rate: float, batch: int, seconds: float, counter: Any,
+               start_ms: int = 0, topic: str | None = None, limit: int | None = None,
+               received: Any = None) -> None:
     """Load: `rate` readings/s (inf: as fast as the broker acknowledges) in messages of `batch` readings.
 
     Each point's timestamps advance by 1 ms per pass over the points, from `start_ms`, so every
     reading is distinct: the stored count can be checked exactly. batch == 1 sends bare readings.
+    With `received` (a shared counter) the publisher also subscribes to its own `topic` and counts what
+    the broker delivers back to it (the broker ceiling's receiving side).
     """
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{gw}-load", protocol=mqtt.MQTTv311)
-    c.username_pw_set(gw, password)
+    u = MqttUrl.parse(url)
+    gw = u.username or ""
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=gw, protocol=mqtt.MQTTv311)
+    configure(c, u)
     c.max_inflight_messages_set(1000)
     c.max_queued_messages_set(2000)
-    c.connect(host, port)
+    got = [0]
+    subscribed = threading.Event()
+    if received is not None:
+        def on_message(_c: mqtt.Client, _u: object, _m: mqtt.MQTTMessage) -> None:
+            got[0] += 1
+
+        c.on_message = on_message
+        c.on_subscribe = lambda *_a: subscribed.set()
+    c.connect(u.host, u.port)
     c.loop_start()
+    if received is not None:
+        if topic is None:
+            raise ValueError("a publisher that counts what it receives needs its topic")
+        c.subscribe(topic, qos=1)
+        if not subscribed.wait(10):
+            raise RuntimeError(f"{gw}: no SUBACK for {topic}")
     topic = topic or f"rw/v1/{gw}/telemetry"
     base = start_ms or int(time.time() * 1000) - 120_000
     start = time.monotonic()
@@ -198,10 +237,14 @@ def _publisher(host: str, port: int, gw: str, password: str, tags: list[str], ra
             last = info
             k += batch
             sent += batch
+        if received is not None:
+            received.value = got[0]  # one writer per counter: no lock
         if paced:
             time.sleep(0.005)
     if last is not None:
         last.wait_for_publish(120)
+    if received is not None:
+        received.value = got[0]
     with counter.get_lock():
         counter.value += sent
     c.disconnect()
@@ -259,13 +302,12 @@ def end_to_end(bench: Bench, creds: dict[str, str], site: registry.SiteSpec, cat
         conn.execute("TRUNCATE readings")
         conn.execute("TRUNCATE readings_1m")
     bench.stop_collector()
-    port = bench.services.state.mqtt_port
     gws = [g.id for _, g in site.gateways()][:procs]
     tags = {d.gateway: [p.tag for p in d.points] for e in site.enterprises for pl in e.plants for d in pl.devices}
     counter = mp.Value("q", 0)
     start_ms = int(time.time() * 1000) - 240_000 - int(batch == 1) * 60_000
     per = readings // len(gws)
-    ps = [mp.Process(target=_publisher, args=("127.0.0.1", port, g, creds[g], tags[g], math.inf, batch, 3600,
+    ps = [mp.Process(target=_publisher, args=(bench.gateway_url(g, creds[g]), tags[g], math.inf, batch, 3600,
                                                counter, start_ms, None, per), daemon=True) for g in gws]
     t_pub = time.monotonic()
     for p in ps:
@@ -297,38 +339,32 @@ def end_to_end(bench: Bench, creds: dict[str, str], site: registry.SiteSpec, cat
 
 def broker_ceiling(bench: Bench, creds: dict[str, str], site: registry.SiteSpec, *, seconds: float,
                    procs: int) -> float:
-    """Publish -> receive of single-reading messages at QoS1, no processing: messages/s received."""
-    port = bench.services.state.mqtt_port
+    """Publish -> receive of single-reading messages at QoS1, no processing: messages/s received.
+
+    Each publisher process sends to its gateway's own command topic (`rw/v1/{gw}/cmd/bench`, which the ACL
+    lets a gateway write and read) and receives there on the same connection. A separate sink would need an
+    account allowed to read every gateway's topics — the collector's, and under the collector's name it would
+    take over the running collector's session (client id = username).
+    """
     gws = [g.id for _, g in site.gateways()][:procs]
     tags = {d.gateway: [p.tag for p in d.points] for e in site.enterprises for pl in e.plants for d in pl.devices}
-    got = [0]
-    first: list[float] = []
-    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-sink", protocol=mqtt.MQTTv5)
-    sub.username_pw_set(COLLECTOR_USER, bench.services.state.collector_password)
-
-    def on_message(_c: mqtt.Client, _u: object, _m: mqtt.MQTTMessage) -> None:
-        if not first:
-            first.append(time.monotonic())
-        got[0] += 1
-
-    sub.on_message = on_message
-    sub.connect("127.0.0.1", port)
-    sub.subscribe("rw/v1/+/bench", qos=1)
-    sub.loop_start()
-    time.sleep(0.5)
     counter = mp.Value("q", 0)
-    ps = [mp.Process(target=_publisher, args=("127.0.0.1", port, g, creds[g], tags[g], math.inf, 1, seconds,
-                                               counter, 0, f"rw/v1/{g}/bench"), daemon=True) for g in gws]
+    received = [mp.Value("q", 0, lock=False) for _ in gws]
+    ps = [mp.Process(target=_publisher, args=(bench.gateway_url(g, creds[g]), tags[g], math.inf, 1, seconds,
+                                               counter, 0, f"rw/v1/{g}/cmd/bench", None, r), daemon=True)
+          for g, r in zip(gws, received, strict=True)]
+
+    def got() -> int:
+        return sum(int(r.value) for r in received)
+
     for p in ps:
         p.start()
     time.sleep(0.2 * seconds)
-    a, ta = got[0], time.monotonic()
+    a, ta = got(), time.monotonic()
     time.sleep(0.7 * seconds)
-    b, tb = got[0], time.monotonic()
+    b, tb = got(), time.monotonic()
     for p in ps:
         p.join(seconds + 120)
-    sub.loop_stop()
-    sub.disconnect()
     return (b - a) / (tb - ta)
 
 
@@ -336,21 +372,17 @@ def alarm_latency(bench: Bench, creds: dict[str, str], site: registry.SiteSpec, 
                   breaches: int, interval_s: float, progress: Callable[[str], None]) -> list[float]:
     """Publish `breaches` limit breaches on one point while others publish background load; return
     breach-publish -> alarm-commit latencies in seconds."""
-    port = bench.services.state.mqtt_port
     gws = [g.id for _, g in site.gateways()]
     tags = {d.gateway: [p.tag for p in d.points] for e in site.enterprises for pl in e.plants for d in pl.devices}
     probe_gw, load_gws = gws[0], gws[1:]
     seconds = breaches * interval_s + 5
     counter = mp.Value("q", 0)
-    procs = [mp.Process(target=_publisher, args=("127.0.0.1", port, g, creds[g], tags[g], load_rate / len(load_gws),
+    procs = [mp.Process(target=_publisher, args=(bench.gateway_url(g, creds[g]), tags[g], load_rate / len(load_gws),
                                                   100, seconds, counter), daemon=True) for g in load_gws]
     for p in procs:
         p.start()
     lat: list[float] = []
-    probe = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{probe_gw}-probe", protocol=mqtt.MQTTv311)
-    probe.username_pw_set(probe_gw, creds[probe_gw])
-    probe.connect("127.0.0.1", port)
-    probe.loop_start()
+    probe = gateway_client(bench.gateway_url(probe_gw, creds[probe_gw]))  # not a load gateway: its own account
     sent_at: dict[int, float] = {}
     with psycopg.connect(bench.services.db_url, autocommit=True) as conn:
         conn.execute("LISTEN riskwatch_alarm")

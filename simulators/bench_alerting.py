@@ -24,14 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion
 
 from alerting.config import load_config
 from alerting.dispatcher import Dispatcher
 from core import registry
-from simulators.bench import Bench, Figures, _publisher, pct
+from simulators.bench import Bench, Figures, _publisher, gateway_client, pct
 from simulators.sinks import WebhookReceiver
 
 RULE = "bench.temp:hi"
@@ -129,7 +127,6 @@ def alert_latency(bench: Bench, creds: dict[str, str], site: registry.SiteSpec, 
                   breaches: int, interval_s: float, progress: Callable[[str], None]) -> AlertRun:
     """Publish `breaches` breaches, each on a point of its own, while the other gateways publish background load."""
     db_url = bench.services.db_url
-    port = bench.services.state.mqtt_port
     gws = [g.id for _, g in site.gateways()]
     tags = {d.gateway: [p.tag for p in d.points] for e in site.enterprises for pl in e.plants for d in pl.devices}
     probe_gw, load_gws = gws[0], gws[1:]
@@ -158,15 +155,12 @@ def alert_latency(bench: Bench, creds: dict[str, str], site: registry.SiteSpec, 
         d_thread.start()
         seconds = breaches * interval_s + 5
         counter = mp.Value("q", 0)
-        procs = [mp.Process(target=_publisher, args=("127.0.0.1", port, g, creds[g], tags[g],
+        procs = [mp.Process(target=_publisher, args=(bench.gateway_url(g, creds[g]), tags[g],
                                                       load_rate / len(load_gws), 100, seconds, counter), daemon=True)
                  for g in load_gws]
         for p in procs:
             p.start()
-        probe = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{probe_gw}-alert-probe", protocol=mqtt.MQTTv311)
-        probe.username_pw_set(probe_gw, creds[probe_gw])
-        probe.connect("127.0.0.1", port)
-        probe.loop_start()
+        probe = gateway_client(bench.gateway_url(probe_gw, creds[probe_gw]))  # not a load gateway: its own account
         try:
             with psycopg.connect(db_url, autocommit=True) as conn:
                 conn.execute("LISTEN riskwatch_alarm")

@@ -4,7 +4,12 @@ The publisher behaves like a well-configured gateway, because the collector's
 guarantees are only tested if the sender does not lose data itself:
 
 - a persistent MQTT 3.1.1 session (fixed client id = gateway id, clean
-  session off), so the broker keeps the session across reconnects;
+  session off), so the broker keeps the session across reconnects; the
+  broker binds client ids to usernames, so this is also the only id it
+  would accept — one connection per gateway account at a time;
+- TLS (``mqtts://``) when given a context: the broker's certificate and host
+  name are verified (``tls_context`` builds one from the CA file); a client
+  certificate in the context is the login on a mutual-TLS listener;
 - QoS 1 telemetry with an unbounded local queue (``max_queued_messages 0``)
   and a 1000-message in-flight window; on reconnect paho re-sends every
   message not yet acknowledged with PUBACK (marked DUP), so a broker restart
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Sequence
@@ -37,6 +43,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.reasoncodes import ReasonCode
 
 from core.errors import RiskwatchError
+from core.settings import MqttUrl
 
 log = logging.getLogger("riskwatch.simulators.gateway")
 
@@ -69,6 +76,17 @@ class GatewayAuthError(GatewayError):
 
 class PayloadTooLarge(ValueError):
     """An encoded message would exceed MAX_PAYLOAD_BYTES; send fewer readings per message."""
+
+
+def tls_context(cafile: str | None, certfile: str | None = None, keyfile: str | None = None) -> ssl.SSLContext:
+    """A verifying client context for a broker whose certificate `cafile` signed (None: the system's CAs).
+
+    The same rules as every other riskwatch client (`core.settings.MqttUrl.ssl_context`): TLS >= 1.2, the
+    certificate chain and the host name checked; `certfile`/`keyfile` add a client certificate (mutual TLS).
+    """
+    ctx = MqttUrl(host="", port=0, tls=True, cafile=cafile, certfile=certfile, keyfile=keyfile).ssl_context()
+    assert ctx is not None  # tls=True always gives one
+    return ctx
 
 
 def telemetry_topic(gateway_id: str) -> str:
@@ -114,13 +132,17 @@ class GatewayPublisher:
     paho's network thread runs the socket, acknowledgements and reconnects.
     """
 
-    def __init__(self, gateway_id: str, password: str, host: str, port: int, *,
-                 keepalive: int = 20, max_pending: int = 20_000, stall_timeout_s: float = 120.0):
+    def __init__(self, gateway_id: str, password: str | None, host: str, port: int, *,
+                 tls: ssl.SSLContext | None = None, keepalive: int = 20, max_pending: int = 20_000,
+                 stall_timeout_s: float = 120.0):
+        """``tls``: connect over TLS with this context (see `tls_context`); None: plain MQTT (tests' fake
+        brokers). ``password`` None: no password (a mutual-TLS listener takes the certificate as the login)."""
         if max_pending >= 65_000:
             raise ValueError("max_pending must stay below paho's 16-bit message-id space")
         self.gateway_id = gateway_id
         self.host = host
         self.port = port
+        self.tls = tls is not None
         self.keepalive = keepalive
         self.max_pending = max_pending
         self.stall_timeout_s = stall_timeout_s
@@ -141,6 +163,8 @@ class GatewayPublisher:
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=gateway_id,
                         protocol=MQTTProtocolVersion.MQTTv311, clean_session=False)
         c.username_pw_set(gateway_id, password)
+        if tls is not None:
+            c.tls_set_context(tls)  # paho passes server_hostname=host: the host name is verified
         c.max_inflight_messages_set(1000)
         c.max_queued_messages_set(0)  # unbounded: never drop; back-pressure is ours
         # paho annotates int but does float arithmetic with it; 0.1 s first retry.
@@ -209,6 +233,13 @@ class GatewayPublisher:
         self._started = True
         try:
             self._client.connect(self.host, self.port, keepalive=self.keepalive)
+        except ssl.SSLCertVerificationError as exc:
+            raise GatewayConnectError(
+                self.gateway_id, f"broker {self.host}:{self.port}: TLS: certificate verify failed "
+                                 f"({exc.verify_message})") from exc
+        except ssl.SSLError as exc:
+            raise GatewayConnectError(
+                self.gateway_id, f"broker {self.host}:{self.port}: TLS: {exc.reason or exc}") from exc
         except OSError as exc:
             raise GatewayConnectError(
                 self.gateway_id, f"cannot reach broker {self.host}:{self.port}: {exc}"
@@ -223,8 +254,9 @@ class GatewayPublisher:
             self._closed = True
             if fatal is not None:
                 raise fatal
+            hint = "" if self.tls else " (a TLS listener? this gateway speaks plain MQTT)"
             raise GatewayConnectError(self.gateway_id, f"no CONNACK from {self.host}:{self.port} "
-                                                       f"within {timeout:g} s")
+                                                       f"within {timeout:g} s{hint}")
 
     def _check(self) -> None:
         if self._fatal is not None:
@@ -315,7 +347,9 @@ class GatewayPublisher:
             try:
                 # shutdown, not close: paho's thread owns the descriptor and closes it
                 # when it sees the connection lost (then _on_disconnect ends its loop).
-                sock.shutdown(socket.SHUT_RDWR)
+                # The plain socket's shutdown, also under TLS: no close_notify (a power cut
+                # sends none), and SSLSocket.shutdown would drop its SSL object under paho's thread.
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
             except OSError:
                 pass
         self._client.loop_stop()

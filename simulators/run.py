@@ -42,11 +42,13 @@ import argparse
 import json
 import logging
 import math
+import ssl
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import IO, Protocol, runtime_checkable
 
@@ -56,7 +58,7 @@ import numpy.typing as npt
 from core import yamlsrc
 from core.errors import ConfigError, SourceError, SourceProblem
 from core.registry import PointSpec, SiteSpec, parse_site
-from simulators.gateway import GatewayPublisher, GatewayStats, PayloadTooLarge, Value
+from simulators.gateway import GatewayPublisher, GatewayStats, PayloadTooLarge, Value, tls_context
 from simulators.models import SignalModel, SimConfigError, build_models
 from simulators.scenarios import Scenario, get_scenario
 
@@ -278,7 +280,8 @@ def simulate(site: SiteSpec, host: str, port: int, credentials: dict[str, str], 
              progress: Callable[[SimProgress], None] | None = None, *, flush_s: float = 0.25,
              ack_timeout_s: float = 30.0, connect_timeout_s: float = 10.0,
              publisher_factory: PublisherFactory | None = None, realtime: bool = True,
-             start_ms: int | None = None, scenario: Scenario | None = None) -> SimResult:
+             start_ms: int | None = None, scenario: Scenario | None = None,
+             tls: ssl.SSLContext | None = None) -> SimResult:
     """Publish ``duration_s`` of simulated readings for the site's gateways.
 
     ``credentials`` maps gateway id to its MQTT password. By default every
@@ -290,7 +293,11 @@ def simulate(site: SiteSpec, host: str, port: int, credentials: dict[str, str], 
     ConfigError for bad arguments and GatewayError (auth, unreachable
     broker, stalled acknowledgements) from the gateways.
     ``publisher_factory`` replaces the MQTT client (unit tests; other
-    transports later).
+    transports later). ``tls``: the gateways connect over TLS with this
+    context (``simulators.gateway.tls_context(cafile)``: broker certificate
+    and host name verified); None: plain MQTT. Each gateway is one
+    connection under its own account: the broker binds client ids to
+    usernames, so two connections of one gateway would take each other over.
     """
     if not 0 < rate_hz <= MAX_RATE_HZ:
         raise ConfigError(f"rate_hz must be in (0, {MAX_RATE_HZ:g}]: timestamps are whole ms")
@@ -324,7 +331,9 @@ def simulate(site: SiteSpec, host: str, port: int, credentials: dict[str, str], 
         models = scenario.apply(models)
         stops, unplugs = scenario.stops(), scenario.unplugs()
     _check_time_window(start_ms, duration_s, realtime)
-    factory: PublisherFactory = publisher_factory or GatewayPublisher
+    if publisher_factory is not None and tls is not None:
+        raise ConfigError("tls applies to the MQTT publisher; a publisher_factory brings its own transport")
+    factory: PublisherFactory = publisher_factory or partial(GatewayPublisher, tls=tls)
 
     n_total = max(1, round(duration_s * rate_hz))
     gws: list[_Gateway] = []
@@ -513,6 +522,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--site", type=Path, default=default_site_path())
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--cafile", help="mqtts: the CA that signed the broker's certificate (verified)")
+    ap.add_argument("--tls", action="store_true", help="mqtts with the system's CAs (implied by --cafile)")
     ap.add_argument("--credentials", type=Path, required=True,
                     help="JSON file {gateway_id: password}")
     ap.add_argument("--duration", type=float, default=10.0, help="seconds of data time")
@@ -534,7 +545,8 @@ def main(argv: list[str] | None = None) -> int:
     res = simulate(load_site(args.site), args.host, args.port, creds, args.duration, args.rate,
                    args.batch, args.log, args.seed, args.gateways,
                    progress=lambda p: log.info("%s", p), realtime=not args.backfill,
-                   start_ms=start_ms, scenario=scenario)
+                   start_ms=start_ms, scenario=scenario,
+                   tls=tls_context(args.cafile) if args.cafile or args.tls else None)
     print(json.dumps({k: v for k, v in res.__dict__.items() if k != "gateways"}
                      | {"gateways": {g: r.__dict__ for g, r in res.gateways.items()}}, indent=2))
     return 0 if res.acked else 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import ssl
 import subprocess
 import sys
 import time
@@ -15,12 +16,17 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import psycopg
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from core import registry
 from core.db import migrate
+from core.mqtt import configure
 from core.services import COLLECTOR_USER, LocalMosquitto, LocalPostgres, ServicesState, free_port
+from core.settings import MqttUrl
+from simulators.gateway import tls_context
 
 pytest_plugins = ["tests.alerting_fixtures"]
 
@@ -67,14 +73,40 @@ def db_url(pg: LocalPostgres) -> Iterator[str]:
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[LocalMosquitto]:
-    """A private Mosquitto for this test (anonymous refused, password file + ACL)."""
+    """A private Mosquitto for this test: TLS only (password listener on `mqtt_port`, mutual-TLS listener on
+    `mqtt_mtls_port`), anonymous refused, password file + ACL, client id bound to the username."""
     state = ServicesState(pg_dir="", pg_port=0, pg_password="", mqtt_port=free_port(),
-                          collector_password=secrets.token_urlsafe(12))
+                          collector_password=secrets.token_urlsafe(12), mqtt_mtls_port=free_port())
     m = LocalMosquitto(tmp_path, state)
     m.write_config()
     m.start()
     yield m
     m.stop()
+
+
+def pub_args(broker: LocalMosquitto, *, mtls: bool = False) -> list[str]:
+    """mosquitto_pub / mosquitto_sub arguments reaching this broker over TLS, verifying it with the private CA."""
+    port = broker.state.mqtt_mtls_port if mtls else broker.state.mqtt_port
+    return ["-h", "127.0.0.1", "-p", str(port), "--cafile", str(broker.cafile)]
+
+
+def broker_tls(broker: LocalMosquitto) -> ssl.SSLContext:
+    """The client TLS context every test gateway uses: the broker's certificate and host name verified."""
+    return tls_context(str(broker.cafile))
+
+
+def mqtt_client(broker: LocalMosquitto, user: str | None, password: str | None, *, client_id: str = "",
+                protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv311, clean_session: bool | None = None) -> mqtt.Client:
+    """A paho client for this broker (TLS through `core.mqtt.configure`), not yet connected: `connect_to`."""
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol,
+                    clean_session=clean_session)
+    url = MqttUrl.parse(broker.url(user or "", password or ""))
+    configure(c, url if user else url.with_user("", None))
+    return c
+
+
+def connect_to(c: mqtt.Client, broker: LocalMosquitto, **kw: object) -> None:
+    c.connect("127.0.0.1", broker.state.mqtt_port, **kw)  # type: ignore[arg-type]
 
 
 def sql_one(url: str, query: str, params: tuple[object, ...] = ()) -> object:
@@ -96,6 +128,11 @@ class Site:
             for _plant, gw in self.spec.gateways():
                 self.credentials[gw.id] = registry.issue_credentials(conn, gw.id)
             self.sync(conn)
+
+    @property
+    def tls(self) -> ssl.SSLContext:
+        """For `simulate(..., tls=site.tls)` and GatewayPublisher: the broker's CA verified."""
+        return broker_tls(self.broker)
 
     def sync(self, conn: psycopg.Connection, extra: list[tuple[str, str]] | None = None) -> None:
         self.broker.write_auth(registry.broker_credentials(conn) + (extra or []))
@@ -170,4 +207,5 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1, message: s
         time.sleep(interval)
 
 
-__all__ = ["Site", "CollectorProcess", "sql_one", "wait_for", "replace"]
+__all__ = ["Site", "CollectorProcess", "broker_tls", "connect_to", "mqtt_client", "pub_args", "sql_one", "wait_for",
+           "replace"]

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from core.services import LocalServices
+from core.settings import MqttUrl
 from tests.conftest import FIXTURES, wait_for
 
 RISKWATCH = str(Path(sys.executable).parent / "riskwatch")
@@ -42,7 +43,7 @@ def cli(tmp_path: Path) -> Iterator[Cli]:
 def test_services_lifecycle_and_registry(cli: Cli, tmp_path: Path) -> None:
     env_out = cli("services", "up", "--env").stdout
     exports = dict(line.removeprefix("export ").split("=", 1) for line in env_out.strip().splitlines())
-    assert set(exports) == {"RISKWATCH_DATA_DIR", "RISKWATCH_DB_URL", "RISKWATCH_MQTT_URL"}
+    assert set(exports) == {"RISKWATCH_DATA_DIR", "RISKWATCH_DB_URL", "RISKWATCH_MQTT_URL", "RISKWATCH_MQTT_HEALTH_URL"}
     db_url = exports["RISKWATCH_DB_URL"].strip("'")
     # up twice is harmless and keeps the same URLs
     assert cli("services", "up", "--env").stdout == env_out
@@ -81,12 +82,14 @@ def test_services_lifecycle_and_registry(cli: Cli, tmp_path: Path) -> None:
     collector = subprocess.Popen([RISKWATCH, "-v", "collect"], env=cli.env, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True)
     try:
-        port = exports["RISKWATCH_MQTT_URL"].strip("'").rsplit(":", 1)[1]
+        mq = MqttUrl.parse(exports["RISKWATCH_MQTT_URL"].strip("'"))  # mqtts://…:port?cafile=<private CA>
+        assert mq.tls and mq.cafile
         ts = int(time.time() * 1000)
         payload = orjson.dumps({"ts": ts, "readings": [{"tag": "TT-101", "v": 42.0}]})
 
         def publish() -> bool:
-            r = subprocess.run(["mosquitto_pub", "-p", port, "-q", "1", "-u", "gw-a1", "-P", password,
+            r = subprocess.run(["mosquitto_pub", "-h", mq.host, "-p", str(mq.port), "--cafile", str(mq.cafile),
+                                "-q", "1", "-u", "gw-a1", "-P", password,
                                 "-t", "rw/v1/gw-a1/telemetry", "-m", payload.decode()], capture_output=True)
             return r.returncode == 0
 

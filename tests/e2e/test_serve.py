@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from core.services import COLLECTOR_USER, LocalMosquitto, free_port
+from core.services import COLLECTOR_USER, HEALTH_USER, LocalMosquitto, free_port
 from hazards.reports import CST
 from simulators.run import default_site_path, simulate
 from simulators.scenarios import SCENARIOS
@@ -41,6 +41,8 @@ RULE = "mach.cooling.interlock"
 class Server:
     def __init__(self, db_url: str, broker: LocalMosquitto, workdir: Path):
         self.env = {**os.environ, "RISKWATCH_DB_URL": db_url, "RISKWATCH_MQTT_URL": broker.url(COLLECTOR_USER),
+                    # /healthz logs in with an account of its own (client id = username: never the collector's)
+                    "RISKWATCH_MQTT_HEALTH_URL": broker.url(HEALTH_USER),
                     "RISKWATCH_DATA_DIR": str(workdir / "data")}
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -116,7 +118,7 @@ def test_incident_to_closure_through_serve(server: tuple[Server, Site]) -> None:
     for episode in range(2):
         res = simulate(site.spec, "127.0.0.1", site.broker.state.mqtt_port, site.credentials, duration_s=end_s,
                        rate_hz=1.0, batch=50, log_path=None, realtime=False,
-                       start_ms=start_ms + episode * int(end_s * 1000), scenario=sc, seed=5)
+                       start_ms=start_ms + episode * int(end_s * 1000), scenario=sc, seed=5, tls=site.tls)
         assert res.acked
         sent += res.readings_sent
         if episode == 0:  # the candidate ticket opens by itself

@@ -40,7 +40,7 @@ class SimThread(threading.Thread):
     def run(self) -> None:
         try:
             self.result = simulate(self.site.spec, "127.0.0.1", self.site.broker.state.mqtt_port,
-                                   self.site.credentials, log_path=self.log, seed=7, **self.kw)
+                                   self.site.credentials, log_path=self.log, seed=7, tls=self.site.tls, **self.kw)
         except BaseException as exc:  # surfaced by finish()
             self.error = exc
 

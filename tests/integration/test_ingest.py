@@ -7,23 +7,21 @@ import subprocess
 import time
 
 import orjson
-import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
-from core.services import COLLECTOR_USER, mosquitto_hash
-from tests.conftest import CollectorProcess, Site, sql_one, wait_for
+from core.services import mosquitto_hash
+from tests.conftest import CollectorProcess, Site, connect_to, mqtt_client, pub_args, sql_one, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def pub(site: Site, gateway: str, payload: bytes | str, *, topic: str | None = None,
         password: str | None = None) -> subprocess.CompletedProcess[bytes]:
-    """Publish with the third-party mosquitto_pub client, QoS1."""
+    """Publish with the third-party mosquitto_pub client, QoS1, over TLS (the private CA)."""
     data = payload.encode() if isinstance(payload, str) else payload
     return subprocess.run(
-        ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(site.broker.state.mqtt_port), "-q", "1",
+        ["mosquitto_pub", *pub_args(site.broker), "-q", "1",
          "-u", gateway, "-P", password if password is not None else site.credentials[gateway],
          "-t", topic or f"rw/v1/{gateway}/telemetry", "-s"],
         input=data, capture_output=True, timeout=20,
@@ -138,14 +136,12 @@ def test_unknown_and_disabled_gateways_are_dead_lettered(mini_site: Site, collec
     assert rows == [("gw-a2", "gateway_disabled"), ("gw-ghost", "unknown_gateway")]
 
 
-def _connect_rc(port: int, user: str | None, password: str | None) -> int:
+def _connect_rc(site: Site, user: str | None, password: str | None) -> int:
     """The CONNACK reason code a fresh client gets (0 = accepted)."""
     result: dict[str, int] = {}
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{time.monotonic_ns()}", protocol=mqtt.MQTTv311)
-    if user is not None:
-        c.username_pw_set(user, password)
+    c = mqtt_client(site.broker, user, password, client_id=f"probe-{time.monotonic_ns()}")
     c.on_connect = lambda _c, _u, _f, rc, _p: result.setdefault("rc", rc.value)
-    c.connect("127.0.0.1", port)
+    connect_to(c, site.broker)
     deadline = time.monotonic() + 10
     while "rc" not in result and time.monotonic() < deadline:
         c.loop(0.1)
@@ -156,35 +152,25 @@ def _connect_rc(port: int, user: str | None, password: str | None) -> int:
 
 def test_broker_security(mini_site: Site, collector: CollectorProcess) -> None:
     collector.start()
-    port = mini_site.broker.state.mqtt_port
-    assert _connect_rc(port, "gw-a1", mini_site.credentials["gw-a1"]) == 0
-    assert _connect_rc(port, "gw-a1", "wrong-password") != 0
-    assert _connect_rc(port, None, None) != 0  # anonymous
-    assert _connect_rc(port, "gw-a-off", "anything") != 0  # disabled: no broker account
+    assert _connect_rc(mini_site, "gw-a1", mini_site.credentials["gw-a1"]) == 0
+    assert _connect_rc(mini_site, "gw-a1", "wrong-password") != 0
+    assert _connect_rc(mini_site, None, None) != 0  # anonymous
+    assert _connect_rc(mini_site, "gw-a-off", "anything") != 0  # disabled: no broker account
     assert pub(mini_site, "gw-a1", b"{}", password="wrong-password").returncode != 0
 
-    # A subscriber with the collector's account watches everything below rw/v1/.
-    seen: list[str] = []
-    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="watch", protocol=mqtt.MQTTv311)
-    sub.username_pw_set(COLLECTOR_USER, mini_site.broker.state.collector_password)
-    sub.on_message = lambda _c, _u, m: seen.append(m.topic)
-    sub.connect("127.0.0.1", port)
-    sub.subscribe("rw/v1/#", qos=1)
-    sub.loop_start()
-    try:
-        time.sleep(0.3)
-        ts = now_ms()
-        # gw-a1 publishes under gw-a2's topic: the broker drops it.
-        assert pub(mini_site, "gw-a1", orjson.dumps({"ts": ts, "readings": [{"tag": "TT-201", "v": 9}]}),
-                   topic="rw/v1/gw-a2/telemetry").returncode == 0
-        own = orjson.dumps({"ts": ts, "readings": [{"tag": "TT-101", "v": 9}]})
-        assert pub(mini_site, "gw-a1", own).returncode == 0
-        wait_for(lambda: "rw/v1/gw-a1/telemetry" in seen, message="own-topic message")
-        time.sleep(0.5)
-        assert "rw/v1/gw-a2/telemetry" not in seen
-    finally:
-        sub.loop_stop()
-        sub.disconnect()
+    # The collector watches everything below rw/v1/ and stores what it gets: it is the witness. (A separate
+    # watcher under the collector's account would take over the collector's session: the broker binds client
+    # ids to usernames.) The own-topic message is sent after the cross-topic one, on a new connection each,
+    # so once it is stored the other would have been too.
+    ts = now_ms()
+    # gw-a1 publishes under gw-a2's topic: the broker drops it.
+    assert pub(mini_site, "gw-a1", orjson.dumps({"ts": ts, "readings": [{"tag": "TT-201", "v": 9}]}),
+               topic="rw/v1/gw-a2/telemetry").returncode == 0
+    own = orjson.dumps({"ts": ts, "readings": [{"tag": "TT-101", "v": 9}]})
+    assert pub(mini_site, "gw-a1", own).returncode == 0
+    wait_for(lambda: sql_one(mini_site.db_url, "SELECT count(*) FROM readings") == 1, message="own-topic message")
+    time.sleep(0.5)
+    assert sql_one(mini_site.db_url, "SELECT count(*) FROM dead_letters") == 0
     wait_for(lambda: sql_one(mini_site.db_url, "SELECT count(*) FROM readings") == 1)
     assert sql_one(mini_site.db_url, "SELECT count(*) FROM readings r JOIN points p ON p.id = r.point_id"
                                      " WHERE p.tag = 'TT-201'") == 0

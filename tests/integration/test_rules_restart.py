@@ -15,13 +15,12 @@ import orjson
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from rules.compile import compile_rules
 from rules.evaluate import BatchArrays, Index, PointState, State, evaluate_batch
 from rules.model import Catalog, load_file
 from rules.store import load_registry
-from tests.conftest import FIXTURES, CollectorProcess, Site, sql_one, wait_for
+from tests.conftest import FIXTURES, CollectorProcess, Site, connect_to, mqtt_client, sql_one, wait_for
 
 pytestmark = pytest.mark.integration
 CATALOG = FIXTURES / "rules_test.yaml"
@@ -30,11 +29,9 @@ CATALOG = FIXTURES / "rules_test.yaml"
 class Gateway:
     def __init__(self, site: Site, gw: str):
         self.gw = gw
-        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{gw}-test", protocol=mqtt.MQTTv311,
-                             clean_session=False)
-        self.c.username_pw_set(gw, site.credentials[gw])
+        self.c = mqtt_client(site.broker, gw, site.credentials[gw], client_id=gw, clean_session=False)
         self.c.max_inflight_messages_set(100)
-        self.c.connect("127.0.0.1", site.broker.state.mqtt_port)
+        connect_to(self.c, site.broker)
         self.c.loop_start()
         self.infos: list[mqtt.MQTTMessageInfo] = []
 

@@ -61,7 +61,8 @@ def test_data_time_scenario(name: str, county: Site, collector: CollectorProcess
     end_s = max(e.at_s + e.latest_s for e in sc.expects) + 30
     start_ms = int(time.time() * 1000) - int((end_s + 20) * 1000)
     res = simulate(county.spec, "127.0.0.1", county.broker.state.mqtt_port, county.credentials, duration_s=end_s,
-                   rate_hz=1.0, batch=50, log_path=None, realtime=False, start_ms=start_ms, scenario=sc, seed=5)
+                   rate_hz=1.0, batch=50, log_path=None, realtime=False, start_ms=start_ms, scenario=sc, seed=5,
+                   tls=county.tls)
     assert res.acked
     wait_for(lambda: sql_one(county.db_url, "SELECT count(*) FROM readings") == res.readings_sent, timeout=60)
     time.sleep(0.5)
@@ -82,7 +83,8 @@ def test_wall_clock_scenario(name: str, county: Site, collector: CollectorProces
     # on the collector's clock when the run reaches them (SimResult.fault_wall_ms)
     start_ms = int(time.time() * 1000) - int(history_s * 1000)
     res = simulate(county.spec, "127.0.0.1", county.broker.state.mqtt_port, county.credentials, duration_s=run_s,
-                   rate_hz=1.0, batch=20, log_path=None, realtime=True, start_ms=start_ms, scenario=sc, seed=5)
+                   rate_hz=1.0, batch=20, log_path=None, realtime=True, start_ms=start_ms, scenario=sc, seed=5,
+                   tls=county.tls)
     assert res.acked
     time.sleep(1.5)
     acts = activations(county.db_url)
@@ -100,7 +102,7 @@ def test_normal_plants_raise_no_alarm_over_ten_minutes(county: Site, collector: 
     collector.start()
     start_ms = int(time.time() * 1000) - 11 * 60 * 1000
     res = simulate(county.spec, "127.0.0.1", county.broker.state.mqtt_port, county.credentials, duration_s=630,
-                   rate_hz=1.0, batch=50, log_path=None, realtime=False, start_ms=start_ms, seed=9)
+                   rate_hz=1.0, batch=50, log_path=None, realtime=False, start_ms=start_ms, seed=9, tls=county.tls)
     assert res.acked and res.readings_sent >= 600 * 40
     wait_for(lambda: sql_one(county.db_url, "SELECT count(*) FROM readings") == res.readings_sent, timeout=60)
     time.sleep(0.5)
