@@ -20,11 +20,13 @@ from api import problems
 from api.audit import AuditMiddleware
 from api.deps import AppContext, Database
 from api.health import Check
+from api.limits import BodyLimitMiddleware
 from api.metrics import Metrics, MetricsMiddleware
 from api.routers import (
     ack,
     alarms,
     audit,
+    change_requests,
     devices,
     enterprises,
     gateways,
@@ -68,6 +70,7 @@ TAGS = [
     {"name": "notifications", "description": "通知 Notifications: delivery log, dead letters of alerting"},
     {"name": "tokens", "description": "令牌 API tokens"},
     {"name": "audit", "description": "审计日志 Audit log"},
+    {"name": "change-requests", "description": "变更申请 Change requests to supervised fields"},
     {"name": "system", "description": "健康与指标 Health and metrics"},
 ]
 
@@ -104,9 +107,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None, metrics: Metri
     app.state.ctx = ctx
     problems.install(app)
     for r in (enterprises, plants, gateways, devices, points, readings, alarms, hazards, interviews, reports,
-              notifications, tokens, audit, ack):
+              notifications, tokens, audit, ack, change_requests):
         app.include_router(r.router)
     app.include_router(system.router)
+    # innermost first: body limit (refuses before parsing), then audit (sees the 413s), then metrics (counts all)
+    app.add_middleware(BodyLimitMiddleware, limits=settings.api)
     app.add_middleware(AuditMiddleware, pool=lambda: db.pool, metrics=m)
     app.add_middleware(MetricsMiddleware, metrics=m)
 

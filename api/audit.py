@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 import psycopg
+from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -27,12 +29,16 @@ MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def write(conn: psycopg.Connection, who: Principal | None, method: str, path: str, route: str | None,
-          query: str | None, status: int, duration_ms: float, client: str | None) -> None:
+          query: str | None, status: int, duration_ms: float, client: str | None,
+          changes: dict[str, Any] | None = None, *, actor: str | None = None) -> None:
+    """`changes`: what the call changed, as a handler noted it in `request.state.audit_changes`.
+    `actor`: who acted when no token did (the recipient following an acknowledgement link)."""
     conn.execute(
         """INSERT INTO audit_log (token_id, actor, role, enterprise_id, method, path, route, query, status,
-               duration_ms, client) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)""",
-        (who.token_id if who else None, who.name if who else "anonymous", who.role if who else None,
-         who.enterprise_id if who else None, method, path, route, query or None, status, duration_ms, client))
+               duration_ms, client, changes) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)""",
+        (who.token_id if who else None, who.name if who else actor or "anonymous", who.role if who else None,
+         who.enterprise_id if who else None, method, path, route, query or None, status, duration_ms, client,
+         Jsonb(changes) if changes else None))
 
 
 class AuditMiddleware:
@@ -65,7 +71,8 @@ class AuditMiddleware:
             with self.pool().connection(timeout=5) as conn:
                 write(conn, who if isinstance(who, Principal) else None, str(scope["method"]), str(scope["path"]),
                       route_template(scope), scope.get("query_string", b"").decode("latin-1")[:2000] or None,
-                      status, duration_ms, f"{client[0]}" if client else None)
+                      status, duration_ms, f"{client[0]}" if client else None,
+                      state.get("audit_changes") if isinstance(state, dict) else None)
         except Exception as exc:  # noqa: BLE001 - an audit failure is reported, never raised into the response
             self.metrics.audit_failures.inc()
             log.error("audit row not written for %s %s (%d): %s", scope.get("method"), scope.get("path"), status, exc)

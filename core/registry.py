@@ -4,10 +4,19 @@ A site description (YAML) is validated with file:line errors and upserted
 idempotently. Gateway credentials are issued here (shown once, stored as a
 Mosquitto-compatible hash) and the broker's password file and ACL are
 regenerated from this table.
+
+Gateway ids have one syntax, defined here (`GATEWAY_ID_PATTERN`, `GatewayId`,
+`check_gateway_id`) and used by the site loader, `issue_credentials` and the
+API: a gateway id is its MQTT username, its client id and a topic level, so it
+must be safe as all three, and it must never name an account the service
+itself uses (the collector logs in as `riskwatch-collector`; an enterprise that
+registered that id would read every enterprise's telemetry).
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,13 +24,66 @@ from typing import Annotated, Any, Literal
 
 import psycopg
 from psycopg.types.json import Jsonb
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from core import yamlsrc
 from core.errors import ConfigError, SourceError, SourceProblem
-from core.services import mosquitto_hash
+from core.services import RESERVED_PREFIX, mosquitto_hash
+
+log = logging.getLogger("riskwatch.registry")
 
 Ident = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+
+#: The one syntax of a gateway id: 1-64 ASCII letters, digits, `_ . -`, starting with a letter or digit.
+#: No `/ + #` (topic separators and wildcards), no `$` (broker-internal topics such as `$SYS`), no
+#: whitespace or `:` (the password file's separator), so the id is safe as an MQTT username, client id and
+#: topic level. The database's CHECK on gateways.id repeats it (migrations 0001 and 0008).
+GATEWAY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# RESERVED_PREFIX (core.services, beside the accounts it protects): every id starting with it, in any case,
+# belongs to the service (the collector's and the health check's broker accounts today, whatever it needs
+# tomorrow); no gateway may take one.
+_GATEWAY_ID = re.compile(GATEWAY_ID_PATTERN)
+
+
+@dataclass(frozen=True)
+class IdRefusal:
+    """Why an id cannot be a gateway id: a stable code and the reason in Chinese and English."""
+
+    code: str  # reserved-id | invalid-id
+    zh: str
+    en: str
+
+    def __str__(self) -> str:
+        return self.en
+
+
+def check_gateway_id(value: str) -> IdRefusal | None:
+    """None if `value` may be a gateway id, else why not. Reserved names are told apart from bad syntax
+    so the caller can say "that name is taken by the service" rather than "bad characters"."""
+    if value.startswith("$") or value.lower().startswith(RESERVED_PREFIX):
+        return IdRefusal(
+            "reserved-id",
+            f"网关编号 {value!r} 为系统保留（以 riskwatch 开头或以 $ 开头的名称不可使用）。",
+            f"gateway id {value!r} is reserved: ids starting with {RESERVED_PREFIX!r} (any case) or '$' "
+            "belong to the service and the broker")
+    if not _GATEWAY_ID.fullmatch(value):
+        return IdRefusal(
+            "invalid-id",
+            f"网关编号 {value!r} 不合法：须为 1-64 个字母、数字或 _ . -，以字母或数字开头。",
+            f"gateway id {value!r} is invalid: 1-64 letters, digits, '_', '.', '-', starting with a letter "
+            "or digit (it is the MQTT username, client id and a topic level)")
+    return None
+
+
+def _gateway_id(value: str) -> str:
+    refusal = check_gateway_id(value)
+    if refusal is not None:
+        raise ValueError(refusal.en)
+    return value
+
+
+#: A gateway id in a model: the syntax above and no reserved name (a pydantic error otherwise).
+GatewayId = Annotated[str, AfterValidator(_gateway_id)]
 Industry = Literal["cement", "lime", "refractory", "foundry", "machinery"]
 
 
@@ -54,12 +116,12 @@ class DeviceSpec(_Strict):
     code: Ident
     name: str = Field(min_length=1)
     kind: str = Field(min_length=1)
-    gateway: Ident
+    gateway: GatewayId
     points: list[PointSpec] = Field(min_length=1)
 
 
 class GatewaySpec(_Strict):
-    id: Ident
+    id: GatewayId
     name: str | None = None
     enabled: bool = True
 
@@ -232,7 +294,13 @@ def upsert_site(conn: psycopg.Connection, site: SiteSpec) -> LoadResult:
 
 
 def issue_credentials(conn: psycopg.Connection, gateway_id: str, plant_id: str | None = None) -> str:
-    """Create the gateway if needed, issue a new secret, store only its hash. Returns the secret."""
+    """Create the gateway if needed, issue a new secret, store only its hash. Returns the secret.
+
+    A reserved or malformed id is refused even for an existing row (one created before ids were checked):
+    a credential for `riskwatch-collector` would let its holder log in as the collector."""
+    refusal = check_gateway_id(gateway_id)
+    if refusal is not None:
+        raise ConfigError(f"{refusal.zh} {refusal.en}")
     secret = secrets.token_urlsafe(24)
     with conn.transaction():
         row = conn.execute("SELECT plant_id FROM gateways WHERE id = %s", (gateway_id,)).fetchone()
@@ -260,12 +328,28 @@ def set_gateway_enabled(conn: psycopg.Connection, gateway_id: str, enabled: bool
             raise ConfigError(f"gateway {gateway_id!r} does not exist")
 
 
+def disabled_gateways(conn: psycopg.Connection) -> list[str]:
+    """Ids of disabled gateways: the broker's ACL denies them every topic (a client certificate outlives a password)."""
+    return [r[0] for r in conn.execute("SELECT id FROM gateways WHERE NOT enabled ORDER BY id")]
+
+
 def broker_credentials(conn: psycopg.Connection) -> list[tuple[str, str]]:
-    """(gateway_id, hash) of every enabled gateway that has credentials."""
+    """(gateway_id, hash) of every enabled gateway that has credentials.
+
+    Defence in depth: a row whose id is reserved or malformed (inserted before ids were checked, or by hand)
+    is skipped with a warning, never handed to the password file, where a second `riskwatch-collector`
+    line would take over the collector's account."""
     rows = conn.execute(
         "SELECT id, credential_hash FROM gateways WHERE enabled AND credential_hash IS NOT NULL ORDER BY id"
     ).fetchall()
-    return [(r[0], r[1]) for r in rows]
+    out: list[tuple[str, str]] = []
+    for gw, h in rows:
+        refusal = check_gateway_id(gw)
+        if refusal is not None:
+            log.warning("gateway %r left out of the broker's password file: %s", gw, refusal.en)
+            continue
+        out.append((gw, h))
+    return out
 
 
 @dataclass(frozen=True)

@@ -61,13 +61,19 @@ def get_enterprise(conn: psycopg.Connection, enterprise_id: str, scope: str | No
     return _enterprise(r) if r else None
 
 
+def _contacts(contacts: list[dict[str, Any]] | None) -> Jsonb:
+    """Routine contacts as stored: each with its three fields, so a read needs no defaults."""
+    return Jsonb([{f: c.get(f) for f in ("name", "phone", "email")} for c in contacts or []])
+
+
 def create_enterprise(conn: psycopg.Connection, e: dict[str, Any]) -> None:
     p, c = e["principal"], e["controller"]
     conn.execute(
         """INSERT INTO enterprises (id, name, credit_code, address, principal_name, principal_phone, principal_email,
-               controller_name, controller_phone, controller_email) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)""",
+               controller_name, controller_phone, controller_email, routine_contacts)
+           VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)""",
         (e["id"], e["name"], e.get("credit_code"), e.get("address"), p["name"], p.get("phone"), p.get("email"),
-         c["name"], c.get("phone"), c.get("email")))
+         c["name"], c.get("phone"), c.get("email"), _contacts(e.get("routine_contacts"))))
 
 
 def update_enterprise(conn: psycopg.Connection, enterprise_id: str, changes: dict[str, Any]) -> None:
@@ -76,6 +82,8 @@ def update_enterprise(conn: psycopg.Connection, enterprise_id: str, changes: dic
         if changes.get(who) is not None:
             for f in ("name", "phone", "email"):
                 cols[f"{who}_{f}"] = changes[who].get(f)
+    if changes.get("routine_contacts") is not None:
+        cols["routine_contacts"] = _contacts(changes["routine_contacts"])
     _update(conn, "enterprises", "id", enterprise_id, cols, ("name",))
 
 
@@ -142,6 +150,13 @@ def create_gateway(conn: psycopg.Connection, g: dict[str, Any]) -> None:
 
 def update_gateway(conn: psycopg.Connection, gateway_id: str, changes: dict[str, Any]) -> None:
     _update(conn, "gateways", "id", gateway_id, {k: v for k, v in changes.items() if k in ("name",)})
+
+
+def feeds_required_point(conn: psycopg.Connection, gateway_id: str) -> bool:
+    """Whether turning this gateway off would silence a point the bureau requires."""
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM points WHERE gateway_id = %s AND required)",
+                       (gateway_id,)).fetchone()
+    return bool(row and row[0])
 
 
 # --- devices ----------------------------------------------------------------------------------
@@ -212,3 +227,37 @@ def update_point(conn: psycopg.Connection, point_id: int, changes: dict[str, Any
         if k in changes:
             cols[k] = Jsonb(changes[k]) if changes[k] else None
     _update(conn, "points", "id", point_id, cols, ("unit", "required", "interval_s"))
+
+
+# --- supervised changes -----------------------------------------------------------------------
+
+
+def get_object(conn: psycopg.Connection, kind: str, object_id: str, scope: str | None) -> Row | None:
+    """The registry object a change request names, as its GET shows it (None if missing or out of scope)."""
+    if kind in ("device", "point"):
+        if not object_id.isdigit():
+            return None
+        return (get_device if kind == "device" else get_point)(conn, int(object_id), scope)
+    getter = {"enterprise": get_enterprise, "plant": get_plant, "gateway": get_gateway}[kind]
+    return getter(conn, object_id, scope)
+
+
+def apply_changes(conn: psycopg.Connection, kind: str, object_id: str, changes: dict[str, Any]) -> None:
+    """Write a change to a registry object: a direct PATCH, or an approved change request. A gateway's
+    `enabled` goes through the same statement as `riskwatch gateway disable`."""
+    if kind == "gateway":
+        if "enabled" in changes:
+            cur = conn.execute("UPDATE gateways SET enabled = %s, updated_at = now() WHERE id = %s",
+                               (bool(changes["enabled"]), object_id))
+            assert cur.rowcount == 1, object_id
+        update_gateway(conn, object_id, changes)
+    elif kind == "enterprise":
+        update_enterprise(conn, object_id, changes)
+    elif kind == "plant":
+        update_plant(conn, object_id, changes)
+    elif kind == "device":
+        update_device(conn, int(object_id), changes)
+    elif kind == "point":
+        update_point(conn, int(object_id), changes)
+    else:
+        raise ValueError(f"unknown object kind {kind!r}")

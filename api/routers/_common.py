@@ -1,12 +1,13 @@
-"""What every router shares: documented error responses and typed path parameters."""
+"""What every router shares: documented error responses, typed path parameters, the audit note."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Path
+from fastapi import Depends, Path, Request
 
 from api.problems import Problem
+from api.schemas.change_requests import ChangeRequestFiled
 
 #: Part of each router's own prefix (not added at include time) so route templates — metric labels and
 #: the audit log's `route` — are the full paths clients use.
@@ -23,6 +24,11 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"model": Problem, "description": "冲突 Conflict: already exists, or the state does not allow it"},
 }
+FILED: dict[int | str, dict[str, Any]] = {
+    202: {"model": ChangeRequestFiled,
+          "description": "已提交变更申请 An enterprise's change to supervised fields: filed for the bureau's approval "
+                         "(free fields of the same request applied at once, listed in `applied`)"},
+}
 TRANSITION: dict[int | str, dict[str, Any]] = {
     409: {"model": Problem, "description": "不允许的状态变更 Transition not allowed (Chinese and English message)"},
 }
@@ -32,6 +38,17 @@ Int32Path = Annotated[int, Path(ge=1, le=2**31 - 1)]
 Int64Path = Annotated[int, Path(ge=1, le=2**63 - 1)]
 RulePath = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")]
 SubjectPath = Annotated[str, Path(pattern=r"^(p:[0-9]{1,10}|g:[A-Za-z0-9][A-Za-z0-9_.-]{0,63})$")]
+
+
+def _audit_note(request: Request) -> dict[str, Any]:
+    """A dict the handler fills with what it changed; the audit middleware writes it to audit_log.changes
+    (the row of a PATCH then says which fields moved from what to what, not only that a PATCH happened)."""
+    note: dict[str, Any] = {}
+    request.state.audit_changes = note
+    return note
+
+
+AuditNote = Annotated[dict[str, Any], Depends(_audit_note)]
 
 
 def page(items: list[Any], total: int, limit: int, offset: int) -> dict[str, Any]:

@@ -1,15 +1,20 @@
-"""设备 Devices of a plant."""
+"""设备 Devices of a plant.
+
+A device's `kind` decides which catalog rules bind to its points: an enterprise's change to it is filed as a
+change request (202) for the bureau; its name is the enterprise's to change.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
-from api.deps import ALL, Auth, Conn, Page, require
+from api.deps import ALL, Auth, Conn, Now, Page, require
 from api.problems import not_found
 from api.queries import registry as q
-from api.routers._common import API_PREFIX, AUTH, CONFLICT, NOT_FOUND, Int32Path, page
+from api.routers import _supervised
+from api.routers._common import API_PREFIX, AUTH, CONFLICT, FILED, NOT_FOUND, AuditNote, Int32Path, page
 from api.schemas.common import Ident, Short
 from api.schemas.common import Page as PageOf
 from api.schemas.registry import DeviceCreate, DevicePublic, DeviceUpdate
@@ -47,10 +52,12 @@ def get_device(device_id: Int32Path, who: Auth, conn: Conn) -> DevicePublic:
     return _get(conn, device_id, who)
 
 
-@router.patch("/{device_id}", responses=NOT_FOUND, summary="修改设备 Update a device")
-def update_device(device_id: Int32Path, body: DeviceUpdate, who: Auth, conn: Conn) -> DevicePublic:
-    _get(conn, device_id, who)
+@router.patch("/{device_id}", response_model=DevicePublic, responses={**NOT_FOUND, **FILED},
+              summary="修改设备 Update a device (an enterprise's change of kind waits for the bureau)")
+def update_device(device_id: Int32Path, body: DeviceUpdate, who: Auth, conn: Conn, now: Now,
+                  note: AuditNote) -> Any:
+    current = _get(conn, device_id, who)
     require(who, *ALL)
-    with conn.transaction():
-        q.update_device(conn, device_id, body.model_dump(exclude_unset=True))
-    return _get(conn, device_id, who)
+    filed = _supervised.patch(conn, who, now, note, "device", str(device_id), current.enterprise_id,
+                              body.model_dump(exclude_unset=True), current.model_dump())
+    return filed or _get(conn, device_id, who)

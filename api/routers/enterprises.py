@@ -1,13 +1,22 @@
-"""企业 Enterprises: bureau registers them; an enterprise sees and updates only itself."""
+"""企业 Enterprises: bureau registers them; an enterprise sees and updates only itself.
+
+The principal responsible person (主要负责人) and actual controller (实际控制人) of record are whom a
+confirmed major hazard must reach, and the credit code is who the enterprise is in law: an enterprise's
+change to them is filed as a change request (202) for the bureau. Name, address and the routine contacts
+are the enterprise's to change.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, status
 
-from api.deps import ALL, BUREAU, Auth, Conn, Page, require
+from api.deps import ALL, BUREAU, Auth, Conn, Now, Page, require
 from api.problems import not_found
 from api.queries import registry as q
-from api.routers._common import API_PREFIX, AUTH, CONFLICT, NOT_FOUND, IdentPath, page
+from api.routers import _supervised
+from api.routers._common import API_PREFIX, AUTH, CONFLICT, FILED, NOT_FOUND, AuditNote, IdentPath, page
 from api.schemas.common import Page as PageOf
 from api.schemas.registry import EnterpriseCreate, EnterprisePublic, EnterpriseUpdate
 
@@ -40,10 +49,13 @@ def get_enterprise(enterprise_id: IdentPath, who: Auth, conn: Conn) -> Enterpris
     return _get(conn, enterprise_id, who)
 
 
-@router.patch("/{enterprise_id}", responses=NOT_FOUND, summary="修改企业信息 Update an enterprise")
-def update_enterprise(enterprise_id: IdentPath, body: EnterpriseUpdate, who: Auth, conn: Conn) -> EnterprisePublic:
-    _get(conn, enterprise_id, who)
+@router.patch("/{enterprise_id}", response_model=EnterprisePublic, responses={**NOT_FOUND, **FILED},
+              summary="修改企业信息 Update an enterprise (an enterprise's change to its principal, controller "
+                      "or credit code waits for the bureau)")
+def update_enterprise(enterprise_id: IdentPath, body: EnterpriseUpdate, who: Auth, conn: Conn, now: Now,
+                      note: AuditNote) -> Any:
+    current = _get(conn, enterprise_id, who)
     require(who, *ALL)
-    with conn.transaction():
-        q.update_enterprise(conn, enterprise_id, body.model_dump(exclude_unset=True))
-    return _get(conn, enterprise_id, who)
+    filed = _supervised.patch(conn, who, now, note, "enterprise", enterprise_id, enterprise_id,
+                              body.model_dump(exclude_unset=True), current.model_dump())
+    return filed or _get(conn, enterprise_id, who)

@@ -1,15 +1,20 @@
-"""厂区 Plants of an enterprise."""
+"""厂区 Plants of an enterprise.
+
+A plant's `industry` decides which catalog (一行业一清单) binds: an enterprise's change to it is filed as a
+change request (202) for the bureau; name and address are the enterprise's to change.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
-from api.deps import ALL, BUREAU, Auth, Conn, Page, require
+from api.deps import ALL, BUREAU, Auth, Conn, Now, Page, require
 from api.problems import not_found
 from api.queries import registry as q
-from api.routers._common import API_PREFIX, AUTH, CONFLICT, NOT_FOUND, IdentPath, page
+from api.routers import _supervised
+from api.routers._common import API_PREFIX, AUTH, CONFLICT, FILED, NOT_FOUND, AuditNote, IdentPath, page
 from api.schemas.common import Ident
 from api.schemas.common import Page as PageOf
 from api.schemas.registry import Industry, PlantCreate, PlantPublic, PlantUpdate
@@ -47,10 +52,11 @@ def get_plant(plant_id: IdentPath, who: Auth, conn: Conn) -> PlantPublic:
     return _get(conn, plant_id, who)
 
 
-@router.patch("/{plant_id}", responses=NOT_FOUND, summary="修改厂区 Update a plant")
-def update_plant(plant_id: IdentPath, body: PlantUpdate, who: Auth, conn: Conn) -> PlantPublic:
-    _get(conn, plant_id, who)
+@router.patch("/{plant_id}", response_model=PlantPublic, responses={**NOT_FOUND, **FILED},
+              summary="修改厂区 Update a plant (an enterprise's change of industry waits for the bureau)")
+def update_plant(plant_id: IdentPath, body: PlantUpdate, who: Auth, conn: Conn, now: Now, note: AuditNote) -> Any:
+    current = _get(conn, plant_id, who)
     require(who, *ALL)
-    with conn.transaction():
-        q.update_plant(conn, plant_id, body.model_dump(exclude_unset=True))
-    return _get(conn, plant_id, who)
+    filed = _supervised.patch(conn, who, now, note, "plant", plant_id, current.enterprise_id,
+                              body.model_dump(exclude_unset=True), current.model_dump())
+    return filed or _get(conn, plant_id, who)

@@ -1,15 +1,21 @@
-"""测点 Points: what a gateway's tag means, and per-point setpoint overrides."""
+"""测点 Points: what a gateway's tag means, and per-point setpoint overrides.
+
+Setpoints, `required`, `interval_s` and `states` are how the bureau supervises a point: an enterprise's
+change to them is filed as a change request (202) and applied only when the bureau approves it. Creating a
+point stays open to the enterprise: it adds supervision, never removes it.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
-from api.deps import ALL, Auth, Conn, Page, require
+from api.deps import ALL, Auth, Conn, Now, Page, require
 from api.problems import ApiProblem, not_found
 from api.queries import registry as q
-from api.routers._common import API_PREFIX, AUTH, CONFLICT, NOT_FOUND, Int32Path, page
+from api.routers import _supervised
+from api.routers._common import API_PREFIX, AUTH, CONFLICT, FILED, NOT_FOUND, AuditNote, Int32Path, page
 from api.schemas.common import Ident, Int32Id
 from api.schemas.common import Page as PageOf
 from api.schemas.registry import PointCreate, PointPublic, PointUpdate
@@ -56,10 +62,12 @@ def get_point(point_id: Int32Path, who: Auth, conn: Conn) -> PointPublic:
     return _get(conn, point_id, who)
 
 
-@router.patch("/{point_id}", responses=NOT_FOUND, summary="修改测点 Update a point (setpoints, interval, ...)")
-def update_point(point_id: Int32Path, body: PointUpdate, who: Auth, conn: Conn) -> PointPublic:
-    _get(conn, point_id, who)
+@router.patch("/{point_id}", response_model=PointPublic, responses={**NOT_FOUND, **FILED},
+              summary="修改测点 Update a point (setpoints, interval, ...; an enterprise's change to supervised "
+                      "fields waits for the bureau)")
+def update_point(point_id: Int32Path, body: PointUpdate, who: Auth, conn: Conn, now: Now, note: AuditNote) -> Any:
+    current = _get(conn, point_id, who)
     require(who, *ALL)
-    with conn.transaction():
-        q.update_point(conn, point_id, body.model_dump(exclude_unset=True))
-    return _get(conn, point_id, who)
+    filed = _supervised.patch(conn, who, now, note, "point", str(point_id), current.enterprise_id,
+                              body.model_dump(exclude_unset=True), current.model_dump())
+    return filed or _get(conn, point_id, who)

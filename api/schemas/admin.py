@@ -6,9 +6,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import AwareDatetime, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from api.schemas.common import Ident, Name, PublicSchema, Schema
+from api.schemas.common import Ident, Name, PublicSchema, Schema, Timestamp
 
 # --- reports ----------------------------------------------------------------------------------
 
@@ -67,7 +67,8 @@ class PeriodSummaryPublic(PublicSchema):
     by_enterprise: list[PeriodRowPublic]
     by_source: list[PeriodRowPublic]
     interviews: int
-    rewards_approved_yuan: Decimal
+    rewards_approved_yuan: Decimal | None = Field(
+        default=None, description="举报奖励 whistle-blower rewards approved in the period; bureau and admin only")
     tickets: int = Field(description="tickets open at some time in the period (rows of the ledger sheet)")
 
 
@@ -82,7 +83,7 @@ class TokenCreate(Schema):
     name: Name
     role: Literal["admin", "bureau", "enterprise"]
     enterprise_id: Ident | None = Field(default=None, description="required for, and only for, role enterprise")
-    expires_at: AwareDatetime | None = None
+    expires_at: Timestamp | None = None
 
 
 class TokenPublic(PublicSchema):
@@ -126,6 +127,8 @@ class AuditPublic(PublicSchema):
     status: int
     duration_ms: float | None
     client: str | None
+    changes: dict[str, object] | None = Field(default=None, description=(
+        "改了什么 what the call changed: fields old → new, a change request filed or decided"))
 
 
 # --- health -----------------------------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""Registry resources: enterprises, plants, gateways (and their credentials), devices, points."""
+"""Registry resources: enterprises, plants, gateways (and their credentials), devices, points.
+
+The Update schemas carry every field a PATCH may name; which of them an enterprise may change itself and
+which become a change request for the bureau is decided in `api.supervision`, not here.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints
 
-from api.schemas.common import Ident, Int32Id, Name, PublicSchema, Schema, Short
+from api.schemas.common import Ident, Int32Id, Name, PublicSchema, Reason, Schema, Short
+from core.registry import GATEWAY_ID_PATTERN
 
 Industry = Literal["cement", "lime", "refractory", "foundry", "machinery"]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00\s]+$")]
@@ -28,6 +33,12 @@ class ContactPublic(PublicSchema):
     email: str | None
 
 
+RoutineContacts = Annotated[list[Contact], Field(max_length=50, description=(
+    "日常联系人 the enterprise's own contacts for routine notices; the enterprise edits them itself"))]
+ChangeReason = Annotated[Reason | None, Field(description=(
+    "变更理由 why: kept with the change request when the PATCH touches a field only the bureau may change"))]
+
+
 # --- enterprises ------------------------------------------------------------------------------
 
 
@@ -43,17 +54,23 @@ class EnterpriseCreate(Schema):
     address: Short | None = None
     principal: Contact = Field(description="主要负责人 principal responsible person")
     controller: Contact = Field(description="实际控制人 actual controller")
+    routine_contacts: RoutineContacts = []
 
 
 class EnterpriseUpdate(Schema):
+    """An enterprise changes its name, address and routine contacts itself; its credit code, principal and
+    actual controller of record change only with the bureau's approval (a change request, 202)."""
+
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "principal": {"name": "陈建国", "phone": "13800000009"}}]})
+        "principal": {"name": "陈建国", "phone": "13800000009"}, "change_reason": "负责人更换手机号"}]})
 
     name: Name | None = None
     credit_code: Short | None = None
     address: Short | None = None
     principal: Contact | None = None
     controller: Contact | None = None
+    routine_contacts: RoutineContacts | None = None
+    change_reason: ChangeReason = None
 
 
 class EnterprisePublic(PublicSchema):
@@ -63,6 +80,7 @@ class EnterprisePublic(PublicSchema):
     address: str | None
     principal: ContactPublic
     controller: ContactPublic
+    routine_contacts: list[ContactPublic]
     plants: int
     created_at: datetime
     updated_at: datetime
@@ -83,9 +101,12 @@ class PlantCreate(Schema):
 
 
 class PlantUpdate(Schema):
+    """`industry` decides which catalog rules bind: an enterprise's change to it waits for the bureau."""
+
     name: Name | None = None
     industry: Industry | None = None
     address: Short | None = None
+    change_reason: ChangeReason = None
 
 
 class PlantPublic(PublicSchema):
@@ -101,11 +122,19 @@ class PlantPublic(PublicSchema):
 # --- gateways ---------------------------------------------------------------------------------
 
 
+#: Checked by the handler with `core.registry.check_gateway_id`, so a reserved name answers 422 `reserved-id`
+#: and bad syntax `invalid-id`, each saying why, rather than a bare pattern mismatch.
+GatewayIdText = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00]*$"), Field(
+    description="网关编号 = MQTT 用户名与客户端标识 the MQTT username and client id: 1-64 letters, digits, `_ . -`, "
+                "starting with a letter or digit; ids starting with `riskwatch` (any case) are reserved",
+    json_schema_extra={"pattern": GATEWAY_ID_PATTERN})]
+
+
 class GatewayCreate(Schema):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "id": "gw-cem-03", "plant_id": "qsl-p1", "name": "包装车间网关"}]})
 
-    id: Ident
+    id: GatewayIdText
     plant_id: Ident
     name: Short | None = None
     enabled: bool = True
@@ -113,6 +142,10 @@ class GatewayCreate(Schema):
 
 class GatewayUpdate(Schema):
     name: Short | None = None
+
+
+class GatewayDisable(Schema):
+    reason: ChangeReason = None
 
 
 class GatewayPublic(PublicSchema):
@@ -159,8 +192,11 @@ class DeviceCreate(Schema):
 
 
 class DeviceUpdate(Schema):
+    """`kind` decides which catalog rules bind: an enterprise's change to it waits for the bureau."""
+
     name: Name | None = None
     kind: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")] | None = None
+    change_reason: ChangeReason = None
 
 
 class DevicePublic(PublicSchema):
@@ -197,12 +233,16 @@ class PointCreate(Schema):
 
 
 class PointUpdate(Schema):
+    """`required`, `interval_s`, `states` and `setpoints` are how the point is supervised: an enterprise's
+    change to them waits for the bureau (202, a change request); `name` and `unit` apply at once."""
+
     name: Short | None = None
     unit: Short | None = None
     required: bool | None = None
     interval_s: float | None = Field(default=None, gt=0, le=86400)
     states: States | None = None
     setpoints: Setpoints | None = None
+    change_reason: ChangeReason = None
 
 
 class PointPublic(PublicSchema):

@@ -7,7 +7,13 @@ Policy, in words:
 - a role outside an operation's roles: 403;
 - an enterprise token naming another enterprise's object (path, query or body): 404, exactly as if
   it did not exist, whatever its role could otherwise do;
-- lists answer 200 and hold only what the caller may see.
+- lists answer 200 and hold only what the caller may see;
+- supervision an enterprise cannot weaken: an enterprise token changing a field only the bureau may change
+  (setpoints, required, interval, states, a plant's industry, a device's kind, the principal's or actual
+  controller's contact, the credit code, disabling a gateway that feeds a required point) gets 202 and a
+  pending change request — never the change itself; the bureau's approval applies it. An enterprise never
+  decides a change request (403 on its own, 404 on another's). `Spec.enterprise` is the status an
+  enterprise token gets on its own object when it is not the operation's documented success status.
 
 A new route without a line in SPECS fails `test_every_route_is_in_the_matrix`.
 """
@@ -50,6 +56,7 @@ class Spec:
     kind: str  # list | object | create | global | public
     roles: frozenset[str]
     build: Callable[[World, str], Req]
+    enterprise: int | None = None  # an enterprise token's status on its own object, if not the success status
 
 
 class World:
@@ -69,6 +76,7 @@ class World:
         self.ticket = {o: api.new_ticket(OWNERS[o], "confirmed") for o in OWNERS}
         self.interview = {o: self.new_interview(o) for o in OWNERS}
         self.notification = {o: self.new_notification(o) for o in OWNERS}
+        self.change_request = {o: self.new_change_request(o) for o in OWNERS}
         # an overdue ticket each, for the overdue report
         for o in OWNERS:
             tid = api.new_ticket(OWNERS[o], "confirmed")
@@ -116,12 +124,28 @@ class World:
         key = self.uid(f"rw-{gid}")
         return int(self.api.sql(
             """INSERT INTO notifications (idempotency_key, group_id, seq, kind, reason, receiver, channel,
-                   enterprise_id, items, message, status, attempts, next_attempt_at, last_error, created_at)
-               VALUES (%s, %s, 1, 'firing', 'group_wait 0s', 'bureau-duty', 'hook', %s, %s, %s, 'dead', 8,
-                       to_timestamp(%s), 'HTTP 503', to_timestamp(%s)) RETURNING id""",
-            (key, gid, OWNERS[o], json.dumps([f"alarm:{rule}|{subject}"]),
+                   contact_id, enterprise_id, items, message, status, attempts, next_attempt_at, last_error,
+                   created_at)
+               VALUES (%s, %s, 1, 'firing', 'group_wait 0s', 'enterprise-principal', 'hook', %s, %s, %s, %s,
+                       'dead', 8, to_timestamp(%s), 'HTTP 503', to_timestamp(%s)) RETURNING id""",
+            (key, gid, f"enterprise:{OWNERS[o]}:principal", OWNERS[o], json.dumps([f"alarm:{rule}|{subject}"]),
              json.dumps({"idempotency_key": key, "subject": f"【高报警】{rule}", "text": "", "html": "",
                          "markdown": "", "short": "", "ack_url": None, "data": {}}), T0, T0))[0][0])
+
+    def new_change_request(self, o: str) -> int:
+        """A pending request of enterprise o: its token asks for a new setpoint on its point."""
+        r = self.api.call("PATCH", f"/api/v1/points/{self.point[o]}", f"ent_{o.lower()}",
+                          json={"setpoints": {"test.cr.hi": next(self.n)}, "change_reason": "更换传感器"})
+        assert r.status_code == 202, r.text
+        return int(r.json()["id"])
+
+    def new_supervised_gateway(self, o: str) -> str:
+        """A fresh enabled gateway of enterprise o feeding a required point (disabling it needs the bureau)."""
+        gw = self.uid(f"gw-req-{o.lower()}")
+        self.api.sql("INSERT INTO gateways (id, plant_id) VALUES (%s, %s)", (gw, PLANTS[o]))
+        self.api.sql("INSERT INTO points (device_id, gateway_id, tag, quantity, kind, required)"
+                     " VALUES (%s, %s, 'REQ-1', 'temperature', 'analog', true)", (self.device[o], gw))
+        return gw
 
     def new_token(self) -> int:
         body = {"name": self.uid("tok"), "role": "bureau"}
@@ -168,7 +192,7 @@ SPECS: dict[str, Spec] = {
     "gateways_issue_credentials": Spec("object", ALL, lambda w, o: Req(
         "POST", f"/api/v1/gateways/{GATEWAYS[o]}/credentials")),
     "gateways_disable_gateway": Spec("object", ALL, lambda w, o: Req(
-        "POST", f"/api/v1/gateways/{GATEWAYS[o]}/disable")),
+        "POST", f"/api/v1/gateways/{w.new_supervised_gateway(o)}/disable"), enterprise=202),
     "gateways_enable_gateway": Spec("object", ALL, lambda w, o: Req(
         "POST", f"/api/v1/gateways/{GATEWAYS[o]}/enable")),
     "devices_list_devices": Spec("list", ALL, lambda w, o: Req("GET", "/api/v1/devices")),
@@ -182,7 +206,15 @@ SPECS: dict[str, Spec] = {
         "device_id": w.device[o], "gateway_id": GATEWAYS[o], "tag": w.uid("TT"), "quantity": "temperature"})),
     "points_get_point": Spec("object", ALL, lambda w, o: Req("GET", f"/api/v1/points/{w.point[o]}")),
     "points_update_point": Spec("object", ALL, lambda w, o: Req("PATCH", f"/api/v1/points/{w.point[o]}",
-                                                                 json={"setpoints": {"x.hi": 3}})),
+                                                                 json={"setpoints": {"x.hi": next(w.n)}}),
+                                enterprise=202),
+    "change-requests_list_change_requests": Spec("list", ALL, lambda w, o: Req("GET", "/api/v1/change-requests")),
+    "change-requests_get_change_request": Spec("object", ALL, lambda w, o: Req(
+        "GET", f"/api/v1/change-requests/{w.change_request[o]}")),
+    "change-requests_approve_change_request": Spec("object", BUREAU, lambda w, o: Req(
+        "POST", f"/api/v1/change-requests/{w.new_change_request(o)}/approve", json={"comment": "同意"})),
+    "change-requests_reject_change_request": Spec("object", BUREAU, lambda w, o: Req(
+        "POST", f"/api/v1/change-requests/{w.new_change_request(o)}/reject", json={"comment": "依据不足"})),
     # telemetry
     "readings_raw": Spec("object", ALL, lambda w, o: Req("GET", "/api/v1/readings", {"point_id": w.point[o]})),
     "readings_buckets": Spec("object", ALL, lambda w, o: Req("GET", "/api/v1/readings/buckets",
@@ -315,6 +347,8 @@ def test_authorisation_matrix(api: Api) -> None:
             for owner in owners:
                 if role == "enterprise" and owner == "B":
                     want = 404  # another enterprise's object: as if it did not exist
+                elif role == "enterprise" and spec.enterprise is not None:
+                    want = spec.enterprise  # a supervised change: filed for the bureau, not applied
                 else:
                     want = ok if role in spec.roles else 403
                 r = check(op, role, owner, want)
@@ -395,3 +429,176 @@ def test_every_mutating_call_is_audited(api: Api) -> None:
     assert rows[1][1] == "/api/v1/hazards/{hazard_id}/confirm"
     assert rows[1][3:] == ("ent_a 测试", "enterprise", "ent-a") and rows[4][3:] == ("anonymous", None, None)
     assert api.ok("GET", "/api/v1/audit", "admin")["total"] == 6
+
+
+# --- supervision an enterprise cannot weaken (issue #11 item 7) ---------------------------------------------
+
+
+def _supervised_cases(api: Api) -> list[tuple[str, str, str, Any, str, tuple[Any, ...]]]:
+    """(what, method, path, body, SQL reading the field, its parameters): every bureau-only field."""
+    pt = api.point_id("gw-a1", "TT-101")
+    dev = int(api.sql("SELECT device_id FROM points WHERE id = %s", (pt,))[0][0])
+    ent = "SELECT {} FROM enterprises WHERE id = 'ent-a'"
+    return [
+        ("setpoint", "PATCH", f"/api/v1/points/{pt}", {"setpoints": {"bm.coal.temp.hi": 100000}},
+         "SELECT setpoints FROM points WHERE id = %s", (pt,)),
+        ("required flag", "PATCH", f"/api/v1/points/{pt}", {"required": False},
+         "SELECT required FROM points WHERE id = %s", (pt,)),
+        ("interval", "PATCH", f"/api/v1/points/{pt}", {"interval_s": 3600},
+         "SELECT interval_s FROM points WHERE id = %s", (pt,)),
+        ("states", "PATCH", f"/api/v1/points/{pt}", {"states": {"0": "停", "1": "运行"}},
+         "SELECT states FROM points WHERE id = %s", (pt,)),
+        ("plant industry", "PATCH", "/api/v1/plants/plant-a", {"industry": "lime"},
+         "SELECT industry FROM plants WHERE id = 'plant-a'", ()),
+        ("device kind", "PATCH", f"/api/v1/devices/{dev}", {"kind": "misc"},
+         "SELECT kind FROM devices WHERE id = %s", (dev,)),
+        ("principal's phone", "PATCH", "/api/v1/enterprises/ent-a",
+         {"principal": {"name": "张三", "phone": "13999999999", "email": "a-principal@example.cn"}},
+         ent.format("principal_name, principal_phone, principal_email"), ()),
+        ("controller's e-mail", "PATCH", "/api/v1/enterprises/ent-a",
+         {"controller": {"name": "李四", "phone": "13800000002", "email": "nobody@example.cn"}},
+         ent.format("controller_name, controller_phone, controller_email"), ()),
+        ("credit code", "PATCH", "/api/v1/enterprises/ent-a", {"credit_code": "91330000MA2XXXXXX9"},
+         ent.format("credit_code"), ()),
+        ("disabling a gateway feeding a required point", "POST", "/api/v1/gateways/gw-a1/disable",
+         {"reason": "检修"}, "SELECT enabled FROM gateways WHERE id = 'gw-a1'", ()),
+    ]
+
+
+def test_enterprise_cannot_weaken_supervision_and_the_bureau_decides(api: Api) -> None:
+    """Each bureau-only field, as enterprise A: 202 and a pending request, the row unchanged, B cannot see
+    it, A cannot approve it; the bureau's approval applies it, and the audit log says what changed."""
+    for what, method, path, body, query, args in _supervised_cases(api):
+        before = api.sql(query, args)
+        r = api.call(method, path, "ent_a", json=body)
+        assert r.status_code == 202, (what, r.status_code, r.text)
+        assert r.headers["location"] == f"/api/v1/change-requests/{r.json()['id']}"
+        cr = r.json()
+        assert cr["status"] == "pending" and cr["enterprise_id"] == "ent-a" and cr["requested_by"] == "ent_a 测试"
+        assert "待监管部门审批" in cr["message"], cr
+        assert api.sql(query, args) == before, f"{what}: an enterprise's PATCH changed the row"
+        audit = api.sql("SELECT status, changes FROM audit_log ORDER BY id DESC LIMIT 1")[0]
+        assert audit[0] == 202 and audit[1]["change_request"]["id"] == cr["id"], (what, audit)
+        assert set(audit[1]["change_request"]["fields"]) == set(cr["changes"]), (what, audit)
+        cid = cr["id"]
+        assert api.get(f"/api/v1/change-requests/{cid}", "ent_a").status_code == 200
+        assert api.get(f"/api/v1/change-requests/{cid}", "ent_b").status_code == 404
+        assert api.post(f"/api/v1/change-requests/{cid}/approve", "ent_b", json={}).status_code == 404
+        own = api.post(f"/api/v1/change-requests/{cid}/approve", "ent_a", json={})
+        assert own.status_code == 403 and own.json()["title"] == "无权操作 Forbidden", own.text
+        assert api.post(f"/api/v1/change-requests/{cid}/reject", "ent_a", json={"comment": "x"}).status_code == 403
+        assert api.sql(query, args) == before, f"{what}: a refused decision changed the row"
+        done = api.ok("POST", f"/api/v1/change-requests/{cid}/approve", "bureau", json={"comment": "同意"})
+        assert done["status"] == "approved" and done["decided_by"] == "bureau 测试" and done["decided_at"]
+        after = api.sql(query, args)
+        assert after != before, f"{what}: approval did not apply the change"
+        audit = api.sql("SELECT route, status, role, changes FROM audit_log ORDER BY id DESC LIMIT 1")[0]
+        assert audit[:3] == ("/api/v1/change-requests/{request_id}/approve", 200, "bureau"), audit
+        assert audit[3]["change_request"] == {"id": cid, "status": "approved"} and audit[3]["applied"], audit
+        again = api.post(f"/api/v1/change-requests/{cid}/approve", "bureau", json={})
+        assert again.status_code == 409 and again.json()["code"] == "change-request-decided", again.text
+    pt = api.point_id("gw-a1", "TT-101")
+    assert api.sql("SELECT setpoints, required, interval_s FROM points WHERE id = %s", (pt,)) == [
+        ({"bm.coal.temp.hi": 100000.0}, False, 3600.0)]
+    assert api.sql("SELECT enabled FROM gateways WHERE id = 'gw-a1'") == [(False,)]
+
+
+def test_rejection_changes_nothing_and_is_final(api: Api) -> None:
+    pt = api.point_id("gw-a1", "TT-101")
+    cid = api.call("PATCH", f"/api/v1/points/{pt}", "ent_a", json={"required": False}).json()["id"]
+    assert api.post(f"/api/v1/change-requests/{cid}/reject", "bureau", json={}).status_code == 422  # a reason
+    rej = api.ok("POST", f"/api/v1/change-requests/{cid}/reject", "bureau", json={"comment": "必测点不得取消"})
+    assert rej["status"] == "rejected" and rej["decision_comment"] == "必测点不得取消"
+    assert api.sql("SELECT required FROM points WHERE id = %s", (pt,)) == [(True,)]
+    assert api.post(f"/api/v1/change-requests/{cid}/approve", "bureau", json={}).status_code == 409
+    assert api.sql("SELECT required FROM points WHERE id = %s", (pt,)) == [(True,)]
+    seen = api.ok("GET", f"/api/v1/change-requests/{cid}", "ent_a")  # the enterprise reads the decision
+    assert seen["status"] == "rejected" and seen["decision_comment"] == "必测点不得取消"
+
+
+def test_mixed_patch_applies_free_fields_and_files_the_rest(api: Api) -> None:
+    pt = api.point_id("gw-a1", "TT-101")
+    r = api.call("PATCH", f"/api/v1/points/{pt}", "ent_a",
+                 json={"name": "袋收尘器入口温度", "unit": "°C", "setpoints": {"bm.coal.temp.hi": 500},
+                       "change_reason": "工艺调整"})
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["applied"] == {"name": "袋收尘器入口温度", "unit": "°C"}
+    assert body["changes"] == {"setpoints": {"bm.coal.temp.hi": 500.0}} and body["old_values"] == {"setpoints": None}
+    assert body["reason"] == "工艺调整"
+    assert api.sql("SELECT name, unit, setpoints FROM points WHERE id = %s", (pt,)) == [
+        ("袋收尘器入口温度", "°C", None)]
+    # a supervised field set to what it already is files nothing
+    same = api.call("PATCH", f"/api/v1/points/{pt}", "ent_a", json={"required": True, "interval_s": 1})
+    assert same.status_code == 200 and same.json()["required"] is True, same.text
+    assert api.sql("SELECT count(*) FROM change_requests") == [(1,)]
+
+
+def test_free_fields_and_added_supervision_stay_open_to_the_enterprise(api: Api) -> None:
+    pt = api.point_id("gw-a1", "TT-101")
+    assert api.ok("PATCH", f"/api/v1/points/{pt}", "ent_a", json={"name": "入口温度2"})["name"] == "入口温度2"
+    plant = api.ok("PATCH", "/api/v1/plants/plant-a", "ent_a", json={"name": "甲一线", "address": "一路"})
+    assert (plant["name"], plant["address"]) == ("甲一线", "一路")
+    ent = api.ok("PATCH", "/api/v1/enterprises/ent-a", "ent_a", json={
+        "address": "园区二路", "routine_contacts": [{"name": "值班室", "phone": "0571-1234567"}]})
+    assert ent["routine_contacts"] == [{"name": "值班室", "phone": "0571-1234567", "email": None}]
+    assert ent["principal"]["phone"] == "13800000001"
+    dev = api.ok("POST", "/api/v1/devices", "ent_a", json={"plant_id": "plant-a", "code": "new-bf", "name": "新除尘器",
+                                                           "kind": "bag_filter"})
+    new_pt = api.ok("POST", "/api/v1/points", "ent_a", json={"device_id": dev["id"], "gateway_id": "gw-a2",
+                                                             "tag": "CO-9", "quantity": "co", "required": True})
+    assert new_pt["required"] is True
+    # gw-a2 feeds no required point... until now: CO-9 is required, so turning gw-a2 off needs the bureau
+    assert api.post("/api/v1/gateways/gw-a2/disable", "ent_a").status_code == 202
+    api.sql("UPDATE points SET required = false WHERE id = %s", (new_pt["id"],))
+    off = api.post("/api/v1/gateways/gw-a2/disable", "ent_a")
+    assert off.status_code == 200 and off.json()["enabled"] is False, off.text
+    assert api.ok("POST", "/api/v1/gateways/gw-a2/enable", "ent_a")["enabled"] is True
+    assert api.sql("SELECT count(*) FROM change_requests") == [(1,)]
+
+
+def test_bureau_patch_applies_at_once_and_is_audited(api: Api) -> None:
+    pt = api.point_id("gw-a1", "TT-101")
+    got = api.ok("PATCH", f"/api/v1/points/{pt}", "bureau", json={"setpoints": {"bm.coal.temp.hi": 80},
+                                                                  "required": False})
+    assert got["setpoints"] == {"bm.coal.temp.hi": 80.0} and got["required"] is False
+    changes = api.sql("SELECT changes FROM audit_log WHERE method = 'PATCH' ORDER BY id DESC LIMIT 1")[0][0]
+    assert changes["object"] == {"kind": "point", "id": str(pt)}
+    assert changes["applied"] == {"setpoints": {"old": None, "new": {"bm.coal.temp.hi": 80.0}},
+                                  "required": {"old": True, "new": False}}
+    assert api.sql("SELECT count(*) FROM change_requests") == [(0,)]
+    ent = api.ok("PATCH", "/api/v1/enterprises/ent-a", "bureau", json={"principal": {"name": "张三丰"}})
+    assert ent["principal"] == {"name": "张三丰", "phone": None, "email": None}
+
+
+def test_a_request_overtaken_by_another_change_cannot_be_approved(api: Api) -> None:
+    cid = api.call("PATCH", "/api/v1/plants/plant-a", "ent_a", json={"industry": "lime"}).json()["id"]
+    api.ok("PATCH", "/api/v1/plants/plant-a", "bureau", json={"industry": "machinery"})
+    r = api.post(f"/api/v1/change-requests/{cid}/approve", "bureau", json={})
+    assert r.status_code == 409 and r.json()["code"] == "change-request-stale" and r.json()["fields"] == ["industry"]
+    assert api.sql("SELECT industry FROM plants WHERE id = 'plant-a'") == [("machinery",)]
+    assert api.ok("GET", f"/api/v1/change-requests/{cid}", "bureau")["status"] == "pending"
+
+
+def test_change_request_lists_are_scoped_and_filtered(api: Api) -> None:
+    pa, pb = api.point_id("gw-a1", "TT-101"), api.point_id("gw-b1", "FT-301")
+    a = api.call("PATCH", f"/api/v1/points/{pa}", "ent_a", json={"required": False}).json()["id"]
+    b = api.call("PATCH", f"/api/v1/points/{pb}", "ent_b", json={"required": False}).json()["id"]
+    api.ok("POST", f"/api/v1/change-requests/{b}/reject", "bureau", json={"comment": "否"})
+    assert [i["id"] for i in api.ok("GET", "/api/v1/change-requests", "ent_a")["items"]] == [a]
+    assert [i["id"] for i in api.ok("GET", "/api/v1/change-requests", "ent_b")["items"]] == [b]
+    assert api.ok("GET", "/api/v1/change-requests", "ent_a", params={"enterprise_id": "ent-b"})["total"] == 0
+    assert [i["id"] for i in api.ok("GET", "/api/v1/change-requests", "bureau")["items"]] == [b, a]
+    assert [i["id"] for i in api.ok("GET", "/api/v1/change-requests", "bureau",
+                                    params={"status": "pending"})["items"]] == [a]
+    assert api.ok("GET", "/api/v1/change-requests", "bureau", params={"object_kind": "plant"})["total"] == 0
+    # decided rows are the bureau's record: the database refuses to change them
+    with pytest.raises(Exception, match="decided"):
+        api.sql("UPDATE change_requests SET status = 'approved' WHERE id = %s", (b,))
+
+
+def test_the_audit_api_shows_what_changed(api: Api) -> None:
+    api.ok("PATCH", "/api/v1/plants/plant-a", "ent_a", json={"address": "新地址", "industry": "lime"})
+    row = api.ok("GET", "/api/v1/audit", "admin")["items"][0]
+    assert row["status"] == 202 and row["changes"]["applied"] == {"address": {"old": None, "new": "新地址"}}
+    assert row["changes"]["change_request"]["fields"] == {"industry": {"old": "cement", "new": "lime"}}

@@ -18,7 +18,7 @@ from api.app import create_app
 from api.metrics import Metrics
 from api.serve import HazardTicker
 from core.clock import FakeClock
-from core.services import COLLECTOR_USER, LocalMosquitto, free_port
+from core.services import COLLECTOR_USER, HEALTH_USER, LocalMosquitto, free_port
 from core.settings import Settings
 from tests.fix_api import T0, Api, api_fixture, load_site, make_tokens, plan_body  # noqa: F401
 
@@ -131,9 +131,12 @@ def test_registry_writes(api: Api) -> None:
                                                        "quantity": "temperature"})
     assert wrong.status_code == 422 and wrong.json()["code"] == "gateway-not-in-plant"
     assert api.ok("PATCH", f"/api/v1/points/{pt['id']}", json={"interval_s": 5})["interval_s"] == 5
-    # an enterprise edits its own contacts, not another's, and registers no plants
-    assert api.ok("PATCH", "/api/v1/enterprises/ent-a", "ent_a",
-                  json={"principal": {"name": "张三", "phone": "13900001111"}})["principal"]["phone"] == "13900001111"
+    # an enterprise asks to change its principal's contact (the bureau approves it: 202, unchanged meanwhile),
+    # not another's, and registers no plants
+    filed = api.call("PATCH", "/api/v1/enterprises/ent-a", "ent_a",
+                     json={"principal": {"name": "张三", "phone": "13900001111"}})
+    assert filed.status_code == 202 and filed.json()["status"] == "pending", filed.text
+    assert api.ok("GET", "/api/v1/enterprises/ent-a", "ent_a")["principal"]["phone"] == "13800000001"
     assert api.call("PATCH", "/api/v1/enterprises/new-co", "ent_a", json={"address": "x"}).status_code == 404
     assert api.post("/api/v1/plants", "ent_a", json={"id": "p9", "enterprise_id": "ent-a", "name": "x",
                                                      "industry": "lime"}).status_code == 403
@@ -156,8 +159,9 @@ def test_gateway_credentials_sync_the_broker(db_url: str, tmp_path: Path) -> Non
         assert stored and stored[0].startswith("$7$") and creds["password"] not in stored[0]
         second = client.post("/api/v1/gateways/gw-a1/credentials", headers=h).json()
         assert second["password"] != creds["password"]  # rotated
-        assert client.post("/api/v1/gateways/gw-a1/disable", headers=h).json()["enabled"] is False
-        assert client.post("/api/v1/gateways/gw-a1/enable", headers=h).json()["enabled"] is True
+        # gw-a2 feeds no required point: the enterprise may turn it off itself
+        assert client.post("/api/v1/gateways/gw-a2/disable", headers=h).json()["enabled"] is False
+        assert client.post("/api/v1/gateways/gw-a2/enable", headers=h).json()["enabled"] is True
         assert client.post("/api/v1/gateways/gw-b1/disable", headers=h).status_code == 404
     assert synced == ["sync"] * 4
 
@@ -213,16 +217,17 @@ def mqtt_broker(tmp_path: Path) -> Iterator[LocalMosquitto]:
 
 
 def test_healthz_reports_database_and_broker(db_url: str, tmp_path: Path, mqtt_broker: LocalMosquitto) -> None:
-    def health(mqtt_url: str) -> tuple[int, dict[str, dict[str, object]]]:
-        app = create_app(Settings(data_dir=tmp_path, db_url=db_url, mqtt_url=mqtt_url))
+    def health(mqtt_url: str, health_url: str | None = None) -> tuple[int, dict[str, dict[str, object]]]:
+        app = create_app(Settings(data_dir=tmp_path, db_url=db_url, mqtt_url=mqtt_url, mqtt_health_url=health_url))
         with TestClient(app) as client:
             r = client.get("/healthz")
         return r.status_code, r.json()["checks"]
 
-    status, checks = health(mqtt_broker.url(COLLECTOR_USER))
+    # The login is the health account's (over TLS): never the collector's, whose session it would take over.
+    status, checks = health(mqtt_broker.url(COLLECTOR_USER), mqtt_broker.url(HEALTH_USER))
     assert status == 200 and checks["database"]["ok"] and checks["broker"]["ok"]
     assert checks["broker"]["detail"] == "CONNACK accepted"
-    status, checks = health(mqtt_broker.url(COLLECTOR_USER, "wrong-password"))
+    status, checks = health(mqtt_broker.url(COLLECTOR_USER), mqtt_broker.url(HEALTH_USER, "wrong-password"))
     assert status == 503 and not checks["broker"]["ok"] and "refused" in str(checks["broker"]["detail"])
     status, checks = health(f"mqtt://u:p@127.0.0.1:{free_port()}")
     assert status == 503 and "unreachable" in str(checks["broker"]["detail"]) and checks["database"]["ok"]
