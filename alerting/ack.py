@@ -52,13 +52,27 @@ def sign(secret: bytes, key: str, expires: float) -> str:
     return f"{body}.{_b64(mac)}"
 
 
+def _canonical(s: str) -> bytes:
+    """Decode base64url as `sign` writes it, and nothing else: the decoder is lenient (padding, the `+/`
+    alphabet, stray characters, unused low bits), so a token is only accepted if re-encoding what it
+    decodes to gives back exactly the text received. One link, one spelling: variants of a token cannot
+    dodge a log search, a cache key or a block list."""
+    raw = _unb64(s)
+    if _b64(raw) != s:
+        raise ValueError("not canonical base64url")
+    return raw
+
+
 def verify(secret: bytes, token: str, now: float) -> LinkClaims:
     try:
+        if not token.isascii():
+            raise ValueError("not ASCII")
         body, mac = token.split(".", 1)
         good = hmac.new(secret, body.encode(), hashlib.sha256).digest()
-        if not hmac.compare_digest(good, _unb64(mac)):
+        _canonical(body)
+        if not hmac.compare_digest(good, _canonical(mac)):
             raise LinkInvalid("确认链接无效 the acknowledgement link is not valid")
-        data = json.loads(_unb64(body))
+        data = json.loads(_canonical(body))
         claims = LinkClaims(str(data["k"]), float(data["e"]))
     except (ValueError, KeyError, TypeError) as exc:
         raise LinkInvalid("确认链接无效 the acknowledgement link is not valid") from exc

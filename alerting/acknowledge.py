@@ -9,6 +9,7 @@ says what was already done.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
@@ -49,11 +50,26 @@ def view(conn: psycopg.Connection, secret: bytes, token: str, now: float) -> Ack
                    store.secs(n.acked_at), n.acked_by)
 
 
-def acknowledge(conn: psycopg.Connection, secret: bytes, token: str, now: float, actor_name: str | None = None
-                ) -> tuple[AckView, int]:
-    """Acknowledge what the link's notification announced; (the page after it, alarms acknowledged now)."""
+@dataclass(frozen=True)
+class Acknowledged:
+    """What one use of a link did, for the audit log: who (the recipient), which notification, which alarms."""
+
+    notification_id: int
+    recipient: str
+    actor: str
+    alarms: list[str]        # alarm items acknowledged by this visit
+    items: list[str]         # every item the notification announced
+
+
+def acknowledge(conn: psycopg.Connection, secret: bytes, token: str, now: float, actor_name: str | None = None,
+                record: Callable[[psycopg.Connection, Acknowledged], None] | None = None) -> tuple[AckView, int]:
+    """Acknowledge what the link's notification announced; (the page after it, alarms acknowledged now).
+
+    `record` is called in the same transaction (the audit row): an acknowledgement without its trace
+    cannot commit.
+    """
     claims = ack.verify(secret, token, now)
-    done = 0
+    done: list[str] = []
     with conn.transaction():
         n = store.by_key(conn, claims.key, lock=True)
         if n is None:
@@ -65,9 +81,11 @@ def acknowledge(conn: psycopg.Connection, secret: bytes, token: str, now: float,
             rule_id, subject = item[len("alarm:"):].split("|", 1)
             try:
                 actions.acknowledge(conn, rule_id, subject, actor, VIA_LINK, now)
-                done += 1
+                done.append(item)
             except (lifecycle.LifecycleError, actions.AlarmNotFound):
                 pass  # already acknowledged, or gone: nothing to do
         store.touch_groups(conn, store.ack_items(conn, n.items, actor, now), now)
         store.mark_acked(conn, n.id, actor, now)
-    return view(conn, secret, token, now), done
+        if record is not None:
+            record(conn, Acknowledged(n.id, _who(n), actor, done, list(n.items)))
+    return view(conn, secret, token, now), len(done)

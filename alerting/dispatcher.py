@@ -41,6 +41,7 @@ from alerting.render import ItemInfo, render
 from alerting.route import EnterpriseContacts, Event, contacts_for, group_key, route
 from alerting.stages import dedup
 from core.clock import Clock, SystemClock
+from core.redact import redact_text
 
 log = logging.getLogger("riskwatch.alerting")
 
@@ -329,7 +330,8 @@ class Dispatcher:
                 except DeliveryError as exc:
                     transient, detail = exc.transient, f"{exc}{' — ' + exc.detail if exc.detail else ''}"
                 except Exception as exc:  # noqa: BLE001 - a failing channel never stops delivery
-                    transient, detail = True, f"{type(exc).__name__}: {exc}"
+                    # an unexpected library error may quote the URL it failed on, credentials included
+                    transient, detail = True, redact_text(f"{type(exc).__name__}: {exc}")
             finished = self.clock.now()
             attempt = n.attempts + 1
             if ok:

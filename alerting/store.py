@@ -14,6 +14,7 @@ from psycopg.types.json import Jsonb
 from alerting.channels.base import Contact, Message
 from alerting.model import Group, Member, Step
 from core.clock import secs, ts
+from core.redact import redact_text
 
 _ROUTER_LOCK = 0x414C5254  # "ALRT": one router at a time keeps each alarm's events in order
 
@@ -235,7 +236,8 @@ def insert_notifications(conn: psycopg.Connection, ns: Sequence[NewNotification]
                ON CONFLICT (idempotency_key) DO NOTHING""",
             [(n.key, n.group_id, n.seq, n.kind, n.reason, n.receiver, n.channel, n.contact_id, n.address,
               n.enterprise_id, Jsonb(list(n.items)), Jsonb([_contact_json(c) for c in n.contacts]),
-              Jsonb(_message_json(n.message)), n.status, n.last_error, ts(now), ts(now)) for n in ns])
+              Jsonb(_message_json(n.message)), n.status, None if n.last_error is None else redact_text(n.last_error),
+              ts(now), ts(now)) for n in ns])
         cur.execute("SELECT pg_notify('riskwatch_notification', '')")
 
 
@@ -266,6 +268,7 @@ def claim_due(conn: psycopg.Connection, now: float) -> Due | None:
 def record_attempt(conn: psycopg.Connection, n: Due, *, ok: bool, transient: bool | None, detail: str,
                    started: float, finished: float, status: str, next_attempt_at: float | None) -> None:
     attempt = n.attempts + 1
+    detail = redact_text(detail)  # channels redact at the source; this is the last line before storage
     conn.execute("""INSERT INTO deliveries (notification_id, attempt, started_at, finished_at, ok, transient, detail)
                     VALUES (%s,%s,%s,%s,%s,%s,%s)""",
                  (n.id, attempt, ts(started), ts(finished), ok, transient, detail[:2000]))
@@ -349,12 +352,18 @@ _NOTE_COLS = ("id, idempotency_key, group_id, kind, reason, receiver, channel, c
               " acked_at, acked_by")
 
 
+#: An enterprise sees only what was sent to its own people (contact ids `enterprise:<id>:<role>`, see
+#: alerting.route): never the bureau's duty officers, chiefs or leaders, nor the systems and robots.
+_SCOPE = ("(%(scope)s::text IS NULL OR (enterprise_id = %(scope)s"
+          " AND starts_with(contact_id, 'enterprise:' || %(scope)s || ':')))")
+
+
 def list_notifications(conn: psycopg.Connection, *, scope: str | None, status: str | None = None,
                        item: str | None = None, limit: int = 100, before_id: int | None = None
                        ) -> list[NotificationRecord]:
     rows = conn.execute(
         f"""SELECT {_NOTE_COLS} FROM notifications
-            WHERE (%(scope)s::text IS NULL OR enterprise_id = %(scope)s)
+            WHERE {_SCOPE}
               AND (%(status)s::text IS NULL OR status = %(status)s)
               AND (%(item)s::text IS NULL OR items ? %(item)s)
               AND (%(before)s::bigint IS NULL OR id < %(before)s)
@@ -364,8 +373,8 @@ def list_notifications(conn: psycopg.Connection, *, scope: str | None, status: s
 
 
 def get_notification(conn: psycopg.Connection, nid: int, scope: str | None) -> NotificationRecord | None:
-    r = conn.execute(f"SELECT {_NOTE_COLS} FROM notifications WHERE id = %s"
-                     " AND (%s::text IS NULL OR enterprise_id = %s)", (nid, scope, scope)).fetchone()
+    r = conn.execute(f"SELECT {_NOTE_COLS} FROM notifications WHERE id = %(id)s AND {_SCOPE}",
+                     {"id": nid, "scope": scope}).fetchone()
     return None if r is None else NotificationRecord(*r)
 
 

@@ -68,8 +68,22 @@ class StatsExporter(Collector):
         return iter(())
 
 
+#: Methods counted under their own name; any other method string a client sends is counted as "other",
+#: so a client cannot mint label values (each one a new time series kept for the process's life).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER = "other"
+UNMATCHED = "<unmatched>"
+
+
+def method_label(method: object) -> str:
+    m = str(method)
+    return m if m in METHODS else OTHER
+
+
 class MetricsMiddleware:
-    """Counts and times every HTTP request by its route template (bounded label cardinality)."""
+    """Counts and times every HTTP request by method and route template — both from closed sets, so the
+    label cardinality stays bounded whatever clients send (unknown methods: "other"; unknown paths:
+    "<unmatched>")."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics):
         self.app = app
@@ -92,12 +106,13 @@ class MetricsMiddleware:
             await self.app(scope, receive, _send)
         finally:
             route = route_template(scope)
-            method = str(scope.get("method", ""))
+            method = method_label(scope.get("method", ""))
             self.metrics.requests.labels(method, route, str(status)).inc()
             self.metrics.latency.labels(method, route).observe(time.perf_counter() - start)
 
 
 def route_template(scope: Scope) -> str:
+    """The matched route's template (`/api/v1/hazards/{hazard_id}`), never the raw path."""
     route: Any = scope.get("route")
     path = getattr(route, "path", None)
-    return str(path) if path else "<unmatched>"
+    return str(path) if isinstance(path, str) and path else UNMATCHED

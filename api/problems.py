@@ -99,7 +99,8 @@ _HAZARD_STATUS: list[tuple[type[HazardError], int, str]] = [
 _HTTP_TITLES = {
     400: "请求错误 Bad request", 401: "未认证 Unauthorized", 403: "无权操作 Forbidden", 404: "资源不存在 Not found",
     405: "方法不允许 Method not allowed", 406: "不可接受 Not acceptable", 409: "冲突 Conflict",
-    415: "不支持的媒体类型 Unsupported media type", 422: "请求不完整 Invalid request",
+    413: "请求体过大 Content too large", 415: "不支持的媒体类型 Unsupported media type",
+    422: "请求不完整 Invalid request",
     500: "服务器错误 Internal server error", 503: "服务不可用 Service unavailable",
 }
 
@@ -131,18 +132,23 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-                  for e in exc.errors()]
+        all_errors = exc.errors()
+        errors = [validation_entry(e) for e in all_errors[:MAX_ERRORS]]
         detail = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in errors[:5])
-        return problem_response(request, 422, _HTTP_TITLES[422], detail, "validation-error", None,
-                                {"errors": errors})
+        extra: dict[str, Any] = {"errors": errors}
+        if len(all_errors) > MAX_ERRORS:
+            extra["errors_omitted"] = len(all_errors) - MAX_ERRORS
+            detail += f"; 另有 {len(all_errors) - MAX_ERRORS} 处错误 and {len(all_errors) - MAX_ERRORS} more"
+        return problem_response(request, 422, _HTTP_TITLES[422], detail, "validation-error", None, extra)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         title = _HTTP_TITLES.get(exc.status_code, str(exc.status_code))
         detail = exc.detail if isinstance(exc.detail, str) else None
-        return problem_response(request, exc.status_code, title, detail, None,
-                                dict(exc.headers) if exc.headers else None)
+        code = getattr(exc, "code", None)  # e.g. api.limits.BodyTooLarge: "body-too-large", limit_bytes
+        extra = getattr(exc, "problem_extra", None)
+        return problem_response(request, exc.status_code, title, detail, code if isinstance(code, str) else None,
+                                dict(exc.headers) if exc.headers else None, extra if isinstance(extra, dict) else None)
 
     @app.exception_handler(psycopg.errors.UniqueViolation)
     async def _unique(request: Request, exc: psycopg.errors.UniqueViolation) -> JSONResponse:
@@ -167,6 +173,24 @@ def install(app: FastAPI) -> None:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(request, 500, _HTTP_TITLES[500],
                                 "服务器内部错误，已记录。 Internal error; it was logged.", "internal-error")
+
+
+#: A validation answer lists at most this many errors (and counts the rest): a body with thousands of bad
+#: fields must not become a response larger than the request, nor echo what was sent.
+MAX_ERRORS = 20
+MAX_MSG = 200
+MAX_LOC_PART = 64
+
+
+def validation_entry(e: Any) -> dict[str, Any]:
+    """One error as the client sees it: where, what, of which type — never the `input` (it can be the whole
+    body, or a secret), with the message and each location part cut short (field names come from the body)."""
+    loc = [x if isinstance(x, int) else _cut(str(x), MAX_LOC_PART) for x in e.get("loc", ())][:10]
+    return {"loc": loc, "msg": _cut(str(e.get("msg", "")), MAX_MSG), "type": _cut(str(e.get("type", "")), 64)}
+
+
+def _cut(s: str, n: int) -> str:
+    return s if len(s) <= n else s[: n - 1] + "…"
 
 
 def _pg_detail(exc: psycopg.Error) -> str:

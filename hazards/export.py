@@ -2,7 +2,16 @@
 
 CSV is UTF-8 with a byte-order mark: Excel on a Chinese Windows desktop opens
 a BOM-less UTF-8 file as GBK and shows mojibake. XLSX carries one sheet per
-breakdown plus the ledger of tickets open during the period.
+breakdown plus the ledger of tickets open during the period; the CSV has the
+same ledger below the breakdown.
+
+Titles, names and descriptions are typed by enterprises, and the bureau opens
+these files in a spreadsheet: a cell starting with `=`, `+`, `-`, `@`, tab or
+CR would run as a formula (`=HYPERLINK(...)`, DDE). Every text cell is
+neutralised as OWASP's "CSV Injection" advice says — prefixed with a single
+quote — and XLSX text cells are stored as strings, never formulas. Numbers
+stay numbers. A reward figure appears only when the summary carries one (the
+bureau's); an enterprise's summary has none.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from datetime import datetime
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font
+from openpyxl.worksheet.worksheet import Worksheet
 
 from hazards.model import SOURCE_ZH, STATUS_ZH, Source, Status
 from hazards.reports import CST, PeriodRow, PeriodSummary
@@ -59,24 +69,56 @@ def title(s: PeriodSummary) -> str:
     return f"重大事故隐患{kind}汇总 {s.period} major-hazard {s.kind} summary"
 
 
+#: First characters that make a spreadsheet read a cell as a formula (OWASP, CSV Injection).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(v: object) -> object:
+    """A text cell that would start a formula gets a leading single quote; anything else is unchanged."""
+    if isinstance(v, str) and v.startswith(FORMULA_START):
+        return "'" + v
+    return v
+
+
+def _counts(s: PeriodSummary) -> list[object]:
+    line: list[object] = ["约谈 interviews", s.interviews]
+    if s.rewards_approved_yuan is not None:
+        line += ["举报奖励(元) rewards approved", s.rewards_approved_yuan]
+    return line
+
+
 def to_csv(s: PeriodSummary) -> bytes:
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow([title(s)])
-    w.writerow(["约谈 interviews", s.interviews, "举报奖励(元) rewards approved", s.rewards_approved_yuan])
+    w.writerow(_counts(s))
     w.writerow(ROW_HEADERS)
     for row in _rows(s):
-        w.writerow(row)
+        w.writerow([neutralise(v) for v in row])
+    w.writerow([])
+    w.writerow(["台账 ledger"])
+    w.writerow(TICKET_HEADERS)
+    for t in s.tickets:
+        w.writerow([neutralise(v) for v in _ticket(t)])
     return ("\ufeff" + buf.getvalue()).encode("utf-8")
 
 
 def _cell(v: object) -> object:
-    """XLSX cells cannot hold C0 control characters, which free-text fields may carry: drop them."""
+    """XLSX cells cannot hold C0 control characters, which free-text fields may carry: drop them; then
+    neutralise what would start a formula (after the drop: "\\x01=1" must not become "=1")."""
     if hasattr(v, "as_tuple"):  # Decimal
         return float(v)  # type: ignore[arg-type]
     if isinstance(v, str):
-        return ILLEGAL_CHARACTERS_RE.sub("", v)
+        return neutralise(ILLEGAL_CHARACTERS_RE.sub("", v))
     return v
+
+
+def _append(ws: Worksheet, row: list[object]) -> None:
+    """Append a row; text cells are strings (data_type "s") whatever openpyxl guessed from their content."""
+    ws.append([_cell(v) for v in row])
+    for cell in ws[ws.max_row]:
+        if isinstance(cell.value, str) and cell.data_type != "s":
+            cell.data_type = "s"
 
 
 def to_xlsx(s: PeriodSummary) -> bytes:
@@ -84,22 +126,22 @@ def to_xlsx(s: PeriodSummary) -> bytes:
     ws = wb.active
     assert ws is not None
     ws.title = "汇总 summary"
-    ws.append([_cell(title(s))])
+    _append(ws, [title(s)])
     ws["A1"].font = Font(bold=True, size=13)
-    ws.append(["期间 period", s.period, "起 from", _dt(s.start), "止 to", _dt(s.end)])
-    ws.append(["约谈 interviews", s.interviews, "举报奖励(元) rewards approved", float(s.rewards_approved_yuan)])
+    _append(ws, ["期间 period", s.period, "起 from", _dt(s.start), "止 to", _dt(s.end)])
+    _append(ws, _counts(s))
     ws.append([])
-    ws.append(ROW_HEADERS)
+    _append(ws, list(ROW_HEADERS))
     for cell in ws[5]:
         cell.font = Font(bold=True)
     for row in _rows(s):
-        ws.append([_cell(v) for v in row])
+        _append(ws, row)
     lt = wb.create_sheet("台账 ledger")
-    lt.append(TICKET_HEADERS)
+    _append(lt, list(TICKET_HEADERS))
     for cell in lt[1]:
         cell.font = Font(bold=True)
     for t in s.tickets:
-        lt.append([_cell(v) for v in _ticket(t)])
+        _append(lt, _ticket(t))
     for sheet in (ws, lt):
         for col in sheet.columns:
             letter = col[0].column_letter

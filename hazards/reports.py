@@ -10,7 +10,7 @@ belongs to December, although it is still 30 November in UTC.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Literal
@@ -160,7 +160,9 @@ class PeriodSummary:
     by_enterprise: list[PeriodRow]
     by_source: list[PeriodRow]
     interviews: int
-    rewards_approved_yuan: Decimal
+    #: None in an enterprise's summary: of a tip, the enterprise learns only that a verified one exists
+    #: (its ticket); rewards, reporters and their contacts are the bureau's (the whistle-blower's safety).
+    rewards_approved_yuan: Decimal | None
     tickets: list[store.TicketRecord]
 
 
@@ -211,13 +213,13 @@ def period_summary(conn: psycopg.Connection, kind: Literal["monthly", "annual"],
     scope_sql, sargs = ("", []) if scope is None else (" AND enterprise_id = %s", [scope])
     interviews = conn.execute(f"SELECT count(*) FROM hazard_interviews WHERE held_at >= %s AND held_at < %s"
                               f"{scope_sql}", [start, end, *sargs]).fetchone()
-    # rewards approved in the period, from the history: the ticket row only keeps the latest reward state
-    hscope = "" if scope is None else " AND h.enterprise_id = %s"
-    rewards = conn.execute(
+    # rewards approved in the period, from the history: the ticket row only keeps the latest reward state.
+    # Bureau and admin only (scope None): an enterprise summary carries no reward figure at all.
+    rewards = None if scope is not None else conn.execute(
         "SELECT coalesce(sum((ev.data->>'amount_yuan')::numeric), 0) FROM hazard_events ev"
         " JOIN hazards h ON h.id = ev.hazard_id WHERE ev.action = 'set_reward'"
-        f" AND ev.data->>'reward_status' = 'approved' AND ev.time >= %s AND ev.time < %s{hscope}",
-        [start, end, *sargs]).fetchone()
+        " AND ev.data->>'reward_status' = 'approved' AND ev.time >= %s AND ev.time < %s",
+        [start, end]).fetchone()
     tickets = _period_tickets(conn, start, end, scope)
     return PeriodSummary(
         kind=kind, period=name, start=start, end=end,
@@ -226,7 +228,8 @@ def period_summary(conn: psycopg.Connection, kind: Literal["monthly", "annual"],
         by_enterprise=_period_rows(conn, "h.enterprise_id", "min(e.name)", s, e, now, scope),
         by_source=by_source,
         interviews=int(interviews[0]) if interviews else 0,
-        rewards_approved_yuan=Decimal(rewards[0] if rewards else 0).quantize(Decimal("0.01")),
+        rewards_approved_yuan=None if scope is not None
+        else Decimal(rewards[0] if rewards else 0).quantize(Decimal("0.01")),
         tickets=tickets,
     )
 
@@ -236,8 +239,15 @@ def _period_tickets(conn: psycopg.Connection, start: datetime, end: datetime,
     """Tickets that were open at some time in the period (the ledger sheet of the export)."""
     scope_sql, sargs = ("", []) if scope is None else (" AND h.enterprise_id = %s", [scope])
     with conn.cursor(row_factory=class_row(store.TicketRecord)) as cur:
-        return cur.execute(
+        rows = cur.execute(
             store._SELECT + f""" WHERE h.created_at < %s
                  AND (h.status = ANY(%s) OR coalesce(h.closed_at, h.dismissed_at) >= %s){scope_sql}
                ORDER BY h.created_at, h.id LIMIT 20000""",
             [end, [s.value for s in OPEN], start, *sargs]).fetchall()
+    return rows if scope is None else [without_tip(t) for t in rows]
+
+
+def without_tip(t: store.TicketRecord) -> store.TicketRecord:
+    """The ticket as an enterprise may see it: a public tip's reporter and reward removed."""
+    return replace(t, tip_reporter_name=None, tip_reporter_contact=None, tip_internal=None, reward_status=None,
+                   reward_amount_yuan=None, reward_note=None)

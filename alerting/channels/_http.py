@@ -4,7 +4,9 @@
     any other non-2xx                          -> PermanentError
     robot errcode != 0                         -> PermanentError, unless the code means "busy / too fast"
 
-Messages carry only the redacted URL: robot URLs hold their access token in the query.
+Messages carry only the redacted URL: robot URLs hold their access token in the query, webhook URLs
+may hold userinfo. httpx itself logs each request line with the full URL at INFO, so `client()` puts a
+redacting filter on its logger before any request is made.
 """
 
 from __future__ import annotations
@@ -15,10 +17,17 @@ from typing import Any
 import httpx
 
 from alerting.channels.base import PermanentError, Receipt, TransientError, redact_url
+from core.redact import redact_logger
 
 log = logging.getLogger("riskwatch.alerting.channels")
 
 _TRANSIENT_STATUS = frozenset({408, 425, 429})
+
+
+def client(timeout_s: float) -> httpx.Client:
+    """The HTTP client of a channel; httpx's own request log lines are redacted (they quote the URL)."""
+    redact_logger("httpx")
+    return httpx.Client(timeout=timeout_s)
 
 
 def request(client: httpx.Client, channel: str, method: str, url: str, *,

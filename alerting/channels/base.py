@@ -19,14 +19,20 @@ from typing import Any, Protocol
 from pydantic import SecretStr, model_validator
 
 from core.errors import RiskwatchError
+from core.redact import redact_text
+from core.redact import redact_url as _redact_url
 
 
 class DeliveryError(RiskwatchError):
+    """A failed send. Message and detail are redacted here, where every channel's errors are made:
+    library errors (httpx, smtplib) and servers' answers quote URLs with their credentials, and
+    these texts are logged, stored in `deliveries` and `notifications.last_error`."""
+
     transient = True
 
     def __init__(self, message: str, *, detail: str = ""):
-        super().__init__(message)
-        self.detail = detail
+        super().__init__(redact_text(message))
+        self.detail = redact_text(detail)
 
 
 class TransientError(DeliveryError):
@@ -120,8 +126,8 @@ class SecretField:
 
 
 def redact_url(url: str) -> str:
-    """A URL safe to log: query values (access_token, key, sign) replaced."""
-    return re.sub(r"([?&][^=&]+)=[^&]*", r"\1=***", url)
+    """A URL safe to log: userinfo and query values (access_token, key, sign) replaced (see core.redact)."""
+    return _redact_url(url)
 
 
 def secret_value(s: SecretStr | None) -> str | None:

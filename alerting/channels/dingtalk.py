@@ -19,7 +19,6 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Literal
 
-import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
 from alerting.channels import _http
@@ -58,7 +57,7 @@ class DingTalkChannel:
         self.name = name
         self._cfg = cfg
         self._clock = clock
-        self._client = httpx.Client(timeout=cfg.timeout_s)
+        self._client = _http.client(cfg.timeout_s)
 
     def address(self, contact: Contact) -> str | None:
         return contact.phone

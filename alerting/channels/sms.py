@@ -19,7 +19,6 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any, Literal
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from alerting.channels import _http
@@ -108,7 +107,7 @@ class SmsChannel:
     def __init__(self, name: str, cfg: SmsConfig):
         self.name = name
         self._cfg = cfg
-        self._client = httpx.Client(timeout=cfg.timeout_s)
+        self._client = _http.client(cfg.timeout_s)
 
     def address(self, contact: Contact) -> str | None:
         phone = re.sub(r"[\s-]", "", contact.phone or "")

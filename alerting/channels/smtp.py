@@ -3,6 +3,11 @@
 One connection per send: alerts are rare and a held connection would only go stale between them.
 `Message-ID: <{idempotency_key}@riskwatch>` lets mail systems and readers see a retried duplicate.
 Replies are mapped by their class: 5xx is permanent, 4xx and a lost connection are transient.
+
+A channel that logs in (`username`) must encrypt the connection (`ssl: true` or `starttls: true`):
+AUTH over plain TCP sends the password in clear. `allow_plaintext_auth: true` is the explicit
+opt-out for a lab relay; the config is refused at load otherwise, and `send` refuses too
+(permanently) should such a config ever be built without validation.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ class SmtpConfig(SecretField, BaseModel):
     password: SecretStr | None = None
     starttls: bool = False
     ssl: bool = False  # implicit TLS (port 465)
+    #: Lab relays only: log in over an unencrypted connection (the password crosses the network in clear).
+    allow_plaintext_auth: bool = False
     timeout_s: float = 10
 
     @field_validator("sender")
@@ -57,7 +64,18 @@ class SmtpConfig(SecretField, BaseModel):
             raise ValueError("choose one of starttls and ssl")
         if self.username and self.password is None:
             raise ValueError("username is set but password is not")
+        if plaintext_auth(self):
+            raise ValueError(PLAINTEXT_AUTH)
         return self
+
+
+PLAINTEXT_AUTH = ("用户名密码不能通过明文连接发送 AUTH over plain TCP would send the password in clear: "
+                  "set ssl: true (port 465) or starttls: true, or allow_plaintext_auth: true for a lab relay")
+
+
+def plaintext_auth(cfg: SmtpConfig) -> bool:
+    """True when this config would log in over an unencrypted connection without being told it may."""
+    return bool(cfg.username) and not (cfg.ssl or cfg.starttls or cfg.allow_plaintext_auth)
 
 
 class _DataReply:
@@ -116,6 +134,8 @@ class SmtpChannel:
         em = self._compose(msg, to)
         cfg = self._cfg
         where = f"{self.name}: SMTP {cfg.host}:{cfg.port}"
+        if plaintext_auth(cfg):  # only a config built without validation (model_construct) gets here
+            raise PermanentError(f"{where}: {PLAINTEXT_AUTH}")
         try:
             if cfg.ssl:
                 smtp: _SMTP | _SMTPS = _SMTPS(cfg.host, cfg.port, timeout=cfg.timeout_s,

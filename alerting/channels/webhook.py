@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
-import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
 from alerting.channels import _http
@@ -61,7 +60,7 @@ class WebhookChannel:
         self.name = name
         self._cfg = cfg
         self._clock = clock
-        self._client = httpx.Client(timeout=cfg.timeout_s)
+        self._client = _http.client(cfg.timeout_s)
 
     def address(self, contact: Contact) -> str | None:
         return None

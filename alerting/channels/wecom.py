@@ -18,7 +18,6 @@ import json
 import logging
 from typing import Literal
 
-import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
 from alerting.channels import _http
@@ -58,7 +57,7 @@ class WeComChannel:
     def __init__(self, name: str, cfg: WeComConfig):
         self.name = name
         self._cfg = cfg
-        self._client = httpx.Client(timeout=cfg.timeout_s)
+        self._client = _http.client(cfg.timeout_s)
 
     def address(self, contact: Contact) -> str | None:
         return contact.phone

@@ -10,14 +10,13 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, status
-from pydantic import AwareDatetime
 
 from api.auth import Principal
 from api.deps import BUREAU, Auth, Conn, Ctx, Now, Page, require
 from api.problems import ApiProblem, not_found
 from api.queries import telemetry as tq
 from api.routers._common import API_PREFIX, AUTH, NOT_FOUND, TRANSITION, Int64Path, page
-from api.schemas.common import Ident, Short
+from api.schemas.common import Ident, Short, Timestamp
 from api.schemas.common import Page as PageOf
 from api.schemas.hazards import (
     AlarmEvidenceCreate,
@@ -69,8 +68,8 @@ def list_hazards(
     open_: Annotated[bool | None, Query(alias="open", description="not closed or dismissed")] = None,
     supervised: Annotated[bool | None, Query(description="listed for supervision now")] = None,
     overdue: Annotated[bool | None, Query(description="past the plan's deadline")] = None,
-    created_from: Annotated[AwareDatetime | None, Query()] = None,
-    created_to: Annotated[AwareDatetime | None, Query()] = None,
+    created_from: Annotated[Timestamp | None, Query()] = None,
+    created_to: Annotated[Timestamp | None, Query()] = None,
     q: Annotated[Short | None, Query(description="text in title or description")] = None,
     order: Annotated[Order, Query()] = "-created_at",
 ) -> PageOf[HazardPublic]:

@@ -1,6 +1,9 @@
 """通知 Notifications: the delivery log of alerting — sent, pending, dead — and putting a dead one back.
 
-Enterprise callers see the notifications about their own enterprise only.
+Enterprise callers see only the notifications sent to their own people (principal, actual controller)
+about their own enterprise — never the bureau's duty staff, chiefs or leaders and their addresses — and
+no error text: delivery errors come from far ends and libraries and may carry what the bureau keeps
+to itself (a relay's name, an address, a URL).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from alerting import store
+from api.auth import Principal
 from api.deps import ALL, BUREAU, Auth, Conn, Now, require
 from api.problems import ApiProblem, not_found
 from api.routers._common import API_PREFIX, AUTH, CONFLICT, NOT_FOUND
@@ -17,6 +21,16 @@ from api.schemas.alerting import DeliveryPublic, NotificationDetail, Notificatio
 from api.schemas.common import Int64Id, Short
 
 router = APIRouter(prefix=API_PREFIX + "/notifications", tags=["notifications"], responses=AUTH)
+
+
+def _public(n: store.NotificationRecord, who: Principal) -> NotificationPublic:
+    out = NotificationPublic.model_validate(n)
+    return out if who.scope is None else out.model_copy(update={"last_error": None})
+
+
+def _delivery(d: store.DeliveryRecord, who: Principal) -> DeliveryPublic:
+    out = DeliveryPublic.model_validate(d)
+    return out if who.scope is None else out.model_copy(update={"detail": ""})
 
 
 @router.get("", summary="通知记录 List notifications, newest first (status=dead: the undeliverable)")
@@ -29,7 +43,7 @@ def list_notifications(who: Auth, conn: Conn,
     require(who, *ALL)
     rows = store.list_notifications(conn, scope=who.scope, status=status, item=item, limit=limit,
                                     before_id=before_id)
-    return [NotificationPublic.model_validate(r) for r in rows]
+    return [_public(r, who) for r in rows]
 
 
 def _get(conn: Conn, nid: int, scope: str | None) -> store.NotificationRecord:
@@ -42,8 +56,8 @@ def _get(conn: Conn, nid: int, scope: str | None) -> store.NotificationRecord:
 @router.get("/{notification_id}", responses=NOT_FOUND, summary="通知详情 A notification and its delivery attempts")
 def get_notification(notification_id: Int64Id, who: Auth, conn: Conn) -> NotificationDetail:
     n = _get(conn, notification_id, who.scope)
-    return NotificationDetail(**NotificationPublic.model_validate(n).model_dump(), deliveries=[
-        DeliveryPublic.model_validate(d) for d in store.deliveries(conn, n.id)])
+    return NotificationDetail(**_public(n, who).model_dump(), deliveries=[
+        _delivery(d, who) for d in store.deliveries(conn, n.id)])
 
 
 @router.post("/{notification_id}/retry", responses={**NOT_FOUND, **CONFLICT},
@@ -54,4 +68,4 @@ def retry_notification(notification_id: Int64Id, who: Auth, conn: Conn, now: Now
     if not store.retry(conn, notification_id, now):
         raise ApiProblem(409, "conflict", "冲突 Conflict",
                          "只有投递失败的通知可以重投。 Only a dead notification can be retried.")
-    return NotificationPublic.model_validate(_get(conn, notification_id, who.scope))
+    return _public(_get(conn, notification_id, who.scope), who)

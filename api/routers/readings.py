@@ -6,14 +6,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from api.deps import Auth, Conn, Now
 from api.problems import ApiProblem, not_found
 from api.queries import registry as qr
 from api.queries import telemetry as q
 from api.routers._common import API_PREFIX, AUTH, NOT_FOUND
-from api.schemas.common import Int32Id
+from api.schemas.common import Int32Id, Timestamp
 from api.schemas.telemetry import BucketPublic, BucketsPublic, ReadingPublic, ReadingsPublic
 
 router = APIRouter(prefix=API_PREFIX + "/readings", tags=["readings"], responses={**AUTH, **NOT_FOUND})
@@ -44,8 +43,8 @@ def _point(conn: Conn, point_id: int, who: Auth) -> dict[str, object]:
 
 @router.get("", summary="原始读数 Raw readings of a point")
 def raw(who: Auth, conn: Conn, now: Now, point_id: Annotated[Int32Id, Query()],
-        from_: Annotated[AwareDatetime | None, Query(alias="from", description="default: `to` - 1 h")] = None,
-        to: Annotated[AwareDatetime | None, Query(description="default: now")] = None,
+        from_: Annotated[Timestamp | None, Query(alias="from", description="default: `to` - 1 h")] = None,
+        to: Annotated[Timestamp | None, Query(description="default: now")] = None,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
         order: Annotated[Literal["asc", "desc"], Query()] = "asc") -> ReadingsPublic:
     p = _point(conn, point_id, who)
@@ -58,8 +57,8 @@ def raw(who: Auth, conn: Conn, now: Now, point_id: Annotated[Int32Id, Query()],
 @router.get("/buckets", summary="分时段统计 Readings bucketed by time (min, max, avg, last, count)")
 def buckets(who: Auth, conn: Conn, now: Now, point_id: Annotated[Int32Id, Query()],
             bucket_s: Annotated[int, Query(ge=1, le=31 * 86400, description="bucket width in seconds")] = 60,
-            from_: Annotated[AwareDatetime | None, Query(alias="from", description="default: `to` - 24 h")] = None,
-            to: Annotated[AwareDatetime | None, Query(description="default: now")] = None,
+            from_: Annotated[Timestamp | None, Query(alias="from", description="default: `to` - 24 h")] = None,
+            to: Annotated[Timestamp | None, Query(description="default: now")] = None,
             include_bad: Annotated[bool, Query(description="include readings of bad quality")] = False,
             ) -> BucketsPublic:
     p = _point(conn, point_id, who)

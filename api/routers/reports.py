@@ -9,12 +9,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from pydantic import AwareDatetime
 
 from api.deps import Auth, Conn, Now, Page
 from api.routers._common import API_PREFIX, AUTH, page
 from api.schemas.admin import OpenMajorPublic, PeriodRowPublic, PeriodSummaryPublic, SummaryRowPublic
 from api.schemas.common import Page as PageOf
+from api.schemas.common import Timestamp
 from api.schemas.hazards import HazardPublic
 from hazards import export, reports
 
@@ -33,8 +33,8 @@ _EXPORT: dict[int | str, dict[str, Any]] = {200: {
 @router.get("/summary", summary="分类统计 Counts by industry, enterprise, status or source")
 def summary(who: Auth, conn: Conn, now: Now,
             group_by: Annotated[Literal["industry", "enterprise", "status", "source"], Query()] = "status",
-            from_: Annotated[AwareDatetime | None, Query(alias="from", description="created at or after")] = None,
-            to: Annotated[AwareDatetime | None, Query(description="created before")] = None) -> list[SummaryRowPublic]:
+            from_: Annotated[Timestamp | None, Query(alias="from", description="created at or after")] = None,
+            to: Annotated[Timestamp | None, Query(description="created before")] = None) -> list[SummaryRowPublic]:
     rows = reports.summary(conn, group_by, who.scope, now, from_.timestamp() if from_ else None,
                            to.timestamp() if to else None)
     return [SummaryRowPublic.model_validate(r, from_attributes=True) for r in rows]
@@ -68,14 +68,15 @@ def _render(s: reports.PeriodSummary, fmt: Format) -> Any:
         rewards_approved_yuan=s.rewards_approved_yuan, tickets=len(s.tickets))
 
 
-@router.get("/monthly", responses=_EXPORT, response_model=PeriodSummaryPublic,
+# exclude_none: an enterprise's summary has no `rewards_approved_yuan` at all (not even a null)
+@router.get("/monthly", responses=_EXPORT, response_model=PeriodSummaryPublic, response_model_exclude_none=True,
             summary="月度汇总 Monthly summary (JSON, CSV or XLSX); months in China Standard Time")
 def monthly(who: Auth, conn: Conn, now: Now, year: Year, month: Annotated[int, Query(ge=1, le=12)],
             format: Annotated[Format, Query()] = "json") -> Any:
     return _render(reports.period_summary(conn, "monthly", year, month, who.scope, now), format)
 
 
-@router.get("/annual", responses=_EXPORT, response_model=PeriodSummaryPublic,
+@router.get("/annual", responses=_EXPORT, response_model=PeriodSummaryPublic, response_model_exclude_none=True,
             summary="年度汇总 Annual summary (JSON, CSV or XLSX); years in China Standard Time")
 def annual(who: Auth, conn: Conn, now: Now, year: Year, format: Annotated[Format, Query()] = "json") -> Any:
     return _render(reports.period_summary(conn, "annual", year, None, who.scope, now), format)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
+from pydantic import Field
+
 from api.schemas.common import PublicSchema
 
 NotificationStatus = Literal["pending", "sent", "dead"]
@@ -26,7 +28,7 @@ class NotificationPublic(PublicSchema):
     status: NotificationStatus
     attempts: int
     next_attempt_at: datetime
-    last_error: str | None
+    last_error: str | None = Field(description="the last failure (URLs redacted); never shown to an enterprise")
     created_at: datetime
     sent_at: datetime | None
     acked_at: datetime | None
@@ -39,7 +41,7 @@ class DeliveryPublic(PublicSchema):
     finished_at: datetime
     ok: bool
     transient: bool | None
-    detail: str
+    detail: str = Field(description="the far end's answer (URLs redacted); empty for an enterprise")
 
 
 class NotificationDetail(NotificationPublic):

@@ -6,10 +6,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from api.auth import Principal
-from api.schemas.common import Ident, Int32Id, Int64Id, Name, PublicSchema, Reason, Schema, Short, Text
+from api.schemas.common import Ident, Int32Id, Int64Id, Name, PublicSchema, Reason, Schema, Short, Text, Timestamp
 from hazards import workflow
 from hazards.model import LEVEL_ZH, SOURCE_ZH, STATUS_ZH, Level, Source, Status
 from hazards.store import EventRecord, EvidenceRecord, TicketRecord
@@ -31,7 +31,7 @@ class _HazardCreate(Schema):
     plant_id: Ident | None = None
     device_id: Int32Id | None = None
     point_id: Int32Id | None = None
-    detected_at: AwareDatetime | None = Field(default=None, description="default: now")
+    detected_at: Timestamp | None = Field(default=None, description="default: now")
     comment: Text = ""
 
 
@@ -94,7 +94,7 @@ class PlanRequest(Schema):
     responsible_phone: Short | None = None
     measures: Reason
     funds_yuan: Money
-    deadline: AwareDatetime
+    deadline: Timestamp
     contingency_plan: Reason
     comment: Text = ""
 
@@ -163,8 +163,8 @@ class ReadingsEvidenceCreate(Schema):
 
     kind: Literal["readings"]
     point_ids: list[Int32Id] = Field(min_length=1, max_length=20)
-    window_from: AwareDatetime
-    window_to: AwareDatetime
+    window_from: Timestamp
+    window_to: Timestamp
     note: Text = ""
 
 
@@ -362,7 +362,7 @@ class InterviewCreate(Schema):
 
     enterprise_id: Ident
     hazard_id: Int64Id | None = None
-    held_at: AwareDatetime
+    held_at: Timestamp
     interviewer: Name
     interviewees: Name
     reason: Reason

@@ -29,9 +29,14 @@ CASES: list[tuple[dict[str, Any], str | None]] = [
     ({"type": "smtp", "host": "h", "sender": "nobody"}, "has no e-mail address"),
     ({"type": "smtp", "host": "h", "sender": "x@y", "starttls": True, "ssl": True}, "choose one of starttls and ssl"),
     ({"type": "smtp", "host": "h", "sender": "x@y", "username": "u"}, "password is not"),
-    ({"type": "smtp", "host": "h", "sender": "x@y", "username": "u", "password": "${RW_TEST_SMTP_PW}"}, None),
+    ({"type": "smtp", "host": "h", "sender": "x@y", "username": "u", "password": "${RW_TEST_SMTP_PW}",
+      "starttls": True}, None),
     ({"type": "smtp", "host": "h", "sender": "x@y", "username": "u", "password": "${RW_TEST_UNSET_VAR}"},
      "environment variable RW_TEST_UNSET_VAR is not set"),
+    ({"type": "smtp", "host": "h", "sender": "x@y", "username": "u", "password": "pw"}, "AUTH over plain TCP"),
+    ({"type": "smtp", "host": "h", "sender": "x@y", "username": "u", "password": "pw", "ssl": True}, None),
+    ({"type": "smtp", "host": "h", "sender": "x@y", "username": "u", "password": "pw",
+      "allow_plaintext_auth": True}, None),
     ({"type": "webhook", "url": "http://127.0.0.1:1/hook", "secret": "s"}, None),
     ({"type": "webhook", "url": "http://h/", "headers": {"Authorization": "${RW_TEST_HOOK_TOKEN}"}}, None),
     ({"type": "webhook", "url": "ftp://h/"}, "http:// or https://"),
@@ -71,7 +76,7 @@ def test_config_table(raw: dict[str, Any], error: str | None, monkeypatch: pytes
 
 
 SECRET_CONFIGS = [
-    {"type": "smtp", "host": "h", "sender": "x@y", "username": "u", "password": "${RW_TEST_SMTP_PW}"},
+    {"type": "smtp", "host": "h", "sender": "x@y", "username": "u", "password": "${RW_TEST_SMTP_PW}", "ssl": True},
     {"type": "webhook", "url": "http://h/", "secret": "hook-secret-3",
      "headers": {"Authorization": "${RW_TEST_HOOK_TOKEN}"}},
     {"type": "dingtalk", "url": "${RW_TEST_ROBOT}", "secret": "SEC-ding-5"},
