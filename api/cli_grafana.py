@@ -1,4 +1,4 @@
-"""CLI commands for Grafana and data retention: `riskwatch grafana render|push`, `riskwatch retention run`.
+"""CLI commands for Grafana and data retention: `riskwatch grafana render|push|grants`, `riskwatch retention run`.
 
 Kept out of api/cli.py so that the dashboards can evolve on their own;
 `api.cli` calls `register(app)`. Commands take the database URL from the
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from api.grafana import GeneratedDashboard
 
 console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 class _HasDb(Protocol):
@@ -95,6 +96,45 @@ def register(app: typer.Typer) -> None:
         for uid, where in res.dashboards:
             console.print(f"  {uid}  {where}")
         console.print(f"已推送 pushed {len(res.dashboards)} dashboards to {url}")
+
+    @grafana_app.command("grants")
+    def grafana_grants(
+        ctx: typer.Context,
+        apply: Annotated[bool, typer.Option("--apply", help="Apply the reader's grants to the database and check "
+                                                            "them (as the tables' owner).")] = False,
+        login: Annotated[str, typer.Option("--login", help="Grafana's LOGIN role in the printed SQL.")] = "grafana",
+        owner: Annotated[str, typer.Option("--owner", help="riskwatch's owner role in the printed SQL.")]
+        = "riskwatch",
+    ) -> None:
+        """Print the SQL that gives Grafana a read-only login (member of grafana_reader), or --apply the grants.
+
+        grafana_reader may SELECT the views of the `grafana` schema and nothing else (migration 0009).
+        """
+        from api.grafana import access
+
+        if not apply:
+            print(access.setup_sql(login, owner), end="")
+            return
+        from core.db import migrate
+
+        url = _db_url(ctx)
+        migrate(url)
+        with psycopg.connect(url) as conn:
+            before = access.inspect(conn)
+            if not before.role_exists:
+                err.print(f"[red]error[/] 角色不存在 role {access.READER_ROLE} does not exist: create it first "
+                          "(riskwatch grafana grants prints the SQL)")
+                raise typer.Exit(2)
+            access.apply_grants(conn)
+            after = access.inspect(conn)
+        console.print(f"{access.READER_ROLE} 可读视图 may read {len(after.views)} views: "
+                      + ", ".join(f"{access.SCHEMA}.{v}" for v in after.views))
+        if after.elsewhere:
+            err.print(f"[red]error[/] {access.READER_ROLE} 仍可访问 can still reach (owned by another role?): "
+                      + ", ".join(after.elsewhere))
+            raise typer.Exit(1)
+        revoked = sorted(set(before.elsewhere))
+        console.print(f"已撤销 revoked {len(revoked)} other grants" + (": " + ", ".join(revoked) if revoked else ""))
 
     @retention_app.command("run")
     def retention_run(

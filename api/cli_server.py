@@ -60,21 +60,39 @@ def serve(
     no_collector: Annotated[bool, typer.Option("--no-collector", help="API and hazards tick only.")] = False,
     hazard_tick: Annotated[float, typer.Option("--hazard-tick", help="Seconds between overdue checks.")] = 60.0,
     no_alerting: Annotated[bool, typer.Option("--no-alerting", help="Do not run the alerting dispatcher.")] = False,
+    certfile: Annotated[Path | None, typer.Option("--certfile", help="Serve HTTPS: certificate chain (PEM).")]
+    = None,
+    keyfile: Annotated[Path | None, typer.Option("--keyfile", help="Serve HTTPS: private key (PEM).")] = None,
+    proxy_headers: Annotated[bool, typer.Option(
+        "--proxy-headers", help="Behind a reverse proxy: trust X-Forwarded-For/-Proto from --forwarded-allow-ips.")]
+    = False,
+    forwarded_allow_ips: Annotated[str, typer.Option(
+        "--forwarded-allow-ips", help="Comma-separated proxy addresses whose X-Forwarded-* headers are trusted.")]
+    = "127.0.0.1",
 ) -> None:
-    """Run the HTTP API, the collector (rules + hazard intake) and the hazards tick until SIGTERM."""
+    """Run the HTTP API, the collector (rules + hazard intake) and the hazards tick until SIGTERM.
+
+    Outside loopback with alerting, RISKWATCH_PUBLIC_URL must be set (the address in e-mailed links).
+    """
     from api.serve import serve as run_serve
+    from api.serve_config import ServeNetwork, check_network
     from core.db import migrate
 
     c = _c(ctx)
+    net = ServeNetwork(host, port, certfile, keyfile, proxy_headers, forwarded_allow_ips)
+    check_network(net, alerting=not no_alerting, public_url=c.settings.public_url)  # before starting anything
     settings = c.resolved()
     assert settings.db_url is not None
     migrate(settings.db_url)
     sync = c.sync_broker if c.private else None
-    err.print(f"riskwatch serve: http://{host}:{port}/docs  (API, "
+    err.print(f"riskwatch serve: {net.own_url()}/docs  (API, "
               f"{'collector, ' if not no_collector else ''}hazards tick every {hazard_tick:g} s); SIGTERM stops")
     run_serve(settings, host=host, port=port, catalog=catalog, collector=not no_collector,
               hazard_tick_s=hazard_tick, alerting=not no_alerting, broker_sync=sync,
-              ready=lambda: err.print(f"[green]就绪 ready[/] http://{host}:{port}"))
+              broker=c.services.mqtt if c.private else None,
+              ready=lambda: err.print(f"[green]就绪 ready[/] {net.own_url()}"),
+              certfile=certfile, keyfile=keyfile, proxy_headers=proxy_headers,
+              forwarded_allow_ips=forwarded_allow_ips)
     err.print("riskwatch serve stopped")
 
 

@@ -25,7 +25,9 @@ import uvicorn
 from api.app import create_app
 from api.health import Check
 from api.metrics import Metrics, StatsExporter
+from api.serve_config import DEFAULT_FORWARDED_ALLOW_IPS, ServeNetwork, check_network
 from core.clock import Clock, SystemClock
+from core.services import LocalMosquitto
 from core.settings import MqttUrl, Settings
 from hazards import ledger, workflow
 
@@ -247,9 +249,18 @@ def _alerting_task(settings: Settings, public_url: str, catalog: Path | None,
 def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8080, catalog: Path | None = None,
           collector: bool = True, hazard_tick_s: float = 60.0, alerting: bool = True,
           broker_sync: Callable[[psycopg.Connection], object] | None = None, clock: Clock | None = None,
-          log_level: str = "info", ready: Callable[[], None] | None = None) -> None:
-    """Run everything until SIGTERM / SIGINT. `settings` must have both URLs resolved."""
+          log_level: str = "info", ready: Callable[[], None] | None = None,
+          certfile: Path | None = None, keyfile: Path | None = None, proxy_headers: bool = False,
+          forwarded_allow_ips: str = DEFAULT_FORWARDED_ALLOW_IPS, broker: LocalMosquitto | None = None) -> None:
+    """Run everything until SIGTERM / SIGINT. `settings` must have both URLs resolved.
+
+    HTTPS directly with `certfile`/`keyfile`, or behind a proxy trusted for X-Forwarded-* from
+    `forwarded_allow_ips` (api.serve_config); refuses (ConfigError) before starting anything when
+    alerting would e-mail links to an address only this machine can reach.
+    """
     assert settings.db_url is not None
+    net = ServeNetwork(host, port, certfile, keyfile, proxy_headers, forwarded_allow_ips)
+    check_network(net, alerting=alerting, public_url=settings.public_url)
     clock = clock or SystemClock()
     metrics = Metrics()
     sup = Supervisor(metrics)
@@ -258,13 +269,16 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8080, cata
     ticker = HazardTicker(settings.db_url, clock, metrics, hazard_tick_s)
     sup.add("hazards-tick", lambda: Running(ticker.run, ticker.stop))
     if settings.public_url is None:
-        settings = replace(settings, public_url=f"http://{host}:{port}")
+        settings = replace(settings, public_url=net.own_url())  # loopback only (checked above) or no alerting
     if alerting:
         sup.add("alerting", _alerting_task(settings, settings.public_url or "", catalog, metrics))
-    app = create_app(settings, clock=clock, metrics=metrics, broker_sync=broker_sync,
-                     checks={name: sup.check(name) for name in sup.tasks})
+    checks: dict[str, Callable[[], Check]] = {}
+    if broker is not None:
+        checks["mosquitto"] = _watch_broker(sup, broker)
+    checks.update({name: sup.check(name) for name in sup.tasks})
+    app = create_app(settings, clock=clock, metrics=metrics, broker_sync=broker_sync, checks=checks)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
-                            lifespan="on", timeout_graceful_shutdown=10)
+                            lifespan="on", timeout_graceful_shutdown=10, **net.uvicorn_kwargs())
     server = uvicorn.Server(config)
 
     def _signal(_sig: int, _frame: object) -> None:
@@ -281,6 +295,28 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8080, cata
     finally:
         log.info("stopping background tasks")
         sup.stop()
+
+
+def _watch_broker(sup: Supervisor, broker: LocalMosquitto) -> Callable[[], Check]:
+    """The private broker under supervision: restarted when it dies; /healthz says whether it runs and how often it
+    had to be started again."""
+    stop = threading.Event()
+
+    def run() -> None:
+        stop.clear()
+        broker.watch(stop)
+
+    sup.add("broker-watch", lambda: Running(run, stop.set))
+
+    def check() -> Check:
+        up = broker.running()
+        detail = "private broker running" if up else "private broker down; restarting"
+        if broker.restarts:
+            at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(broker.last_restart_at or 0))
+            detail += f" (restarted {broker.restarts} time(s), last at {at})"
+        return Check(up, None, detail)
+
+    return check
 
 
 def _when_started(server: uvicorn.Server, ready: Callable[[], None]) -> None:

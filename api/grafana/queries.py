@@ -20,6 +20,11 @@ as a one-time filter and runs only one branch. In practice a panel ~1,000 px
 wide reads raw readings up to a range of about 12 h and the rollup beyond;
 at 1 Hz a 30-day panel reads 43,200 rollup rows instead of 2.6 M readings.
 
+Every query reads the views of the ``grafana`` schema (core/migrations/0009_grafana_views.sql), never a
+table: Grafana's database role is a member of ``grafana_reader``, which may SELECT those views and nothing
+else, so a panel an editor writes cannot read whistle-blowers, token or credential hashes, contacts, the
+audit log or notifications.
+
 Template variables are interpolated by Grafana as text; they are always used
 inside quotes and cast ('$point'::int), which Grafana escapes for single-value
 variables, so a crafted URL cannot inject SQL.
@@ -33,7 +38,7 @@ MINUTE_MS = 60_000
 
 # Raw readings serve this query only for sub-minute buckets inside the raw retention horizon.
 RAW_WHEN = ("$__interval_ms < 60000"
-            " AND $__timeFrom() >= (SELECT coalesce(min(time), '-infinity') FROM readings)")
+            " AND $__timeFrom() >= (SELECT coalesce(min(time), '-infinity') FROM grafana.readings)")
 
 INDUSTRY_ZH = {"cement": "水泥", "lime": "石灰", "refractory": "耐火材料", "foundry": "铸造", "machinery": "机械"}
 SEVERITY_ZH = {"urgent": "紧急", "high": "高", "medium": "中", "low": "低"}
@@ -88,12 +93,12 @@ def point_series(point: str, state: bool) -> str:
         roll_cols = 'sum(sum) / sum(count) AS "均值 mean", min(min) AS "最小 min", max(max) AS "最大 max"'
     return f"""-- 分钟以下粒度读原始数据, 其余读分钟汇总 (raw below 1-minute buckets, readings_1m otherwise)
 SELECT $__timeGroupAlias(time, $__interval), {raw_cols}
-FROM readings
+FROM grafana.readings
 WHERE point_id = {point} AND $__timeFilter(time) AND {RAW_WHEN}
 GROUP BY 1
 UNION ALL
 SELECT $__timeGroupAlias(bucket, $__interval), {roll_cols}
-FROM readings_1m
+FROM grafana.readings_1m
 WHERE point_id = {point} AND $__timeFilter(bucket) AND NOT ({RAW_WHEN})
 GROUP BY 1
 ORDER BY 1"""
@@ -102,10 +107,10 @@ ORDER BY 1"""
 def point_latest(point: str) -> str:
     """The newest reading of a point in the range (from the rollup's last when raw data is gone)."""
     return f"""SELECT r.time AS "time", r.value AS "最新值 latest"
-FROM ((SELECT time, value FROM readings
+FROM ((SELECT time, value FROM grafana.readings
        WHERE point_id = {point} AND $__timeFilter(time) ORDER BY time DESC LIMIT 1)
       UNION ALL
-      (SELECT last_time, last FROM readings_1m
+      (SELECT last_time, last FROM grafana.readings_1m
        WHERE point_id = {point} AND $__timeFilter(bucket) AND last_time <= $__timeTo()
        ORDER BY bucket DESC LIMIT 1)) AS r
 ORDER BY r.time DESC
@@ -116,7 +121,7 @@ def point_rate(point: str) -> str:
     """Readings per minute (data completeness), from the rollup's counts."""
     return f"""SELECT $__timeGroupAlias(bucket, $__interval),
        sum(count) * 60000.0 / greatest($__interval_ms, 60000) AS "读数/分钟 readings per minute"
-FROM readings_1m
+FROM grafana.readings_1m
 WHERE point_id = {point} AND $__timeFilter(bucket)
 GROUP BY 1
 ORDER BY 1"""
@@ -139,7 +144,7 @@ def point_info(point: str) -> str:
     return f"""SELECT pt.tag AS "位号 tag", pt.name AS "名称 name", pt.quantity AS "量 quantity",
        pt.unit AS "单位 unit", d.code || ' ' || d.name AS "设备 device", pt.gateway_id AS "网关 gateway",
        pt.interval_s AS "周期 interval s", pt.required AS "必报 required"
-FROM points pt JOIN devices d ON d.id = pt.device_id
+FROM grafana.points pt JOIN grafana.devices d ON d.id = pt.device_id
 WHERE pt.id = {point}"""
 
 
@@ -147,7 +152,7 @@ def point_alarm_history(point: str, titles: str) -> str:
     return f"""SELECT e.time AS "时间 time", {case_label('e.event', EVENT_ZH)} AS "事件 event",
        coalesce(t.title, e.rule_id) AS "规则 rule", e.from_state || ' → ' || e.to_state AS "状态 state",
        e.value AS "值 value", e.actor AS "操作人 actor", e.reason AS "说明 reason"
-FROM alarm_events e LEFT JOIN {titles} ON t.rule_id = split_part(e.rule_id, ':', 1)
+FROM grafana.alarm_events e LEFT JOIN {titles} ON t.rule_id = split_part(e.rule_id, ':', 1)
 WHERE e.point_id = {point} AND $__timeFilter(e.time)
 ORDER BY e.time DESC
 LIMIT 500"""
@@ -164,7 +169,7 @@ def plant_gateways(plant_id: str, silent_s: float) -> str:
     return f"""SELECT g.id AS "网关 gateway", coalesce(g.name, '') AS "名称 name",
        CASE WHEN {_gateway_online(silent_s)} THEN 1 ELSE 0 END AS "在线 online",
        g.last_seen AS "最后通信 last seen", g.status_at AS "状态上报 status at"
-FROM gateways g
+FROM grafana.gateways g
 WHERE g.plant_id = {lit(plant_id)}
 ORDER BY g.id"""
 
@@ -178,7 +183,7 @@ def plant_active_alarms(plant_id: str, titles: str) -> str:
                  CASE WHEN a.out_of_service THEN '停用 out of service' END,
                  CASE WHEN a.chattering THEN '振荡 chattering' END) AS "标记 flags",
        a.reason AS "说明 reason"
-FROM alarms a LEFT JOIN points p ON p.id = a.point_id
+FROM grafana.alarms a LEFT JOIN grafana.points p ON p.id = a.point_id
 LEFT JOIN {titles} ON t.rule_id = split_part(a.rule_id, ':', 1)
 WHERE a.plant_id = {lit(plant_id)} AND a.state <> 'normal'
 ORDER BY CASE a.severity WHEN 'urgent' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 ELSE 3 END,
@@ -190,7 +195,7 @@ def alarm_annotations(plant_id: str, event: str, titles: str) -> str:
     return f"""SELECT e.time AS "time",
        concat_ws(' ', coalesce(t.title, e.rule_id), coalesce(p.tag, e.gateway_id), e.value::text, e.reason) AS text,
        concat_ws(',', e.severity, e.event, e.rule_id) AS tags
-FROM alarm_events e LEFT JOIN points p ON p.id = e.point_id
+FROM grafana.alarm_events e LEFT JOIN grafana.points p ON p.id = e.point_id
 LEFT JOIN {titles} ON t.rule_id = split_part(e.rule_id, ':', 1)
 WHERE e.plant_id = {lit(plant_id)} AND e.event = {lit(event)} AND $__timeFilter(e.time)
 ORDER BY e.time"""
@@ -199,33 +204,35 @@ ORDER BY e.time"""
 # --- the bureau --------------------------------------------------------------------------------
 
 
-# Hazard ledger: tickets (sensor candidates, self-reports, inspections, tips) in `hazards`.
+# Hazard ledger: counts of every ticket from grafana.hazard_counts (per enterprise, industry, source, status), rows
+# of open tickets from grafana.open_hazards; neither view has reporters, rewards, contacts or descriptions.
 _OPEN_CONFIRMED = "('confirmed', 'plan_filed', 'rectifying', 'submitted')"
 
 
 def open_hazards_total() -> str:
     return f"""SELECT now() AS "time",
-       (count(*) FILTER (WHERE status = 'candidate'))::float8 AS "待判定候选 candidates",
-       (count(*) FILTER (WHERE status IN {_OPEN_CONFIRMED}))::float8 AS "未销号重大隐患 open confirmed"
-FROM hazards"""
+       coalesce(sum(tickets) FILTER (WHERE status = 'candidate'), 0)::float8 AS "待判定候选 candidates",
+       coalesce(sum(tickets) FILTER (WHERE status IN {_OPEN_CONFIRMED}), 0)::float8 AS "未销号重大隐患 open confirmed"
+FROM grafana.hazard_counts"""
 
 
 def open_hazards_by_enterprise() -> str:
-    return f"""SELECT {case_label('pl.industry', INDUSTRY_ZH)} AS "行业 industry", e.name AS "企业 enterprise",
-       count(*) FILTER (WHERE h.status = 'candidate') AS "待判定 candidates",
-       count(*) FILTER (WHERE h.status IN {_OPEN_CONFIRMED}) AS "未销号 open confirmed",
-       min(h.detected_at) AS "最早 oldest"
-FROM hazards h JOIN enterprises e ON e.id = h.enterprise_id LEFT JOIN plants pl ON pl.id = h.plant_id
-WHERE h.status NOT IN ('dismissed', 'closed')
-GROUP BY pl.industry, e.name
+    return f"""SELECT {case_label('c.industry', INDUSTRY_ZH)} AS "行业 industry",
+       c.enterprise_name AS "企业 enterprise",
+       coalesce(sum(c.tickets) FILTER (WHERE c.status = 'candidate'), 0)::bigint AS "待判定 candidates",
+       coalesce(sum(c.tickets) FILTER (WHERE c.status IN {_OPEN_CONFIRMED}), 0)::bigint AS "未销号 open confirmed",
+       min(c.oldest_detected_at) AS "最早 oldest"
+FROM grafana.hazard_counts c
+WHERE c.status NOT IN ('dismissed', 'closed')
+GROUP BY c.industry, c.enterprise_name
 ORDER BY 4 DESC, 3 DESC, 1, 2"""
 
 
 def open_hazards_list() -> str:
     return """SELECT h.detected_at AS "发现 detected", e.name AS "企业 enterprise", pl.name AS "厂区 plant",
        h.title AS "隐患 hazard", h.basis AS "依据 basis", h.status AS "状态 status"
-FROM hazards h JOIN enterprises e ON e.id = h.enterprise_id LEFT JOIN plants pl ON pl.id = h.plant_id
-WHERE h.status NOT IN ('dismissed', 'closed')
+FROM grafana.open_hazards h JOIN grafana.enterprises e ON e.id = h.enterprise_id
+LEFT JOIN grafana.plants pl ON pl.id = h.plant_id
 ORDER BY h.detected_at DESC
 LIMIT 200"""
 
@@ -234,7 +241,7 @@ def overdue_hazards() -> str:
     return """SELECT e.name AS "企业 enterprise", h.title AS "隐患 hazard", h.plan_deadline AS "整改期限 deadline",
        round((extract(epoch FROM now() - h.plan_deadline) / 86400)::numeric, 1) AS "逾期天数 days overdue",
        coalesce(h.supervision_level, '') AS "挂牌督办 supervision"
-FROM hazards h JOIN enterprises e ON e.id = h.enterprise_id
+FROM grafana.open_hazards h JOIN grafana.enterprises e ON e.id = h.enterprise_id
 WHERE h.status IN ('plan_filed', 'rectifying') AND h.plan_deadline < now()
 ORDER BY h.plan_deadline
 LIMIT 200"""
@@ -243,7 +250,7 @@ LIMIT 200"""
 def alarms_per_hour() -> str:
     return f"""SELECT $__timeGroupAlias(e.time, '1h', 0), {case_label('pl.industry', INDUSTRY_ZH)} AS metric,
        count(*) AS "报警 alarms"
-FROM alarm_events e JOIN plants pl ON pl.id = e.plant_id
+FROM grafana.alarm_events e JOIN grafana.plants pl ON pl.id = e.plant_id
 WHERE $__timeFilter(e.time) AND e.event = 'activate'
 GROUP BY 1, 2
 ORDER BY 1"""
@@ -251,7 +258,7 @@ ORDER BY 1"""
 
 def active_alarms_by_severity() -> str:
     return f"""SELECT {case_label('a.severity', SEVERITY_ZH)} AS "级别 severity", count(*) AS "报警 alarms"
-FROM alarms a
+FROM grafana.alarms a
 WHERE a.state <> 'normal'
 GROUP BY a.severity
 ORDER BY min(CASE a.severity WHEN 'urgent' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 ELSE 3 END)"""
@@ -260,21 +267,22 @@ ORDER BY min(CASE a.severity WHEN 'urgent' THEN 0 WHEN 'high' THEN 1 WHEN 'mediu
 def gateway_online_rate(silent_s: float) -> str:
     return f"""SELECT now() AS "time",
        100.0 * count(*) FILTER (WHERE {_gateway_online(silent_s)}) / greatest(count(*), 1) AS "在线率 online %"
-FROM gateways g WHERE g.enabled"""
+FROM grafana.gateways g WHERE g.enabled"""
 
 
 def gateways_offline(silent_s: float) -> str:
     return f"""SELECT e.name AS "企业 enterprise", pl.name AS "厂区 plant", g.id AS "网关 gateway",
        coalesce(g.name, '') AS "名称 name", g.last_seen AS "最后通信 last seen",
        CASE WHEN g.online IS FALSE THEN '离线上报 reported offline' ELSE '无通信 silent' END AS "原因 why"
-FROM gateways g JOIN plants pl ON pl.id = g.plant_id JOIN enterprises e ON e.id = pl.enterprise_id
+FROM grafana.gateways g JOIN grafana.plants pl ON pl.id = g.plant_id
+JOIN grafana.enterprises e ON e.id = pl.enterprise_id
 WHERE g.enabled AND NOT {_gateway_online(silent_s)}
 ORDER BY g.last_seen NULLS FIRST"""
 
 
 def dead_letters_per_hour() -> str:
     return """SELECT $__timeGroupAlias(received_at, '1h', 0), reason AS metric, count(*) AS "死信 dead letters"
-FROM dead_letters
+FROM grafana.dead_letters
 WHERE $__timeFilter(received_at)
 GROUP BY 1, 2
 ORDER BY 1"""
@@ -283,7 +291,7 @@ ORDER BY 1"""
 def dead_letters_recent() -> str:
     return """SELECT received_at AS "接收 received", coalesce(gateway_id, '') AS "网关 gateway",
        reason AS "原因 reason", left(coalesce(detail, ''), 200) AS "详情 detail", topic AS "主题 topic"
-FROM dead_letters
+FROM grafana.dead_letters
 WHERE $__timeFilter(received_at)
 ORDER BY received_at DESC
 LIMIT 100"""
@@ -293,11 +301,11 @@ LIMIT 100"""
 
 
 def plant_options() -> str:
-    return """SELECT p.id AS __value, p.name || ' ' || p.id AS __text FROM plants p ORDER BY p.id"""
+    return """SELECT p.id AS __value, p.name || ' ' || p.id AS __text FROM grafana.plants p ORDER BY p.id"""
 
 
 def point_options() -> str:
     return """SELECT pt.id AS __value, pt.tag || ' ' || coalesce(pt.name, '') || ' · ' || d.code AS __text
-FROM points pt JOIN devices d ON d.id = pt.device_id
+FROM grafana.points pt JOIN grafana.devices d ON d.id = pt.device_id
 WHERE d.plant_id = '$plant'
 ORDER BY d.code, pt.tag"""

@@ -1,10 +1,15 @@
-"""`riskwatch grafana render` and `grafana push` (against a stand-in Grafana API, tests/fake_grafana.py)."""
+"""`riskwatch grafana render`, `grafana push` (against a stand-in Grafana API, tests/fake_grafana.py) and
+`grafana grants` (the SQL for an external database, run with psql; `--apply`)."""
 
 from __future__ import annotations
 
 import json
+import secrets
+import subprocess
+import uuid
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -14,6 +19,7 @@ from typer.testing import CliRunner
 from api.cli_grafana import register
 from api.grafana.push import GrafanaPushError
 from core import registry
+from core.services import pg_bindir
 from simulators.run import default_site_path
 from tests.fake_grafana import FakeGrafana
 
@@ -93,3 +99,44 @@ def test_push_twice_is_idempotent(app: typer.Typer) -> None:
         bad = CliRunner().invoke(app, ["grafana", "push", "--url", grafana.url, "--token", "wrong"])
         assert bad.exit_code != 0 and isinstance(bad.exception, GrafanaPushError)
         assert "401" in str(bad.exception) or "Unauthorized" in str(bad.exception)
+
+
+def test_grants_prints_sql_that_makes_a_read_only_grafana_login(app: typer.Typer, db_url: str,
+                                                                 tmp_path: Path) -> None:
+    login, password = f"gf_cli_{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(12)
+    out = CliRunner().invoke(app, ["grafana", "grants", "--login", login])
+    assert out.exit_code == 0, out.output
+    assert "grafana_reader" in out.output and password not in out.output
+    script = tmp_path / "grafana-roles.sql"
+    script.write_text(out.output, encoding="utf-8")
+    try:
+        res = subprocess.run([str(pg_bindir() / "psql"), db_url, "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                              "-v", f"grafana_password={password}", "-f", str(script)],
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+        assert "grafana_reader" in res.stdout  # the membership check it prints
+        parts = urlsplit(db_url)
+        url = urlunsplit((parts.scheme, f"{login}:{password}@{parts.hostname}:{parts.port}", parts.path, "", ""))
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT count(*) FROM grafana.plants").fetchone() == (3,)
+            assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
+            conn.rollback()
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("SELECT token_hash FROM api_tokens")
+    finally:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(f'DROP ROLE IF EXISTS "{login}"')
+
+
+def test_grants_apply_revokes_a_stray_grant_and_checks(app: typer.Typer, db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("GRANT SELECT ON api_tokens, audit_log TO grafana_reader")
+    out = CliRunner().invoke(app, ["grafana", "grants", "--apply"])
+    assert out.exit_code == 0, out.output
+    assert "grafana.readings" in out.output and "grafana.open_hazards" in out.output
+    assert "public.api_tokens" in out.output and "public.audit_log" in out.output  # what it took away
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT has_table_privilege('grafana_reader', 'api_tokens', 'SELECT')").fetchone() == (
+            False,)
+    again = CliRunner().invoke(app, ["grafana", "grants", "--apply"])
+    assert again.exit_code == 0 and "revoked 0 other grants" in again.output

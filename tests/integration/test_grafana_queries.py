@@ -12,6 +12,11 @@ target, annotation and variable query is expanded with Grafana's macros
   reads it);
 - tables, annotations and variables: exactly the declared columns.
 
+Grafana's data source connects as a login role that is a member of
+``grafana_reader`` only (tests.fix_grafana), so every query is run as such a
+role: a dashboard that needed a table instead of a view of the ``grafana``
+schema fails here with "permission denied".
+
 It also checks which source answered (raw readings for 1 h, the rollup for
 30 d) and that the rollup branch gives the same buckets as raw data.
 """
@@ -34,7 +39,8 @@ from core.services import LocalMosquitto
 from simulators.grafana_sql import QueryContext, expand
 from simulators.run import default_site_path, simulate
 from simulators.scenarios import SCENARIOS
-from tests.conftest import CollectorProcess, Site, sql_one, wait_for
+from tests.conftest import CollectorProcess, Site, pub_args, sql_one, wait_for
+from tests.fix_grafana import grafana_login
 
 pytestmark = pytest.mark.integration
 
@@ -53,9 +59,10 @@ def loaded(db_url: str, broker: LocalMosquitto, collector: CollectorProcess) -> 
     start_ms = now_ms - 72 * 60_000
     leak = SCENARIOS["cooling_water_leak"].shifted(30 * 60)
     res = simulate(site.spec, "127.0.0.1", broker.state.mqtt_port, site.credentials, duration_s=70 * 60,
-                   rate_hz=1.0, batch=500, log_path=None, realtime=False, start_ms=start_ms, scenario=leak, seed=3)
+                   rate_hz=1.0, batch=500, log_path=None, realtime=False, start_ms=start_ms, scenario=leak, seed=3,
+                   tls=site.tls)
     assert res.acked
-    bad = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.state.mqtt_port), "-q", "1",
+    bad = subprocess.run(["mosquitto_pub", *pub_args(broker), "-q", "1",
                           "-u", "gw-fdy-01", "-P", site.credentials["gw-fdy-01"], "-t", "rw/v1/gw-fdy-01/telemetry",
                           "-m", "{not json"], capture_output=True, timeout=20)
     assert bad.returncode == 0, bad.stderr
@@ -124,14 +131,15 @@ def test_every_dashboard_query_runs_on_real_data(loaded: Site) -> None:
     # whole seconds, rounded up: a row written earlier in this second must fall inside the range
     now = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
     ranges = {"1h": timedelta(hours=1), "30d": timedelta(days=30)}
-    with psycopg.connect(loaded.db_url) as conn:
-        dashboards = generate(conn)
+    with psycopg.connect(loaded.db_url) as owner:  # `riskwatch grafana render` reads the registry as riskwatch
+        dashboards = generate(owner)
+        point = _point_id(owner, "gw-fdy-01", "FT-601")
+    with grafana_login(loaded.db_url) as reader_url, psycopg.connect(reader_url) as conn:
         assert {d.uid for d in dashboards} >= {"rw-bureau", POINT_UID, "rw-plant-qsl-p1", "rw-plant-hx-p1",
                                                f"rw-plant-{FOUNDRY}"}
         for d in dashboards:  # what Grafana receives is plain JSON
             json.dumps(d.to_json())
         # the point-detail dashboard shows the leaking furnace's return flow, which has setpoints
-        point = _point_id(conn, "gw-fdy-01", "FT-601")
         variables: dict[str, str | list[str]] = {"plant": FOUNDRY, "point": str(point)}
         n_checked = 0
         problems: list[str] = []

@@ -30,8 +30,9 @@ def test_dashboard_provider_and_compose_agree() -> None:
     assert prov["type"] == "file" and prov["folderUid"] == FOLDER_UID
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     services = compose["services"]
-    assert {"timescaledb", "mosquitto", "api", "collector", "grafana"} <= set(services)
-    assert services["api"]["command"] == ["riskwatch", "serve"]
+    assert {"timescaledb", "mosquitto", "riskwatch", "dashboards", "grafana"} <= set(services)
+    assert services["riskwatch"]["command"][0] == "serve"  # the image's entry point is riskwatch
+    assert services["grafana"]["environment"]["RISKWATCH_GRAFANA_DB_USER"] == "grafana"  # member of grafana_reader
     assert "timescale/timescaledb" in services["timescaledb"]["image"]
     grafana = services["grafana"]
     mounts = dict(v.rsplit(":", 1)[0].split(":", 1) for v in grafana["volumes"] if v.count(":") == 2)
