@@ -399,7 +399,9 @@ class LocalMosquitto:
             f"{mtls}\n"
             "persistence true\n"
             f"persistence_location {self.dir / 'data'}/\n"
-            "autosave_interval 30\n"
+            # save after every 100 changes, not every 30 s: a SIGKILL loses at most the last ~100 changes
+            # (acknowledged messages, a new subscription); 20k QoS1 msgs: 9.4-10k/s vs ~10k/s (issue 15)
+            "autosave_on_changes true\nautosave_interval 100\n"
             # Lossless QoS1 at speed: a large in-flight window so a collector that
             # acknowledges after commit does not stall, deep queues for offline
             # persistent sessions, no Nagle delay on small acks.

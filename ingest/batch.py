@@ -67,9 +67,22 @@ class Batch:
     dead: list[DeadLetter] = field(default_factory=list)
     unmapped: dict[tuple[str, str], Unmapped] = field(default_factory=dict)
     status: dict[str, tuple[bool, float]] = field(default_factory=dict)
+    # Retained statuses the broker replayed at subscribe time: (online, the message's own 'ts' or None). Old news:
+    # not written to `gateways` nor counted as traffic; the rule engine decides what they mean.
+    replayed: dict[str, tuple[bool, float | None]] = field(default_factory=dict)
     last_seen: dict[str, float] = field(default_factory=dict)
+    # Highest JSON v1 `seq` per gateway in this batch: raised in gateway_stored_seq, then published as `stored`.
+    seqs: dict[str, int] = field(default_factory=dict)
+    # Retained messages handled for the first time (topic, payload digest), and topics whose retained message
+    # was cleared: recorded in retained_seen so that the broker's replays are not handled again.
+    retained_new: list[tuple[str, bytes]] = field(default_factory=list)
+    retained_cleared: list[str] = field(default_factory=list)
     messages: int = 0
     _readings: Readings | None = field(default=None, repr=False)
+
+    def add_seq(self, gateway_id: str, seq: int) -> None:
+        if seq > self.seqs.get(gateway_id, -1):
+            self.seqs[gateway_id] = seq
 
     def add_unmapped(self, gateway_id: str, tag: str, t_us: int, value: float) -> None:
         u = self.unmapped.get((gateway_id, tag))

@@ -1,4 +1,4 @@
-"""The collector: MQTT (paho, QoS1, manual ack) -> batch -> one transaction -> ack.
+"""The collector: MQTT (paho, QoS1, manual ack) -> batch -> one transaction -> ack -> `stored` confirmation.
 
 A message is acknowledged to the broker only after the transaction holding its
 readings (or its dead letter) has committed, in arrival order. A collector
@@ -10,10 +10,22 @@ Threads: paho's network thread only appends to a deque; the flush loop (the
 caller's thread) decodes, writes and acknowledges. While the database is down
 the flush loop keeps its batch, acknowledges nothing and retries with jittered
 backoff; the broker stops sending once the in-flight window is full.
+
+What arrives (issue 15), all on one `rw/v1/#` subscription at QoS1:
+- QoS1 and QoS2 publishes are acknowledged after their commit (QoS2 is delivered to us as QoS1, see
+  `_on_connect`); QoS0 is stored best effort and never acknowledged (`CollectorStats.qos0_messages`).
+- a topic outside the contract is a `bad_topic` dead letter; `stored` (our own output) and `cmd/...` (the
+  service's downlink) are ignored.
+- a retained message replayed by the broker at (re)subscription is handled once: `retained_seen` holds
+  (topic, SHA-256 of payload) of what was handled, written in the batch's transaction; a zero-length
+  publish (the MQTT clear of a retained message) is ignored and forgets the topic's entries.
+- after each commit, per gateway with a `seq` in the batch, the highest `seq` durably stored is published
+  (retained, QoS1) to rw/v1/{gateway}/stored: gateways with a store-and-forward buffer keep data until then.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import ssl
@@ -24,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import orjson
 import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
@@ -38,7 +51,7 @@ from core.mqtt import configure
 from core.settings import CollectorSettings, IngestLimits, MqttUrl
 from ingest import topics
 from ingest.batch import Batch, DeadLetter
-from ingest.decode import MessageRejected, decode_json_v1, decode_status
+from ingest.decode import MessageRejected, decode_json_v1, decode_status, decode_status_at
 from ingest.store import store_batch
 
 log = logging.getLogger("riskwatch.collector")
@@ -73,6 +86,10 @@ class CollectorStats:
     batches: int = 0
     db_errors: int = 0
     mqtt_connects: int = 0
+    qos0_messages: int = 0  # stored best effort: never acknowledged, lost if the collector dies holding them
+    ignored: int = 0  # the service's own traffic (stored, cmd) and retained clears: nothing to store
+    retained_replays: int = 0  # retained messages replayed by the broker and already handled once
+    confirmations: int = 0  # rw/v1/{gw}/stored messages published
     last_commit_s: float = 0.0
     max_inbox: int = 0  # most messages waiting at once: bounded by the MQTT receive window
     started: float = field(default_factory=time.monotonic)
@@ -84,6 +101,8 @@ class _Msg:
     topic: str
     payload: bytes
     generation: int
+    retain: bool = False  # a retained message the broker replayed at subscribe time
+    qos: int = 1  # as delivered: 0 is never acknowledged (Mosquitto drops a client that PUBACKs id 0)
 
 
 class Collector:
@@ -115,6 +134,7 @@ class Collector:
         self._conn: psycopg.Connection | None = None
         self._snapshot: registry.Snapshot | None = None
         self._snapshot_at = 0.0
+        self._confirmed: dict[str, int] = {}  # per gateway the highest seq published as `stored`
         self.client_id = self._resolve_client_id()
         self._client = self._make_client()
 
@@ -173,8 +193,15 @@ class Collector:
         self.stats.mqtt_connects += 1
         log.info("MQTT connected to %s as %s (session present: %s)", self.mqtt_url.redacted(),
                  self.client_id, getattr(_f, "session_present", None))
-        opts = SubscribeOptions(qos=1)
-        client.subscribe([(topics.TELEMETRY_FILTER, opts), (topics.STATUS_FILTER, opts)])
+        # The whole tree, so a topic outside the contract is dead-lettered rather than never seen; no_local keeps
+        # the collector's own `stored` confirmations from coming back to it. Subscribing at QoS1 caps delivery
+        # at QoS1: a gateway's QoS2 publish reaches us as QoS1, acknowledged after commit. Receiving QoS2 would be
+        # worse, not better: paho sends PUBREC (the broker then forgets the message) before the application
+        # sees it, so a collector killed before its commit would lose it.
+        client.subscribe([(topics.ALL_FILTER, SubscribeOptions(qos=1, noLocal=True))])
+        # Sessions of collectors before issue 15 hold the two narrow filters: overlapping subscriptions would
+        # deliver every message twice. Unsubscribing a filter the session lacks is harmless.
+        client.unsubscribe([topics.TELEMETRY_FILTER, topics.STATUS_FILTER])
         self._connected.set()
 
     def _on_pre_connect(self, _c: mqtt.Client, _u: object) -> None:
@@ -189,7 +216,7 @@ class Collector:
             log.warning("MQTT disconnected (%s); reconnecting with backoff", rc)
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        self._inbox.append(_Msg(msg.mid, msg.topic, msg.payload, self._generation))
+        self._inbox.append(_Msg(msg.mid, msg.topic, msg.payload, self._generation, bool(msg.retain), msg.qos))
         n = len(self._inbox)
         if n > self.stats.max_inbox:
             self.stats.max_inbox = n
@@ -374,10 +401,33 @@ class Collector:
         self.stats.dead_letters += len(batch.dead)
         self.stats.unmapped += sum(u.count for u in batch.unmapped.values())
         self.stats.last_commit_s = time.time()
+        self.stats.qos0_messages += sum(1 for m in msgs if m.qos == 0)
         for hook in hooks:
             hook()
         self._ack(msgs)
+        self._confirm(res.confirmed)
         return True
+
+    def _confirm(self, confirmed: dict[str, int]) -> None:
+        """Publish, after the commit, each gateway's highest durably stored `seq` (retained, QoS1).
+
+        A gateway with a store-and-forward buffer drops messages only once this covers them, so riskwatch and
+        not only the broker holds its data. The value comes from gateway_stored_seq (raised, never lowered, in
+        the batch's transaction), so it never goes down, across restarts too; within a run nothing lower than
+        what was already published is sent again. paho queues it while the broker is away.
+        """
+        ts = int(time.time() * 1000)
+        for gw, seq in sorted(confirmed.items()):
+            if seq <= self._confirmed.get(gw, -1):
+                continue
+            self._confirmed[gw] = seq
+            payload = orjson.dumps({"seq": seq, "ts": ts})
+            info = self._client.publish(topics.stored(gw), payload, qos=1, retain=True)
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                log.warning("could not publish the confirmation of %s (seq %d): %s", gw, seq,
+                            mqtt.error_string(info.rc))
+                continue
+            self.stats.confirmations += 1
 
     def _flush_one_by_one(self, msgs: list[_Msg]) -> bool:
         """Flush each message alone; those done (committed and acknowledged) leave msgs."""
@@ -404,25 +454,65 @@ class Collector:
         return True
 
     def _ack(self, msgs: list[_Msg]) -> None:
+        """Acknowledge, in arrival order, the committed messages that need it: QoS1 (PUBACK) and QoS2 (PUBCOMP).
+
+        QoS0 has no acknowledgement (its message id is 0; Mosquitto answers a PUBACK for it with a protocol
+        error and drops the connection). What QoS0 costs a gateway: it is stored best effort, lost when the
+        collector dies between receipt and commit, while the collector is disconnected (Mosquitto does not
+        queue QoS0 for offline sessions) or when the broker's queue for the collector is full.
+        """
         with self._ack_lock:
             gen = self._generation
             for m in msgs:
                 # Message ids of an earlier connection mean nothing now; the broker
                 # redelivers those messages and they are acknowledged then.
-                if m.generation == gen:
-                    self._client.ack(m.mid, 1)
+                if m.generation == gen and m.qos in (1, 2):
+                    self._client.ack(m.mid, m.qos)
 
     def _build(self, conn: psycopg.Connection, msgs: list[_Msg]) -> Batch:
         batch = Batch(messages=len(msgs))
         snap = self._registry(conn)
         now = self.clock.now()
-        for m in msgs:
-            parsed = topics.parse(m.topic)
-            if parsed is None:
-                batch.dead.append(DeadLetter(None, m.topic, "bad_topic", "not rw/v1/{gateway}/{telemetry|status}",
-                                             None, m.payload[:DEAD_PAYLOAD_MAX]))
+        known = self._retained_known(conn, msgs)
+        starts: list[int] = []  # where each message's dead letters begin
+        status_keys: dict[int, tuple[str, bytes]] = {}  # retained statuses, by message index
+        for i, m in enumerate(msgs):
+            starts.append(len(batch.dead))
+            route = topics.route(m.topic)
+            if route is not None and route[1] in ("stored", "cmd"):
+                # The service's own traffic: our confirmations, and the downlink to gateways (riskwatch
+                # publishes commands; a gateway writing there is not sending data, so it is not a dead letter).
+                self.stats.ignored += 1
                 continue
-            gw, kind = parsed
+            if not m.payload:
+                # A zero-length publish is how MQTT clears a retained message (delivered live, without the
+                # retain flag): nothing to store, and its topic's replays may be handled afresh later.
+                self.stats.ignored += 1
+                batch.retained_cleared.append(m.topic)
+                continue
+            key: tuple[str, bytes] | None = None
+            if m.retain:
+                key = (m.topic, _digest(m.payload))
+                if key in known and (route is None or route[1] == "telemetry"):
+                    # Handled once already (stored or dead-lettered, in a committed transaction): a replay
+                    # at reconnect adds nothing. Retained statuses go on: their replay informs the rule engine.
+                    self.stats.retained_replays += 1
+                    continue
+            if route is None:
+                if key is not None:
+                    known.add(key)
+                    batch.retained_new.append(key)
+                batch.dead.append(DeadLetter(topics.gateway_of(m.topic), m.topic, "bad_topic",
+                                             "not a topic of the contract: rw/v1/{gateway}/telemetry or "
+                                             "rw/v1/{gateway}/status", None, m.payload[:DEAD_PAYLOAD_MAX]))
+                continue
+            gw, kind = route[0], route[1]
+            if key is not None:
+                if kind == "status":
+                    status_keys[i] = key  # settled below, once its dead letters (if any) are known
+                else:
+                    known.add(key)
+                    batch.retained_new.append(key)
             info = snap.gateways.get(gw)
             if info is None:
                 snap = self._registry(conn, force=True)
@@ -432,7 +522,16 @@ class Collector:
                 batch.dead.append(DeadLetter(gw, m.topic, reason, f"gateway {gw!r}", None,
                                              m.payload[:DEAD_PAYLOAD_MAX]))
                 continue
-            batch.last_seen[gw] = now
+            if kind == "status" and m.retain:
+                # A replay is old news, not traffic: the rule engine weighs it against what it recorded.
+                try:
+                    batch.replayed[gw] = decode_status_at(m.payload)
+                except MessageRejected as exc:
+                    batch.dead.append(DeadLetter(gw, m.topic, exc.reason, exc.detail, None,
+                                                 m.payload[:DEAD_PAYLOAD_MAX]))
+                continue
+            if not m.retain:  # retained telemetry (gateways should not retain it) replayed is not traffic either
+                batch.last_seen[gw] = now
             if kind == "status":
                 try:
                     batch.status[gw] = (decode_status(m.payload), now)
@@ -446,6 +545,8 @@ class Collector:
                 batch.dead.append(DeadLetter(gw, m.topic, exc.reason, exc.detail, None,
                                              m.payload[:DEAD_PAYLOAD_MAX]))
                 continue
+            if d.seq is not None:
+                batch.add_seq(gw, d.seq)
             for rej in d.rejected:
                 batch.dead.append(DeadLetter(gw, m.topic, rej.reason, rej.detail, rej.index,
                                              _reading_bytes(rej.raw)))
@@ -469,12 +570,49 @@ class Collector:
                 batch.times_us.append(t_us)
                 batch.values.append(v)
                 batch.qualities.append(q)
+        starts.append(len(batch.dead))
+        # An invalid retained status is dead-lettered the first time only; its replays still reach the engine.
+        drop: list[tuple[int, int]] = []
+        for i, key in status_keys.items():
+            start, end = starts[i], starts[i + 1]
+            if end == start:
+                continue
+            if key in known:
+                drop.append((start, end))
+            else:
+                known.add(key)
+                batch.retained_new.append(key)
+        for start, end in reversed(drop):
+            del batch.dead[start:end]
+        replays = sum(1 for m in msgs if m.retain and (topics.route(m.topic) or ("", ""))[1] not in ("stored", "cmd"))
+        if replays:
+            log.info("%d retained messages replayed by the broker (each handled once: stored or dead-lettered "
+                     "the first time only)", replays)
         return batch
+
+
+    def _retained_known(self, conn: psycopg.Connection, msgs: list[_Msg]) -> set[tuple[str, bytes]]:
+        """The retained messages of this batch already handled once (retained_seen), by (topic, digest)."""
+        keys = sorted({(m.topic, _digest(m.payload)) for m in msgs if m.retain and m.payload})
+        if not keys:
+            return set()
+        rows = conn.execute(
+            "SELECT topic, digest FROM retained_seen WHERE (topic, digest) IN"
+            " (SELECT * FROM unnest(%s::text[], %s::bytea[]))",
+            ([t for t, _ in keys], [d for _, d in keys]),
+        ).fetchall()
+        conn.commit()  # the batch's own transaction must start afresh, not as a savepoint of this read
+        return {(str(t), bytes(d)) for t, d in rows}
 
 
 def _quiet_shutdown(record: logging.LogRecord) -> bool:
     """paho's network loop logs one ERROR after a clean disconnect; it means nothing."""
     return "Client is not connected" not in record.getMessage()
+
+
+def _digest(payload: bytes) -> bytes:
+    """Identity of a retained message's content, with its topic, in retained_seen."""
+    return hashlib.sha256(payload).digest()
 
 
 def _reading_bytes(raw: object) -> bytes:

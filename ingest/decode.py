@@ -53,6 +53,21 @@ class Decoded:
     values: list[float]
     qualities: list[int]
     rejected: list[ReadingRejected]
+    seq: int | None = None  # the message's sequence number, for the end-to-end confirmation
+
+
+SEQ_MAX = 2**63 - 1  # PostgreSQL bigint
+
+
+def message_seq(raw: Any) -> int | None:
+    """The message's `seq` when it is a usable one (an integer in [0, 2^63)), else None.
+
+    A missing or odd `seq` does not reject the message: it only means the message confirms nothing, since
+    a gateway that cannot number its messages cannot use the confirmation either.
+    """
+    if type(raw) is not int or not 0 <= raw <= SEQ_MAX:
+        return None
+    return raw
 
 
 def _parse(payload: bytes) -> Any:
@@ -114,10 +129,11 @@ def decode_json_v1(payload: bytes, now_s: float, limits: IngestLimits) -> Decode
     hi_us = round((now_s + limits.max_future_s) * 1e6)
     msg_ts = doc.get("ts")
     msg_us = parse_time_us(msg_ts) if msg_ts is not None else None
-    fast = _fast(readings, msg_us, lo_us, hi_us)
-    if fast is not None:
-        return fast
-    return _careful(readings, msg_us, msg_ts, lo_us, hi_us, limits)
+    d = _fast(readings, msg_us, lo_us, hi_us)
+    if d is None:
+        d = _careful(readings, msg_us, msg_ts, lo_us, hi_us, limits)
+    d.seq = message_seq(doc.get("seq"))
+    return d
 
 
 _MISSING = object()
@@ -230,3 +246,19 @@ def decode_status(payload: bytes) -> bool:
     if not isinstance(doc, dict) or not isinstance(doc.get("online"), bool):
         raise MessageRejected("bad_schema", "status must be {\"online\": true|false}")
     return bool(doc["online"])
+
+
+def decode_status_at(payload: bytes) -> tuple[bool, float | None]:
+    """The online flag and the message's own time (epoch s) from an optional 'ts' (epoch ms or RFC 3339).
+
+    A retained status replayed at subscribe time is old news; its own time (when it has one) tells the rule
+    engine since when the gateway has been in that state, which the replay's arrival time cannot.
+    """
+    online = decode_status(payload)
+    doc = _parse(payload)
+    if "ts" not in doc:
+        return online, None
+    t_us = parse_time_us(doc["ts"])
+    if t_us is None:
+        raise MessageRejected("bad_timestamp", "status 'ts' must be epoch ms or RFC 3339")
+    return online, t_us / 1e6

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import psycopg
@@ -16,6 +16,9 @@ from ingest.writer import write_readings
 class StoreResult:
     stored: int
     duplicates: int
+    # Per gateway with a `seq` in the batch: the highest seq durably stored once this transaction commits
+    # (never lower than before: redelivered older messages do not lower it).
+    confirmed: dict[str, int] = field(default_factory=dict)
 
 
 def _ts(seconds: float) -> datetime:
@@ -56,4 +59,25 @@ def store_batch(conn: psycopg.Connection, batch: Batch) -> StoreResult:
             )
         for gw, (online, at) in sorted(batch.status.items()):
             cur.execute("UPDATE gateways SET online = %s, status_at = %s WHERE id = %s", (online, _ts(at), gw))
-    return StoreResult(stored=stored, duplicates=batch.received - stored)
+        if batch.retained_cleared:
+            cur.execute("DELETE FROM retained_seen WHERE topic = ANY(%s)", (sorted(set(batch.retained_cleared)),))
+        if batch.retained_new:
+            seen = sorted(set(batch.retained_new))
+            cur.execute(
+                """INSERT INTO retained_seen (topic, digest)
+                   SELECT * FROM unnest(%s::text[], %s::bytea[]) ON CONFLICT DO NOTHING""",
+                ([t for t, _ in seen], [d for _, d in seen]),
+            )
+        confirmed: dict[str, int] = {}
+        if batch.seqs:
+            gws = sorted(batch.seqs)
+            cur.execute(
+                """INSERT INTO gateway_stored_seq AS s (gateway_id, seq, stored_at)
+                   SELECT id, seq, now() FROM unnest(%s::text[], %s::bigint[]) AS u(id, seq)
+                   ON CONFLICT (gateway_id) DO UPDATE SET seq = greatest(s.seq, EXCLUDED.seq),
+                       stored_at = CASE WHEN EXCLUDED.seq > s.seq THEN EXCLUDED.stored_at ELSE s.stored_at END
+                   RETURNING gateway_id, seq""",
+                (gws, [batch.seqs[g] for g in gws]),
+            )
+            confirmed = {str(gw): int(seq) for gw, seq in cur.fetchall()}
+    return StoreResult(stored=stored, duplicates=batch.received - stored, confirmed=confirmed)

@@ -7,9 +7,11 @@ clock-driven rules (stale, never reported, gateway offline) and lifecycle
 expiries (shelving, chattering) in a transaction of its own.
 
 At start (and when the registry changes) the catalog is compiled against the
-registry and the state is rebuilt from the database: evaluator state from
-`alarms`, newest readings per point from `readings`, gateway traffic from
-`gateways`.
+registry and the state is rebuilt from what was recorded, never inferred:
+evaluator state (conditions, on-delays in progress) from `alarms`, newest
+readings per point from `readings`, last arrival per point and gateway
+traffic and offline state from `point_arrivals` / `gateway_arrivals`, which
+each batch writes in its own transaction (migration 0010).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import psycopg
 from core.clock import Clock, SystemClock
 from ingest.batch import Batch
 from rules import lifecycle, store
-from rules.compile import Compiled, Instance, compile_rules
+from rules.compile import Compiled, Instance, RegistryView, compile_rules
 from rules.evaluate import (
     DEFAULT,
     BatchArrays,
@@ -63,7 +65,8 @@ class EngineStats:
 class RuleEngine:
     def __init__(self, catalog: Catalog | None = None, catalog_dir: Path | None = None, clock: Clock | None = None,
                  tick_s: float = 1.0, registry_check_s: float = 5.0,
-                 on_candidate: Callable[[psycopg.Connection, int], object] | None = None):
+                 on_candidate: Callable[[psycopg.Connection, int], object] | None = None,
+                 arrival_snapshot_s: float = 60.0):
         self.catalog = catalog or load_catalog(catalog_dir)
         self.clock = clock or SystemClock()
         self.tick_s = tick_s
@@ -81,6 +84,11 @@ class RuleEngine:
         self._device_of = np.zeros(0, np.int32)  # point id -> device id (an array: 100k points)
         self._windows: list[store.Window] = []
         self._windows_at = 0.0
+        # Newest point_arrival_log row the state includes, and the one the snapshot covers (see tick).
+        self._arrival_log_id = 0
+        self._arrival_snapshot_id = 0
+        self._arrival_snapshot_at = 0.0
+        self.arrival_snapshot_s = arrival_snapshot_s
 
     # --- loading ------------------------------------------------------------------------------
 
@@ -97,14 +105,14 @@ class RuleEngine:
             ps.last_t[pid] = t
         for pid, v in hist.last_v.items():
             ps.last_v[pid] = v
-        for pid, at in hist.last_valid.items():
-            ps.arrival[pid] = min(at, now)
         by_key = store.load_instance_states(conn)
         inst = {i: by_key[x.key] for i, x in enumerate(compiled.instances) if x.key in by_key}
         inst = {i: s for i, s in inst.items() if not s.default}
-        seen, offline = store.load_gateways(conn)
+        gws = store.load_gateway_arrivals(conn)
+        self._arrival_log_id = self._restore_arrivals(conn, view, compiled, inst, hist, gws, ps, now)
+        self._arrival_snapshot_id = self._arrival_log_id  # the next batch's log row makes a snapshot due
         state = State(points=ps, inst=inst, history=store.load_rate_history(conn, index.rate_window),
-                      seen=np.zeros(size, bool), gw_last_seen=seen, gw_offline_at=offline)
+                      seen=np.zeros(size, bool), gw_last_seen=gws.last_seen, gw_offline_at=gws.offline_at)
         self._point_created = np.zeros(size)
         for pid, c in created.items():
             self._point_created[pid] = c
@@ -122,6 +130,34 @@ class RuleEngine:
             log.info("rule not bound: %s", s)
         log.info("rules compiled: %d instances from %d rules over %d points", len(compiled.instances),
                  len(self.catalog), len(view.points))
+
+    @staticmethod
+    def _restore_arrivals(conn: psycopg.Connection, view: RegistryView, compiled: Compiled,
+                          inst: dict[int, InstState], hist: store.PointHistory, gws: store.GatewayRecord,
+                          ps: PointState, now: float) -> int:
+        """Last arrival per point as recorded with each batch (issue 15), never inferred from data timestamps.
+
+        A point's newest data time is not when its data arrived: back-filled readings are hours old and a slow
+        gateway clock lags minutes, so taking it for the arrival raised a stale alarm (a candidate major hazard)
+        for a point that was reporting, cleared a second later. Points with data but no recorded arrival (data
+        stored before migration 0010) are restored as the engine last judged them: a point whose stale alarm was
+        active keeps its old data time (still stale); any other is taken to have arrived with its gateway's last
+        recorded traffic, so the restart neither raises nor clears anything for it.
+        """
+        recorded, upto = store.load_point_arrivals(conn, ps.arrival.shape[0])
+        np.minimum(recorded, now, out=ps.arrival)
+        missing = [pid for pid in hist.last_valid if recorded[pid] <= 0]
+        if not missing:
+            return upto
+        stale_on = {x.point_id for i, x in enumerate(compiled.instances)
+                    if x.stale_us and i in inst and inst[i].active}
+        gw_of = {p.id: p.gateway_id for p in view.points}
+        for pid in missing:
+            at = hist.last_valid[pid]
+            if pid not in stale_on:
+                at = max(at, gws.last_seen.get(gw_of.get(pid, ""), 0.0))
+            ps.arrival[pid] = min(at, now)
+        return upto
 
     def _maybe_reload(self, conn: psycopg.Connection) -> None:
         if self.state is None:
@@ -145,18 +181,23 @@ class RuleEngine:
         r = batch.readings()
         u, transitions = evaluate_batch(BatchArrays(r.point_id, r.time_us, r.value, r.quality), self.state,
                                         self.index, now)
-        note_gateways(u, batch.last_seen, batch.status)
+        note_gateways(u, batch.last_seen, batch.status, batch.replayed, self.state, self._gw_created)
+        # What a restart must restore, recorded with the readings (one upsert each), as the state will hold it.
+        log_id = store.log_point_arrivals(conn, u.arrival_pid, now)
+        store.save_gateway_arrivals(conn, u.gw_last_seen, u.gw_offline_at, now)
         self._persist(conn, u, transitions)
         self.stats.eval_s += time.perf_counter() - t0
-        return lambda: self._committed(u, transitions)
+        return lambda: self._committed(u, transitions, log_id)
 
     def prepare(self, conn: psycopg.Connection) -> None:
         """Before a batch's transaction: compile on first use, recompile if the registry changed."""
         self._maybe_reload(conn)
 
-    def _committed(self, u: Updates, transitions: list[Transition]) -> None:
+    def _committed(self, u: Updates, transitions: list[Transition], log_id: int | None = None) -> None:
         assert self.state is not None
         apply(self.state, u)
+        if log_id is not None:
+            self._arrival_log_id = max(self._arrival_log_id, log_id)
         self.stats.batches += 1
         for tr in transitions:
             if tr.kind == "activate":
@@ -227,9 +268,17 @@ class RuleEngine:
 
         u, transitions = evaluate_tick(self.state, self.index,
                                        TickInputs(now, self._point_created, self._gw_created))
+        snapshot = (self._arrival_log_id > self._arrival_snapshot_id
+                    and time.monotonic() - self._arrival_snapshot_at >= self.arrival_snapshot_s)
         with conn.transaction():
             self._persist(conn, u, transitions)
             self._lifecycle_tick(conn, now)
+            if snapshot:
+                # Between batches the state holds every committed log row up to _arrival_log_id: fold them.
+                store.snapshot_point_arrivals(conn, self.state.points.arrival, self._arrival_log_id)
+        if snapshot:
+            self._arrival_snapshot_id = self._arrival_log_id
+            self._arrival_snapshot_at = time.monotonic()
         apply(self.state, u)
         self.stats.ticks += 1
         self.stats.last_tick = now

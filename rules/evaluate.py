@@ -531,9 +531,26 @@ def evaluate_tick(state: State, index: Index, inputs: TickInputs) -> tuple[Updat
     return u, out
 
 
-def note_gateways(u: Updates, last_seen: dict[str, float], status: dict[str, tuple[bool, float]]) -> None:
-    """Record gateway traffic and status messages of a batch into its updates."""
+def note_gateways(u: Updates, last_seen: dict[str, float], status: dict[str, tuple[bool, float]],
+                  replayed: dict[str, tuple[bool, float | None]] | None = None, state: State | None = None,
+                  gateway_created: dict[str, float] | None = None) -> None:
+    """Record gateway traffic and status messages of a batch into its updates.
+
+    A live status takes effect when it arrives. A retained status the broker replays at subscribe time (after
+    every collector restart) is old news, and its arrival time says nothing about the gateway (issue 14):
+    - ``online: true`` replayed changes nothing: a gateway-offline alarm clears only when the gateway's own
+      traffic arrives after the offline status (the tick's rule), not because the broker repeats a flag;
+    - ``online: false`` replayed keeps an offline state already held (and its time). Otherwise the gateway
+      went offline while we were not looking: no earlier than its last live traffic and the message's own
+      ``ts``, never later than now, so the alarm neither clears at once nor fires before its limit.
+    """
     u.gw_last_seen.update(last_seen)
+    for gw, (online, ts_s) in (replayed or {}).items():
+        if online or state is None or gw in state.gw_offline_at or gw in status:
+            continue
+        # Traffic recorded before this batch: live traffic in the batch itself then shows the gateway is back.
+        seen = state.gw_last_seen.get(gw, (gateway_created or {}).get(gw, 0.0))
+        u.gw_offline_at[gw] = min(u.arrival_now, max(seen, ts_s if ts_s is not None else 0.0))
     for gw, (online, at) in status.items():
         u.gw_offline_at[gw] = None if online else at
 

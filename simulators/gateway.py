@@ -33,6 +33,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -377,3 +378,188 @@ class GatewayPublisher:
             self._closed = True
             self._client.disconnect()
             self._client.loop_stop()
+
+
+class ConfirmingPublisher(GatewayPublisher):
+    """A gateway that keeps every telemetry message until riskwatch, not only the broker, has stored it.
+
+    A PUBACK only says the broker has the message; a broker killed before its next save loses what it had
+    acknowledged. This publisher therefore keeps each message in a bounded in-memory buffer (the real edge
+    agent keeps it in SQLite) until the collector's retained confirmation ``rw/v1/{gateway}/stored``
+    (``{"seq": n, "ts": ...}``, published after each commit) covers its ``seq``, and after every reconnect
+    re-sends everything after the last confirmed seq, in seq order (the collector's unique key absorbs what
+    was stored already).
+
+    Ordering is what makes "the highest seq stored" safe to trust: while disconnected, new messages go to
+    the buffer only, and on reconnect the whole unconfirmed buffer is re-sent before anything new, with paho's
+    in-flight window unlimited so nothing it still holds from the last connection overtakes the re-sends.
+    So every message is first handed to the broker after all lower seqs, and a stored seq n implies every
+    buffered seq below n reached the collector or is being re-sent.
+
+    Seqs start at the microsecond clock (``first_seq``), so a restarted gateway numbers above what it sent
+    before without persisting a counter; a confirmation above anything this publisher sent (a previous run's)
+    is ignored instead of dropping the buffer.
+    """
+
+    def __init__(self, gateway_id: str, password: str | None, host: str, port: int, *,
+                 max_buffer: int = 50_000, first_seq: int | None = None, resend_after_s: float = 5.0, **kw: Any):
+        super().__init__(gateway_id, password, host, port, **kw)
+        self.resend_after_s = resend_after_s
+        self._progress_at = time.monotonic()  # last time the confirmation advanced (or the backlog was re-sent)
+        if max_buffer < 1:
+            raise ValueError("max_buffer must be at least 1")
+        self.max_buffer = max_buffer
+        self._seq = (time.time_ns() // 1000 if first_seq is None else first_seq) - 1
+        self._first_seq = self._seq + 1
+        self._buffer: dict[int, bytes] = {}  # seq -> payload, in seq order (insertion order)
+        self._confirmed = self._seq  # highest seq confirmed by the collector
+        self._live = False  # connected and the backlog re-sent: new messages may go straight out
+        self._send_lock = threading.Lock()  # orders hand-overs to paho: never held by paho callbacks
+        self._resends = 0
+        self._seen: deque[int] = deque(maxlen=10_000)  # confirmations received, for diagnostics and tests
+        self._client.max_inflight_messages_set(0)  # unlimited: see the class docstring (ordering)
+        self._client.message_callback_add(topics_stored(gateway_id), self._on_stored)
+
+    @property
+    def confirmed_seq(self) -> int | None:
+        """The highest seq the collector confirmed to this publisher (None before the first)."""
+        with self._cond:
+            return self._confirmed if self._confirmed >= self._first_seq else None
+
+    @property
+    def last_seq(self) -> int | None:
+        with self._cond:
+            return self._seq if self._seq >= self._first_seq else None
+
+    def confirmations_seen(self) -> list[int]:
+        """The seqs of the last confirmations received, in arrival order (retained replays included)."""
+        with self._cond:
+            return list(self._seen)
+
+    def buffered(self) -> int:
+        with self._cond:
+            return len(self._buffer)
+
+    @property
+    def resends(self) -> int:
+        """Messages re-sent from the buffer after reconnects."""
+        return self._resends
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
+                    reason_code: ReasonCode, properties: Any) -> None:
+        if not reason_code.is_failure:
+            client.subscribe(topics_stored(self.gateway_id), qos=1)
+            with self._send_lock:
+                with self._cond:
+                    backlog = list(self._buffer.items())
+                for _seq, payload in backlog:
+                    self._publish_raw(telemetry_topic(self.gateway_id), payload)
+                self._resends += len(backlog) if self._connects else 0
+                self._live = True
+            if backlog and self._connects:
+                log.info("%s re-sent %d unconfirmed messages", self.gateway_id, len(backlog))
+        super()._on_connect(client, userdata, flags, reason_code, properties)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
+                       reason_code: ReasonCode, properties: Any) -> None:
+        with self._send_lock:
+            self._live = False
+        super()._on_disconnect(client, userdata, flags, reason_code, properties)
+
+    def _on_stored(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            doc = orjson.loads(msg.payload)
+            seq = doc["seq"] if isinstance(doc, dict) else None
+        except (orjson.JSONDecodeError, KeyError):
+            seq = None
+        if type(seq) is not int:
+            if msg.payload:
+                log.warning("%s: unusable confirmation %r", self.gateway_id, msg.payload[:100])
+            return
+        with self._cond:
+            self._seen.append(seq)
+            if seq > self._seq:
+                # Not ours to trust: a previous run's numbering, or a forgery; dropping the buffer would lose data.
+                if seq >= self._first_seq:
+                    log.warning("%s: confirmation of seq %d above the last sent (%d) ignored",
+                                self.gateway_id, seq, self._seq)
+                return
+            if seq <= self._confirmed:
+                return
+            self._confirmed = seq
+            self._progress_at = time.monotonic()
+            for s in [s for s in self._buffer if s <= seq]:
+                del self._buffer[s]
+            self._cond.notify_all()
+
+    def publish_telemetry(self, tags: Sequence[str], values: Sequence[Value],
+                          times_ms: Sequence[int]) -> int:
+        """Buffer one telemetry message and send it now if connected; returns its ``seq``.
+
+        Blocks while the buffer is full (the collector has not confirmed ``max_buffer`` messages), raising
+        GatewayError after ``stall_timeout_s``; PayloadTooLarge when the message would break the size limit.
+        """
+        self._check()
+        deadline = time.monotonic() + self.stall_timeout_s
+        with self._cond:
+            while (len(self._buffer) >= self.max_buffer
+                   or self._published - self._acked >= self.max_pending) and self._fatal is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise GatewayError(self.gateway_id, f"{len(self._buffer)} messages unconfirmed for "
+                                                        f"{self.stall_timeout_s:g} s")
+                self._cond.wait(min(left, 0.5))
+        self._check()
+        with self._send_lock:
+            seq = self._seq + 1
+            payload = encode_telemetry(seq, int(time.time() * 1000), tags, values, times_ms)
+            if len(payload) > MAX_PAYLOAD_BYTES:
+                raise PayloadTooLarge(f"{len(tags)} readings encode to {len(payload)} bytes")
+            with self._cond:
+                self._seq = seq
+                self._buffer[seq] = payload
+                self._messages += 1
+                self._readings += len(tags)
+            if self._live:
+                self._publish_raw(telemetry_topic(self.gateway_id), payload)
+        return seq
+
+    def start(self, timeout: float = 10.0) -> None:
+        super().start(timeout)
+        threading.Thread(target=self._resender, name=f"resend-{self.gateway_id}", daemon=True).start()
+
+    def _resender(self) -> None:
+        """Re-send the unconfirmed backlog when confirmations stall while connected.
+
+        A broker that lost the collector's session in a crash accepts (PUBACKs) what arrives before the
+        collector subscribes again and delivers it to nobody; nothing reconnects afterwards, so only a timer
+        notices. Re-sends are duplicates at worst, which the unique key absorbs.
+        """
+        while not self._closed:
+            time.sleep(min(1.0, self.resend_after_s / 2))
+            with self._cond:
+                stalled = (self._buffer and time.monotonic() - self._progress_at > self.resend_after_s)
+            if not stalled:
+                continue
+            with self._send_lock:
+                if not self._live or self._closed:
+                    continue
+                with self._cond:
+                    backlog = list(self._buffer.values())
+                    self._progress_at = time.monotonic()
+                for payload in backlog:
+                    self._publish_raw(telemetry_topic(self.gateway_id), payload)
+                self._resends += len(backlog)
+            log.info("%s: no confirmation for %.0f s, re-sent %d unconfirmed messages", self.gateway_id,
+                     self.resend_after_s, len(backlog))
+
+    def wait_confirmed(self, timeout: float) -> bool:
+        """Wait until the collector has confirmed every message sent; False on timeout or a fatal error."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: not self._buffer or self._fatal is not None, timeout) and self._fatal is None
+
+
+def topics_stored(gateway_id: str) -> str:
+    """The collector's confirmation topic for this gateway (ingest.topics.stored; simulators do not import it)."""
+    return f"{TOPIC_PREFIX}{gateway_id}/stored"

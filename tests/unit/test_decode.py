@@ -108,3 +108,22 @@ def test_status() -> None:
     assert decode_status(b'{"online": true}') is True
     with pytest.raises(MessageRejected):
         decode_status(b'{"online": 1}')
+
+
+@pytest.mark.parametrize(
+    ("seq", "expected"),
+    [(42, 42), (0, 0), (2**63 - 1, 2**63 - 1), (2**63, None), (-1, None), (True, None), (4.0, None), ("7", None),
+     (None, None)],
+)
+def test_message_seq_is_kept_only_when_usable(seq: object, expected: int | None) -> None:
+    """Issue 15: `seq` feeds the end-to-end confirmation; an odd one confirms nothing but rejects nothing."""
+    import time as _time
+
+    import orjson
+
+    now = _time.time()
+    doc: dict[str, object] = {"ts": int(now * 1000), "readings": [{"tag": "TT-101", "v": 1.0}]}
+    if seq is not None:
+        doc["seq"] = seq
+    d = decode_json_v1(orjson.dumps(doc), now, IngestLimits())
+    assert d.seq == expected and d.tags == ["TT-101"]

@@ -388,3 +388,39 @@ def test_vectorised_tick_matches_the_one_at_a_time_reading(seed: int) -> None:
     want = _reference_tick(state, index, inputs)
     assert {(t.index, t.kind) for t in got if index.instances[t.index].point_id is not None} == want
     assert want, "the random state should make something flip"
+
+
+# --- retained status replays (issue 14) ---------------------------------------------------
+
+
+def _gw_state(seen: dict[str, float], offline: dict[str, float]) -> State:
+    return State(PointState.empty(1), gw_last_seen=dict(seen), gw_offline_at=dict(offline))
+
+
+@pytest.mark.parametrize(
+    ("seen", "offline", "replay", "live", "want"),
+    [
+        # an offline state already held keeps its time: the replay does not restart (or clear) the alarm
+        ({"g": 100.0}, {"g": 150.0}, (False, None), {}, {}),
+        # online:true replayed changes nothing: only the gateway's own traffic clears the alarm
+        ({"g": 100.0}, {"g": 150.0}, (True, None), {}, {}),
+        ({"g": 100.0}, {}, (True, 500.0), {}, {}),
+        # offline we had not seen: since its last live traffic, or its own ts if later, never after now
+        ({"g": 100.0}, {}, (False, None), {}, {"g": 100.0}),
+        ({"g": 100.0}, {}, (False, 300.0), {}, {"g": 300.0}),
+        ({"g": 100.0}, {}, (False, 9e9), {}, {"g": 1000.0}),
+        # no traffic ever: since the gateway was registered
+        ({}, {}, (False, None), {}, {"g": 10.0}),
+        # a live status in the same batch wins
+        ({"g": 100.0}, {}, (False, None), {"g": (True, 1000.0)}, {"g": None}),
+    ],
+)
+def test_replayed_status_is_old_news(seen: dict[str, float], offline: dict[str, float],
+                                     replay: tuple[bool, float | None], live: dict[str, tuple[bool, float]],
+                                     want: dict[str, float | None]) -> None:
+    from rules.evaluate import Updates, note_gateways
+
+    u = Updates(arrival_now=1000.0)
+    note_gateways(u, {}, live, {"g": replay}, _gw_state(seen, offline), {"g": 10.0})
+    assert u.gw_offline_at == want
+    assert u.gw_last_seen == {}  # a replay is not traffic
