@@ -136,10 +136,20 @@ class _RuleBase(_Strict):
     applies: Applies
     severity: Severity = "medium"
     candidate: bool = False  # opens a candidate major-hazard ticket when it activates
-    optional: bool = False  # shipped but off unless enabled for a plant
+    # Shipped but off unless enabled for a plant; the value says why it is off (a reason, not a flag),
+    # so a rule that binds to no sample-site device is a decision someone wrote down.
+    optional: Annotated[str, StringConstraints(min_length=8)] | None = None
     on_delay_s: float = Field(default=0.0, ge=0)
     off_delay_s: float = Field(default=0.0, ge=0)
     description: str | None = None
+
+    @field_validator("optional", mode="before")
+    @classmethod
+    def _optional_reason(cls, v: object) -> object:
+        if isinstance(v, bool):
+            raise ValueError("optional takes the reason the rule is off by default"
+                             " (e.g. \"not a county industry\"), not true/false")
+        return v
 
 
 class ThresholdRule(_RuleBase):

@@ -37,6 +37,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -69,6 +70,8 @@ SAMPLE_SLACK_S = 1.0
 #: Wall-clock rules run on the collector's timer tick; allow for the tick,
 #: the simulator's flush interval and delivery.
 WALL_SLACK_S = 5.0
+#: Where the sample sites live.
+SITES_DIR = Path(__file__).resolve().parent / "sites"
 
 
 class ScenarioError(ConfigError):
@@ -360,6 +363,18 @@ def fluctuation_bound(noise: float, drift: float, drift_period_s: float, decimal
     return 2.0 * NOISE_CLIP * noise + min(2.0 * drift, slope * window_s) + 10.0 ** -decimals
 
 
+def threshold_window_fall(band: Band, per_min: float, limit: float,
+                          on_delay_s: float) -> tuple[float, float]:
+    """A lo limit under a falling ramp (``per_min`` < 0): the mirror image of :func:`threshold_window_ramp`.
+
+    Falling from the bottom of the band it may cross first; from the top, surely by the late crossing.
+    """
+    if per_min >= 0:
+        raise ValueError("threshold_window_fall needs a falling ramp")
+    lo, hi = band
+    return threshold_window_ramp((-hi, -lo), -per_min, -limit, on_delay_s)
+
+
 def rate_window_ramp(fluctuation: float, per_min: float, rise_per_min: float, window_s: float,
                      on_delay_s: float) -> tuple[float, float]:
     """A rise-rate rule under a ramp, rate = (v(t) - v(t - window_s)) / window_s as rules.evaluate has it.
@@ -409,6 +424,14 @@ class Scenario:
     description: Text
     faults: tuple[Fault, ...]
     expects: tuple[Expected, ...]
+    # The sample site (file under simulators/sites/) whose gateways and tags the scenario names:
+    # county.yaml is the demo site; county_full.yaml has the equipment of every catalog basis.
+    site: str = "county.yaml"
+
+    @property
+    def site_path(self) -> Path:
+        """The sample site file this scenario plays on."""
+        return SITES_DIR / self.site
 
     @property
     def gateways(self) -> tuple[str, ...]:
@@ -649,7 +672,357 @@ def _scenarios() -> dict[str, Scenario]:
              *(_wall("common.point.stale", "gw-cem-02", tag, 20.0, _STALE_S) for tag in GW_CEM_02_POINTS)),
         ),
     ]
-    return {s.name: s for s in out}
+    return {s.name: s for s in [*out, *_full_scenarios()]}
+
+
+# --------------------------------------------------------------------------
+# county_full.yaml: one incident (at least) per basis of the catalog
+# --------------------------------------------------------------------------
+#
+# Same method as above. Normal bands, noise and rule parameters are those of
+# sites/county_full.yaml and rules/catalog (2026.11-1); each Expected.assumes
+# repeats the rule parameters, and FULL_BANDS the bands a window is computed
+# from, and tests/unit/test_supervision_fidelity.py checks both.
+FULL = "county_full.yaml"
+FULL_BANDS: dict[tuple[str, str], Band] = {
+    ("gwf-cem-01", "AT-1201"): (0.0, 2.5),      # %LEL carbide silo
+    ("gwf-cem-01", "CO-1101"): (0.0, 17.0),     # ppm coal-mill filter outlet CO
+    ("gwf-cem-01", "PDT-1101"): (1020.0, 1280.0),  # Pa, baseline 1150
+    ("gwf-ref-01", "FT-2101"): (55.0, 65.0),     # m3/h fused furnace cooling
+    ("gwf-ref-02", "AT-2301"): (0.0, 2.0),       # %LEL hydrogen station
+    ("gwf-fdy-01", "LT-3201"): (2.5, 2.7),       # m emergency water tank
+    ("gwf-fdy-02", "AT-3401"): (0.0, 5.5),       # %LEL spray booth
+    ("gwf-fdy-03", "PDT-3501"): (860.0, 1120.0),  # Pa, baseline 990
+    ("gwf-fdy-03", "AT-3603"): (4.5, 5.5),       # %vol O2 under inerting
+    ("gwf-cem-02", "LT-1502"): (3.1, 3.3),       # m fire water tank
+    ("gwf-alm-02", "AT-4302"): (0.0, 2.5),      # %LEL magnesium sludge store
+}
+FULL_BASELINES: dict[tuple[str, str], float] = {("gwf-cem-01", "PDT-1101"): 1150.0,
+                                                ("gwf-fdy-03", "PDT-3501"): 990.0}
+#: A spark counter's normal count may gain an event per slot: two in one window at worst
+#: (end of one slot, start of the next), plus a rounding step at each end.
+SPARK_COUNT_E = 3.0
+
+
+def _fb(gw: str, tag: str) -> Band:
+    return FULL_BANDS[(gw, tag)]
+
+
+def _full_scenarios() -> list[Scenario]:
+    lel = {"hi": 25.0, "on_delay_s": 3.0}
+    lel_hihi = {"hihi": 50.0, "on_delay_s": 3.0}
+    band_cs = _fb("gwf-cem-01", "AT-1201")
+    band_h2 = _fb("gwf-ref-02", "AT-2301")
+    band_sb = _fb("gwf-fdy-02", "AT-3401")
+    band_ft = _fb("gwf-ref-01", "FT-2101")
+    band_lt = _fb("gwf-fdy-01", "LT-3201")
+    band_o2 = _fb("gwf-fdy-03", "AT-3603")
+    band_fwt = _fb("gwf-cem-02", "LT-1502")
+    band_mg = _fb("gwf-alm-02", "AT-4302")
+    dp_drop = _fb("gwf-fdy-03", "PDT-3501")
+    dp_rise = _fb("gwf-cem-01", "PDT-1101")
+    b_drop = FULL_BASELINES[("gwf-fdy-03", "PDT-3501")]
+    b_rise = FULL_BASELINES[("gwf-cem-01", "PDT-1101")]
+    spark_rate = {"rise_per_min": 1.0, "window_s": 300.0, "on_delay_s": 0.0}
+
+    def d(rule_id: str, gw: str, tag: str, at_s: float, window: tuple[float, float],
+          assumes: Mapping[str, float], candidate: bool = False) -> Expected:
+        return _data(rule_id, gw, tag, at_s, window, assumes, candidate)
+
+    def sc(name: str, title: Text, desc: Text, faults: tuple[Fault, ...], expects: tuple[Expected, ...]) -> Scenario:
+        return Scenario(name, title, desc, faults, expects, site=FULL)
+
+    return [
+        # 6(1): smouldering coal in the coal-mill bag filter while its CO2 bank has leaked.
+        # CO-1101 + 30 ppm/min (to 100, below hihi 160), band [0, 17]: hi 24 in [14, 48] s + 5 s on-delay;
+        # rate 10 ppm/min over 60 s trips by (10 + E) / 0.5 s (E = fluctuation_bound of CO-1101).
+        # PT-1101 = 4.2 MPa: past lo 5.0 and lolo 4.5 at once, on-delay 60 s.
+        sc("coal_mill_filter_smouldering",
+           Text("煤磨收尘器阴燃且灭火钢瓶失压", "coal-mill filter smouldering, suppression cylinders leaked"),
+           Text("煤磨收尘器出口 CO-1101 自 +60 s 起以 30 ppm/min 上升（至 100 ppm）；气体灭火装置钢瓶压力 PT-1101 "
+                "自 +60 s 起为 4.2 MPa。",
+                "Coal-mill filter outlet CO-1101 rises 30 ppm/min from +60 s (up to 100 ppm); the gas "
+                "fire-suppression cylinder pressure PT-1101 is 4.2 MPa from +60 s."),
+           (Ramp("gwf-cem-01", "CO-1101", 60.0, per_min=30.0, limit=100.0),
+            StepTo("gwf-cem-01", "PT-1101", 60.0, value=4.2)),
+           (d("bm.coal.co:hi", "gwf-cem-01", "CO-1101", 60.0,
+              threshold_window_ramp(_fb("gwf-cem-01", "CO-1101"), 30.0, 24.0, 5.0), {"hi": 24.0, "on_delay_s": 5.0}),
+            d("bm.coal.co_rate", "gwf-cem-01", "CO-1101", 60.0,
+              rate_window_ramp(fluctuation_bound(1.0, 4.0, 1800.0, 1, 60.0), 30.0, 10.0, 60.0, 5.0), _CO_RATE),
+            d("bm.coal.suppression_pressure:lo", "gwf-cem-01", "PT-1101", 60.0,
+              step_window((4.2, 4.2), 5.0, False, 60.0), {"lo": 5.0, "on_delay_s": 60.0}),
+            d("bm.coal.suppression_pressure:lolo", "gwf-cem-01", "PT-1101", 60.0,
+              step_window((4.2, 4.2), 4.5, False, 60.0), {"lolo": 4.5, "on_delay_s": 60.0}))),
+        # 6(3): carbide-slag silo, acetylene building up with the emergency fan left off.
+        # AT-1201 + 10 %LEL/min from +60 s (capped at 40, below hihi 50); band [0, 2.5]:
+        # hi 25 crossed in [135, 150] s (+3 s on-delay, +1 sample); interlock hold 30 s.
+        sc("carbide_silo_gas_no_ventilation",
+           Text("电石渣库乙炔积聚且事故排风未启动", "carbide-slag silo gas build-up, emergency fan not started"),
+           Text("电石渣库可燃气体 AT-1201 自 +60 s 起以 10 %LEL/min 上升（至 40 %LEL），事故排风机 FS-1201 未启动。",
+                "Carbide-slag silo gas AT-1201 rises 10 %LEL/min from +60 s (up to 40 %LEL); the emergency fan "
+                "FS-1201 does not start."),
+           (Ramp("gwf-cem-01", "AT-1201", 60.0, per_min=10.0, limit=40.0),),
+           (d("bm.carbide.lel:hi", "gwf-cem-01", "AT-1201", 60.0,
+              threshold_window_ramp(band_cs, 10.0, 25.0, 3.0), lel),
+            d("bm.carbide.vent_interlock", "gwf-cem-01", "AT-1201", 60.0,
+              threshold_window_ramp(band_cs, 10.0, 25.0, 30.0), {"hold_s": 30.0}, candidate=True))),
+        # 6(5): gas kiln supply pressure lost, ESV stays open. 4.5 kPa <= lo 6 at once.
+        sc("kiln_gas_pressure_low_esv_open",
+           Text("燃气窑总管失压且切断阀未关闭", "gas kiln supply pressure lost, shut-off valve stays open"),
+           Text("梭式窑燃气总管压力 PT-2201 自 +60 s 起降至 4.5 kPa，紧急切断阀 XV-2201 保持开启。",
+                "Shuttle kiln gas-main pressure PT-2201 drops to 4.5 kPa from +60 s; ESV XV-2201 stays open."),
+           (StepTo("gwf-ref-01", "PT-2201", 60.0, value=4.5),),
+           (d("bm.gas.pressure:lo", "gwf-ref-01", "PT-2201", 60.0, step_window((4.5, 4.5), 6.0, False, 3.0),
+              {"lo": 6.0, "on_delay_s": 3.0}),
+            d("bm.gas.esv_interlock", "gwf-ref-01", "PT-2201", 60.0, held_window(5.0), {"hold_s": 5.0},
+              candidate=True))),
+        # 6(6): hydrogen leak in the N2/H2 protective-gas station. AT-2301 + 15 %LEL/min, band [0, 2].
+        sc("hydrogen_station_leak",
+           Text("制氢站氢气泄漏", "hydrogen station leak"),
+           Text("制氢间氢气浓度 AT-2301 自 +60 s 起以 15 %LEL/min 上升（至 60 %LEL）。",
+                "Hydrogen station gas AT-2301 rises 15 %LEL/min from +60 s (up to 60 %LEL)."),
+           (Ramp("gwf-ref-02", "AT-2301", 60.0, per_min=15.0, limit=60.0),),
+           (d("bm.gasroom.lel:hi", "gwf-ref-02", "AT-2301", 60.0, threshold_window_ramp(band_h2, 15.0, 25.0, 3.0),
+              lel),
+            d("bm.gasroom.lel:hihi", "gwf-ref-02", "AT-2301", 60.0,
+              threshold_window_ramp(band_h2, 15.0, 50.0, 3.0), lel_hihi))),
+        # 6(7): cooling pump of the fused furnace stops, the furnace stays energised.
+        # FT-2101 - 35 m3/h: [55, 65] -> [20, 30], past lo 45 and lolo 35 at once.
+        sc("fused_furnace_cooling_loss_energised",
+           Text("电熔炉冷却水流量骤降且未停电", "fused-product furnace cooling flow lost while energised"),
+           Text("电熔炉冷却水流量 FT-2101 自 +60 s 起减少 35 m³/h（冷却泵故障），炉子保持送电（JS-2101=1）。",
+                "Fused furnace cooling flow FT-2101 drops 35 m³/h from +60 s (pump failure) while the furnace "
+                "stays energised (JS-2101 = 1)."),
+           (StepTo("gwf-ref-01", "JS-2101", 0.0, value=1.0),
+            StepBy("gwf-ref-01", "FT-2101", 60.0, delta=-35.0)),
+           (d("bm.fused.cooling_flow:lo", "gwf-ref-01", "FT-2101", 60.0,
+              step_window((band_ft[0] - 35, band_ft[1] - 35), 45.0, False, 5.0), {"lo": 45.0, "on_delay_s": 5.0}),
+            d("bm.fused.cooling_flow:lolo", "gwf-ref-01", "FT-2101", 60.0,
+              step_window((band_ft[0] - 35, band_ft[1] - 35), 35.0, False, 5.0), {"lolo": 35.0, "on_delay_s": 5.0}),
+            d("bm.fused.cooling_interlock", "gwf-ref-01", "FT-2101", 60.0, held_window(10.0), {"hold_s": 10.0},
+              candidate=True))),
+        # 7(2): emergency storage pit occupied and the emergency water tank draining.
+        # LT-3201 - 0.2 m/min (to 1.0 m), band [2.5, 2.7]: lo 2.0 in [150, 210] s, lolo 1.5 in [300, 360] s.
+        sc("foundry_emergency_storage_unavailable",
+           Text("熔炼炉应急储存不可用且应急水箱失水", "furnace emergency storage unavailable, emergency tank draining"),
+           Text("事故坑被占用（ZS-3202=0）自 +60 s 起未恢复；应急冷却水箱液位 LT-3201 自 +60 s 起以 0.2 m/min 下降。",
+                "The emergency pit is occupied (ZS-3202 = 0) from +60 s; the emergency cooling-water tank "
+                "LT-3201 drains 0.2 m/min from +60 s."),
+           (StepTo("gwf-fdy-01", "ZS-3202", 60.0, value=0.0),
+            Ramp("gwf-fdy-01", "LT-3201", 60.0, per_min=-0.2, limit=1.0)),
+           (d("mach.emergency.tank_level:lo", "gwf-fdy-01", "LT-3201", 60.0,
+              threshold_window_fall(band_lt, -0.2, 2.0, 10.0), {"lo": 2.0, "on_delay_s": 10.0}),
+            d("mach.emergency.tank_level:lolo", "gwf-fdy-01", "LT-3201", 60.0,
+              threshold_window_fall(band_lt, -0.2, 1.5, 10.0), {"lolo": 1.5, "on_delay_s": 10.0}),
+            d("mach.emergency.unavailable", "gwf-fdy-01", "ZS-3202", 60.0, held_window(0.0, 300.0),
+              {"on_delay_s": 300.0}, candidate=True))),
+        # 7(4): cooling-water inlet pressure lost, the induction furnace stays energised.
+        sc("induction_cooling_pressure_loss",
+           Text("感应电炉冷却水失压且未断电", "induction furnace cooling-water pressure lost while energised"),
+           Text("感应电炉冷却水进水压力 PT-3101 自 +60 s 起降至 0.12 MPa，炉子保持送电。",
+                "Induction furnace cooling-water inlet pressure PT-3101 drops to 0.12 MPa from +60 s while the "
+                "furnace stays energised."),
+           (StepTo("gwf-fdy-01", "PT-3101", 60.0, value=0.12),),
+           (d("mach.cooling.pressure:lo", "gwf-fdy-01", "PT-3101", 60.0, step_window((0.12, 0.12), 0.2, False, 3.0),
+              {"lo": 0.2, "on_delay_s": 3.0}),
+            d("mach.cooling.pressure:lolo", "gwf-fdy-01", "PT-3101", 60.0,
+              step_window((0.12, 0.12), 0.15, False, 3.0), {"lolo": 0.15, "on_delay_s": 3.0}),
+            d("mach.cooling.interlock", "gwf-fdy-01", "FT-3101", 60.0, held_window(10.0), {"hold_s": 10.0},
+              candidate=True))),
+        # 7(5): flame lost, the flame-failure device faulty, the gas valve stays open.
+        sc("burner_flame_out_valve_open",
+           Text("燃烧器熄火且切断阀未关闭", "burner flame out, gas valve stays open"),
+           Text("热处理炉燃烧器自 +60 s 起熄火（BS-3301=0），熄火保护装置故障（XA-3301=1），"
+                "燃气切断阀 XV-3301 保持开启。",
+                "The heat-treatment burner loses its flame from +60 s (BS-3301 = 0) with its flame-failure device "
+                "faulty (XA-3301 = 1); gas valve XV-3301 stays open."),
+           (StepTo("gwf-fdy-02", "BS-3301", 60.0, value=0.0),
+            StepTo("gwf-fdy-02", "XA-3301", 60.0, value=1.0)),
+           (d("mach.burner.flame_failure", "gwf-fdy-02", "BS-3301", 60.0, held_window(5.0), {"hold_s": 5.0},
+              candidate=True),
+            d("mach.burner.flame_guard_fault", "gwf-fdy-02", "XA-3301", 60.0, held_window(0.0, 60.0),
+              {"on_delay_s": 60.0}, candidate=True))),
+        sc("burner_gas_overpressure_esv_stuck",
+           Text("燃烧器燃气超压且切断阀未动作", "burner gas-main overpressure, shut-off valve did not act"),
+           Text("热处理炉燃气总管压力 PT-3301 自 +60 s 起升至 12 kPa，切断阀 XV-3301 保持开启。",
+                "Heat-treatment burner gas-main pressure PT-3301 steps to 12 kPa from +60 s; XV-3301 stays open."),
+           (StepTo("gwf-fdy-02", "PT-3301", 60.0, value=12.0),),
+           (d("mach.gas.pressure:hi", "gwf-fdy-02", "PT-3301", 60.0, step_window((12.0, 12.0), 10.0, True, 3.0),
+              {"hi": 10.0, "on_delay_s": 3.0}),
+            d("mach.gas.esv_interlock", "gwf-fdy-02", "PT-3301", 60.0, held_window(5.0), {"hold_s": 5.0},
+              candidate=True))),
+        # 7(7): spray-booth extraction trips, solvent vapour builds up. AT-3401 + 8 %LEL/min (to 40), band [0, 5.5].
+        sc("spray_booth_ventilation_trip",
+           Text("喷漆室排风停止溶剂蒸气积聚", "spray booth extraction stopped, solvent vapour building up"),
+           Text("喷漆室排风机 FS-3401 自 +60 s 起停止，可燃气体 AT-3401 以 8 %LEL/min 上升（至 40 %LEL）。",
+                "Spray booth extraction fan FS-3401 stops from +60 s; combustible gas AT-3401 rises 8 %LEL/min "
+                "(up to 40 %LEL)."),
+           (StepTo("gwf-fdy-02", "FS-3401", 60.0, value=0.0),
+            Ramp("gwf-fdy-02", "AT-3401", 60.0, per_min=8.0, limit=40.0)),
+           (d("mach.paint.lel:hi", "gwf-fdy-02", "AT-3401", 60.0, threshold_window_ramp(band_sb, 8.0, 25.0, 3.0), lel),
+            d("mach.paint.vent_interlock", "gwf-fdy-02", "AT-3401", 60.0,
+              threshold_window_ramp(band_sb, 8.0, 25.0, 30.0), {"hold_s": 30.0}, candidate=True))),
+        # 11(3) venting; AQ 4273 inlet temperature: a deflagration in the shot-blast collector.
+        sc("dust_collector_deflagration",
+           Text("除尘器爆燃泄爆且隔离阀未关闭", "dust collector deflagration, vent burst, isolation valve stays open"),
+           Text("抛丸除尘器入口温度 TT-3502 自 +60 s 起升至 85 °C，泄爆片 ZS-3501 破裂，入口隔离阀 XV-3503 保持开启。",
+                "Shot-blast collector inlet temperature TT-3502 steps to 85 °C from +60 s, explosion vent ZS-3501 "
+                "bursts, inlet isolation valve XV-3503 stays open."),
+           (StepTo("gwf-fdy-03", "TT-3502", 60.0, value=85.0),
+            StepTo("gwf-fdy-03", "ZS-3501", 60.0, value=1.0)),
+           (d("dust.inlet.temp:hi", "gwf-fdy-03", "TT-3502", 60.0, step_window((85.0, 85.0), 70.0, True, 5.0),
+              {"hi": 70.0, "on_delay_s": 5.0}),
+            d("dust.inlet.isolation_interlock", "gwf-fdy-03", "TT-3502", 60.0, held_window(10.0), {"hold_s": 10.0}),
+            d("dust.vent.burst", "gwf-fdy-03", "ZS-3501", 60.0, held_window(0.0), {"on_delay_s": 0.0}))),
+        # 11(3) suppression, isolation, inerting: the protection degrades while the plant runs.
+        # AT-3603 + 1 %vol/min (to 9, below hihi 10), band [4.5, 5.5]: hi 8 in [150, 210] s + 10 s on-delay.
+        sc("explosion_protection_degraded",
+           Text("抑爆、隔爆、惰化保护失效", "explosion suppression, isolation and inerting degraded"),
+           Text("自 +60 s 起抑爆器储压 PT-3601 降至 4.0 MPa 并报故障（XA-3601=1），隔爆阀报故障（XA-3602=1），"
+                "惰化氮气中断，氧含量 AT-3603 以 1 %vol/min 上升（至 9 %vol）。",
+                "From +60 s the suppressor's container pressure PT-3601 is 4.0 MPa and it reports a fault "
+                "(XA-3601 = 1), the isolation valve reports a fault (XA-3602 = 1), and the nitrogen supply fails: "
+                "oxygen AT-3603 rises 1 %vol/min (up to 9 %vol)."),
+           (StepTo("gwf-fdy-03", "PT-3601", 60.0, value=4.0),
+            StepTo("gwf-fdy-03", "XA-3601", 60.0, value=1.0),
+            StepTo("gwf-fdy-03", "XA-3602", 60.0, value=1.0),
+            Ramp("gwf-fdy-03", "AT-3603", 60.0, per_min=1.0, limit=9.0)),
+           (d("dust.suppressor.pressure:lo", "gwf-fdy-03", "PT-3601", 60.0,
+              step_window((4.0, 4.0), 4.5, False, 60.0), {"lo": 4.5, "on_delay_s": 60.0}),
+            d("dust.suppressor.fault", "gwf-fdy-03", "XA-3601", 60.0, held_window(0.0, 300.0),
+              {"on_delay_s": 300.0}, candidate=True),
+            d("dust.isolation.fault", "gwf-fdy-03", "XA-3602", 60.0, held_window(0.0, 300.0),
+              {"on_delay_s": 300.0}, candidate=True),
+            d("dust.inerting.o2:hi", "gwf-fdy-03", "AT-3603", 60.0, threshold_window_ramp(band_o2, 1.0, 8.0, 10.0),
+              {"hi": 8.0, "on_delay_s": 10.0}))),
+        # 11(4): Al/Mg positive-pressure conveying: sparks, then the detector fails; the collector fan trips.
+        # QI-4102 + 3 counts/min: rate over 300 s reaches 1/min in [40, 160] s (E = SPARK_COUNT_E). The
+        # faults start at +360 s: the evaluator computes a rate only once a full window of history exists.
+        sc("almg_conveying_sparks",
+           Text("铝粉输送火花频发且探测器故障", "aluminium-powder conveying sparks, then the detector fails"),
+           Text("铝粉正压输送管道自 +360 s 起火花报警（YS-4102=1），火花计数 QI-4102 每分钟增加 3 次；"
+                "+480 s 起探测器故障（YS-4102=2）；除尘器风机跳闸，静压 PT-4101 自 +360 s 起升至 +150 Pa（正压）。",
+                "Aluminium-powder conveying line: spark alarm from +360 s (YS-4102 = 1), spark count QI-4102 "
+                "+3/min; the detector fails from +480 s (YS-4102 = 2); the collector fan trips and static pressure "
+                "PT-4101 goes to +150 Pa (positive) from +360 s."),
+           (StepTo("gwf-alm-01", "YS-4102", 360.0, value=1.0),
+            StepTo("gwf-alm-01", "YS-4102", 480.0, value=2.0),
+            Ramp("gwf-alm-01", "QI-4102", 360.0, per_min=3.0),
+            StepTo("gwf-alm-01", "PT-4101", 360.0, value=150.0)),
+           (d("dust.spark.alarm", "gwf-alm-01", "YS-4102", 360.0, held_window(0.0), {"on_delay_s": 0.0}),
+            d("dust.spark.fault", "gwf-alm-01", "YS-4102", 480.0, held_window(0.0, 300.0), {"on_delay_s": 300.0},
+              candidate=True),
+            d("dust.spark.rate", "gwf-alm-01", "QI-4102", 360.0,
+              rate_window_ramp(SPARK_COUNT_E, 3.0, 1.0, 300.0, 0.0), spark_rate),
+            d("dust.almg.positive_pressure:hi", "gwf-alm-01", "PT-4101", 360.0,
+              step_window((150.0, 150.0), 0.0, True, 60.0), {"hi": 0.0, "on_delay_s": 60.0}))),
+        # 11(6): wood-dust collector airlock jammed.
+        sc("wood_collector_airlock_fault",
+           Text("木粉尘除尘器锁气卸灰阀故障", "wood-dust collector airlock fault"),
+           Text("木模车间除尘器锁气卸灰阀 XA-4201 自 +60 s 起故障且未恢复。",
+                "Wood-pattern shop collector airlock XA-4201 faults from +60 s and is not cleared."),
+           (StepTo("gwf-alm-02", "XA-4201", 60.0, value=1.0),),
+           (d("dust.airlock.fault_metal", "gwf-alm-02", "XA-4201", 60.0, held_window(0.0, 300.0),
+              {"on_delay_s": 300.0}, candidate=True),)),
+        # 11(8): tramp-iron separator before the raw-material crusher fails.
+        sc("crusher_tramp_separator_fault",
+           Text("破碎机前除铁器故障", "tramp-iron separator before the crusher failed"),
+           Text("原料破碎机前除铁器 XA-1301 自 +60 s 起故障。", "Tramp-iron separator XA-1301 faults from +60 s."),
+           (StepTo("gwf-cem-02", "XA-1301", 60.0, value=1.0),),
+           (d("dust.tramp.fault", "gwf-cem-02", "XA-1301", 60.0, held_window(0.0, 300.0), {"on_delay_s": 300.0},
+              candidate=True),)),
+        # 11(8): sander duct's spark detection left bypassed beyond the half-hour allowance.
+        sc("sander_spark_detection_bypassed",
+           Text("砂光管道火花探测被旁路", "sander duct spark detection left bypassed"),
+           Text("砂光机吸尘管道火花探测器 YS-4202 自 +60 s 起处于旁路状态。",
+                "Sander duct spark detector YS-4202 is bypassed from +60 s."),
+           (StepTo("gwf-alm-02", "YS-4202", 60.0, value=3.0),),
+           (d("dust.spark.bypass", "gwf-alm-02", "YS-4202", 60.0, held_window(0.0, 1800.0), {"on_delay_s": 1800.0},
+              candidate=True),)),
+        # 11(9): Mg sludge store ventilation stops, hydrogen builds up. AT-4302 + 10 %LEL/min (to 40), band [0, 2.5].
+        sc("magnesium_store_hydrogen_no_ventilation",
+           Text("镁粉泥暂存间通风停止氢气积聚", "magnesium sludge store ventilation stopped, hydrogen building up"),
+           Text("镁粉泥暂存间通风机 FS-4302 自 +60 s 起停止，氢气浓度 AT-4302 以 10 %LEL/min 上升（至 40 %LEL）。",
+                "Magnesium sludge store fan FS-4302 stops from +60 s; hydrogen AT-4302 rises 10 %LEL/min "
+                "(up to 40 %LEL)."),
+           (StepTo("gwf-alm-02", "FS-4302", 60.0, value=0.0),
+            Ramp("gwf-alm-02", "AT-4302", 60.0, per_min=10.0, limit=40.0)),
+           (d("dust.h2.lel:hi", "gwf-alm-02", "AT-4302", 60.0, threshold_window_ramp(band_mg, 10.0, 25.0, 3.0), lel),
+            d("dust.h2.vent_interlock", "gwf-alm-02", "AT-4302", 60.0,
+              threshold_window_ramp(band_mg, 10.0, 25.0, 60.0), {"hold_s": 60.0}, candidate=True))),
+        # AQ 4273 §5.1.4, both directions: a burst bag (drop) and blinded bags (rise).
+        # PDT-3501 x 0.4: [344, 448] Pa <= 792 Pa at once. PDT-1101 x 1.5: [1530, 1920] Pa >= 1380 Pa at once.
+        sc("bag_burst_foundry_collector",
+           Text("抛丸除尘器滤袋破损", "shot-blast collector bag burst"),
+           Text("抛丸除尘器进出口压差 PDT-3501 自 +60 s 起降至正常值的 40 %。",
+                "Shot-blast collector pressure difference PDT-3501 drops to 40 % of normal from +60 s."),
+           (StepScale("gwf-fdy-03", "PDT-3501", 60.0, factor=0.4),),
+           (d("dust.dp.deviation", "gwf-fdy-03", "PDT-3501", 60.0,
+              step_window((dp_drop[0] * 0.4, dp_drop[1] * 0.4), b_drop * 0.8, False, 10.0),
+              {"pct": 20.0, "on_delay_s": 10.0, "baseline": b_drop}),)),
+        sc("bag_blinding_coal_mill_filter",
+           Text("煤磨收尘器滤袋糊袋", "coal-mill filter bags blinded"),
+           Text("煤磨收尘器进出口压差 PDT-1101 自 +60 s 起升至正常值的 1.5 倍（结露糊袋、清灰失效）。",
+                "Coal-mill filter pressure difference PDT-1101 rises to 1.5 x normal from +60 s (bags blinded by "
+                "condensation, cleaning ineffective)."),
+           (StepScale("gwf-cem-01", "PDT-1101", 60.0, factor=1.5),),
+           (d("dust.dp.deviation", "gwf-cem-01", "PDT-1101", 60.0,
+              step_window((dp_rise[0] * 1.5, dp_rise[1] * 1.5), b_rise * 1.2, True, 10.0),
+              {"pct": 20.0, "on_delay_s": 10.0, "baseline": b_rise}),)),
+        # GB 26875.3: every controller status bit the catalog reads, and the transmission device.
+        sc("fire_alarm_controller_fire",
+           Text("火灾报警控制器火警", "fire alarm controller reports a fire"),
+           Text("水泥厂火灾报警控制器状态字 FAC-1401 自 +60 s 起置位 火警(2)、启动(32)、反馈(64)。",
+                "Cement plant fire alarm controller status word FAC-1401 sets fire (2), start (32) and feedback (64) "
+                "from +60 s."),
+           (SetBits("gwf-cem-02", "FAC-1401", 60.0, mask=2 | 32 | 64),),
+           (d("fire.controller.alarm", "gwf-cem-02", "FAC-1401", 60.0, held_window(0.0), {"on_delay_s": 0.0}),)),
+        sc("fire_controller_faults",
+           Text("火灾报警控制器故障、监管及总线故障", "fire alarm controller fault, supervisory and bus fault"),
+           Text("控制器状态字 FAC-1401 自 +60 s 起置位 故障(4)、监管(16)、总线故障(1024)。",
+                "Controller status word FAC-1401 sets fault (4), supervisory (16) and bus fault (1024) from +60 s."),
+           (SetBits("gwf-cem-02", "FAC-1401", 60.0, mask=4 | 16 | 1024),),
+           (d("fire.controller.fault", "gwf-cem-02", "FAC-1401", 60.0, held_window(0.0, 10.0), {"on_delay_s": 10.0}),
+            d("fire.controller.supervisory", "gwf-cem-02", "FAC-1401", 60.0, held_window(0.0, 10.0),
+              {"on_delay_s": 10.0}),
+            d("fire.controller.bus_fault", "gwf-cem-02", "FAC-1401", 60.0, held_window(0.0, 600.0),
+              {"on_delay_s": 600.0}, candidate=True))),
+        sc("fire_controller_power_and_isolation",
+           Text("火灾报警控制器主备电故障及长时间屏蔽", "fire alarm controller power faults and devices isolated"),
+           Text("控制器状态字 FAC-1401 自 +60 s 起置位 屏蔽(8)、主电故障(256)、备电故障(512)，一小时未恢复。",
+                "Controller status word FAC-1401 sets isolated (8), mains fault (256) and backup power fault (512) "
+                "from +60 s, not cleared within an hour."),
+           (SetBits("gwf-cem-02", "FAC-1401", 60.0, mask=8 | 256 | 512),),
+           tuple(d(r, "gwf-cem-02", "FAC-1401", 60.0, held_window(0.0, 3600.0), {"on_delay_s": 3600.0},
+                   candidate=True)
+                 for r in ("fire.controller.isolated", "fire.controller.main_power", "fire.controller.backup_power"))),
+        sc("fire_transmission_device_faults",
+           Text("用户信息传输装置通信及线路故障", "transmission device channel and line faults"),
+           Text("用户信息传输装置状态字 US-1402 自 +60 s 起置位 与监控中心通信信道故障(32)、监测连接线路故障(64)。",
+                "Transmission device status word US-1402 sets channel-to-centre fault (32) and line fault (64) "
+                "from +60 s."),
+           (SetBits("gwf-cem-02", "US-1402", 60.0, mask=32 | 64),),
+           tuple(d(r, "gwf-cem-02", "US-1402", 60.0, held_window(0.0, 1800.0), {"on_delay_s": 1800.0},
+                   candidate=True)
+                 for r in ("fire.uitd.channel_fault", "fire.uitd.line_fault"))),
+        # Fire water supply (GB 50440 / GB 35181): pipe pressure lost, pump faulty, tank draining.
+        # LT-1502 - 0.5 m/min (to 0.2), band [3.1, 3.3]: lo 1.0 in [252, 276] s + 300 s on-delay.
+        sc("fire_water_supply_loss",
+           Text("消防给水失压、消防泵故障、水池失水", "fire water pressure lost, fire pump faulty, tank draining"),
+           Text("自 +60 s 起消防管网压力 PT-1501 降至 0.05 MPa，消防泵 XA-1503 故障，"
+                "消防水池液位 LT-1502 以 0.5 m/min 下降。",
+                "From +60 s fire-main pressure PT-1501 is 0.05 MPa, fire pump XA-1503 is faulty and the fire water "
+                "tank LT-1502 drains 0.5 m/min."),
+           (StepTo("gwf-cem-02", "PT-1501", 60.0, value=0.05),
+            StepTo("gwf-cem-02", "XA-1503", 60.0, value=1.0),
+            Ramp("gwf-cem-02", "LT-1502", 60.0, per_min=-0.5, limit=0.2)),
+           (d("fire.water.pipe_pressure:lo", "gwf-cem-02", "PT-1501", 60.0, step_window((0.05, 0.05), 0.1, False, 60.0),
+              {"lo": 0.1, "on_delay_s": 60.0}),
+            d("fire.pump.fault", "gwf-cem-02", "XA-1503", 60.0, held_window(0.0, 600.0), {"on_delay_s": 600.0},
+              candidate=True),
+            d("fire.water.tank_level:lo", "gwf-cem-02", "LT-1502", 60.0,
+              threshold_window_fall(band_fwt, -0.5, 1.0, 300.0), {"lo": 1.0, "on_delay_s": 300.0}))),
+    ]
 
 
 #: Every named scenario, by name.

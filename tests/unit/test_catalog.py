@@ -265,7 +265,7 @@ def test_cooling_and_gas_interlocks_watch_the_points_the_scenarios_drive(catalog
 
 def facts(rule: Any) -> dict[str, Any]:
     sel = selectors(rule).get("subject")
-    out: dict[str, Any] = {"shape": rule.shape, "candidate": rule.candidate, "optional": rule.optional,
+    out: dict[str, Any] = {"shape": rule.shape, "candidate": rule.candidate, "optional": bool(rule.optional),
                            "quantity": sel.quantity if sel else None, "role": sel.role if sel else None,
                            "required_only": sel.required_only if sel else None,
                            "equipment": set(rule.applies.equipment or ())}
