@@ -1,10 +1,14 @@
 """Acknowledging from a notification: what the link's page shows, and what following it does.
 
 Following a link acknowledges every alarm the notification announced that is
-still unacknowledged (through `rules.actions`, so the alarm's ISA-18.2 history
-records who and how), marks the notification's hazard notices as received,
+still unacknowledged, marks the notification's hazard notices as received,
 and stops their reminders and escalation. It is idempotent: a second visit
 says what was already done.
+
+Acknowledging the alarm itself is the rule stage's business (its ISA-18.2
+history records who and how): the caller passes it in as `ack_alarm`, which
+the HTTP face wires to `rules.actions.acknowledge_from_link`. Alerting never
+imports `rules`; this module only resolves the link and its notification.
 """
 
 from __future__ import annotations
@@ -15,14 +19,20 @@ from dataclasses import dataclass
 import psycopg
 
 from alerting import ack, store
+from core.clock import secs
 from core.errors import RiskwatchError
-from rules import actions, lifecycle
+from core.keys import AlarmKey, alarm_key_of
 
 VIA_LINK = "通过通知链接确认 acknowledged from the notification"
 
 
 class UnknownNotification(RiskwatchError):
     pass
+
+
+#: Acknowledge one alarm in the caller's transaction: (conn, alarm, actor, comment, now) -> whether it was
+#: acknowledged now (False: already acknowledged, or gone).
+AckAlarm = Callable[[psycopg.Connection, AlarmKey, str, str, float], bool]
 
 
 @dataclass(frozen=True)
@@ -47,7 +57,7 @@ def view(conn: psycopg.Connection, secret: bytes, token: str, now: float) -> Ack
     states = store.item_states(conn, n.items)
     return AckView(n.id, n.subject, _who(n), [(i, states.get(i, "received" if n.acked_at else "pending"))
                                                for i in n.items],
-                   store.secs(n.acked_at), n.acked_by)
+                   secs(n.acked_at), n.acked_by)
 
 
 @dataclass(frozen=True)
@@ -62,7 +72,8 @@ class Acknowledged:
 
 
 def acknowledge(conn: psycopg.Connection, secret: bytes, token: str, now: float, actor_name: str | None = None,
-                record: Callable[[psycopg.Connection, Acknowledged], None] | None = None) -> tuple[AckView, int]:
+                record: Callable[[psycopg.Connection, Acknowledged], None] | None = None, *,
+                ack_alarm: AckAlarm) -> tuple[AckView, int]:
     """Acknowledge what the link's notification announced; (the page after it, alarms acknowledged now).
 
     `record` is called in the same transaction (the audit row): an acknowledgement without its trace
@@ -76,14 +87,9 @@ def acknowledge(conn: psycopg.Connection, secret: bytes, token: str, now: float,
             raise UnknownNotification("通知不存在 the notification no longer exists")
         actor = actor_name or f"{_who(n)}（通知链接 via link）"
         for item in n.items:
-            if not item.startswith("alarm:"):
-                continue
-            rule_id, subject = item[len("alarm:"):].split("|", 1)
-            try:
-                actions.acknowledge(conn, rule_id, subject, actor, VIA_LINK, now)
+            key = alarm_key_of(item)
+            if key is not None and ack_alarm(conn, key, actor, VIA_LINK, now):
                 done.append(item)
-            except (lifecycle.LifecycleError, actions.AlarmNotFound):
-                pass  # already acknowledged, or gone: nothing to do
         store.touch_groups(conn, store.ack_items(conn, n.items, actor, now), now)
         store.mark_acked(conn, n.id, actor, now)
         if record is not None:

@@ -28,7 +28,7 @@ import random
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from typing import TypedDict
 
 import psycopg
 
@@ -36,11 +36,13 @@ from alerting import ack, pipeline, store
 from alerting.channels import Channel, Contact, DeliveryError, Message, build_channel
 from alerting.config import AlertingConfig
 from alerting.model import FIRING, Group, Notice, Step
-from alerting.outbox import CHANNEL as OUTBOX_CHANNEL
 from alerting.render import ItemInfo, render
-from alerting.route import EnterpriseContacts, Event, contacts_for, group_key, route
+from alerting.route import EnterpriseContacts, Event, Match, contacts_for, group_key, route
+from alerting.routing import Timing
 from alerting.stages import dedup
-from core.clock import Clock, SystemClock
+from core.clock import Clock
+from core.keys import AlarmItem, AlarmKey, DisposalItem, HazardItem, Subject
+from core.outbox import CHANNEL as OUTBOX_CHANNEL
 from core.redact import redact_text
 
 log = logging.getLogger("riskwatch.alerting")
@@ -63,22 +65,41 @@ class DispatchStats:
     by_channel: dict[str, int] = field(default_factory=dict)
 
 
+class _NoticeFields(TypedDict):
+    """What every notification of one notice shares."""
+
+    group_id: int
+    seq: int
+    kind: str
+    reason: str
+    receiver: str
+    enterprise_id: str | None
+    items: list[str]
+
+
 def backoff(attempt: int, initial: float, cap: float, rng: random.Random) -> float:
     """Exponential backoff with "equal jitter": half fixed, half random, so retries spread out."""
-    d = min(cap, initial * 2 ** max(0, attempt - 1))
+    d = min(cap, initial * float(2 ** max(0, attempt - 1)))
     return d / 2 + rng.uniform(0, d / 2)
 
 
+#: Rule id -> (Chinese title, basis), from the catalog the rule engine runs (rules.model.Catalog.titles).
+Titles = dict[str, tuple[str, str | None]]
+
+
 class Dispatcher:
+    """`titles` and `clock` are given by the composition root (api.run): alerting reads no rule catalog,
+    and a constructor opens no file and no connection (channels connect on their first send)."""
+
     def __init__(self, db_url: str, cfg: AlertingConfig, *, public_url: str, link_secret: bytes,
-                 clock: Clock | None = None, titles: dict[str, tuple[str, str | None]] | None = None,
-                 workers: int = 4, channels: dict[str, Channel] | None = None, rng: random.Random | None = None):
+                 clock: Clock, titles: Titles, workers: int = 4, channels: dict[str, Channel] | None = None,
+                 rng: random.Random | None = None):
         self.db_url = db_url
         self.cfg = cfg
         self.public_url = public_url
         self.link_secret = link_secret
-        self.clock = clock or SystemClock()
-        self.titles = titles if titles is not None else catalog_titles()
+        self.clock = clock
+        self.titles = titles
         self.workers = workers
         self.channels = channels if channels is not None else {
             name: build_channel(name, c) for name, c in cfg.channels.items()}
@@ -92,6 +113,13 @@ class Dispatcher:
     def _event(self, r: store.OutboxRow, plants: dict[str, store.PlantInfo],
                hazards: dict[int, store.HazardInfo]) -> tuple[Event, str, str | None, str | None] | None:
         """(routing labels, member item, enterprise, plant) of an outbox row; None if its subject is gone."""
+        if r.kind == "disposal":
+            p = plants.get(r.plant_id or "")
+            if p is None or r.disposal_id is None:
+                return None
+            ev = Event("disposal", r.event, r.severity, p.industry, p.enterprise_id, r.plant_id, r.rule_id, r.subject,
+                       "sensor", None)
+            return ev, DisposalItem(r.disposal_id, r.event).format(), p.enterprise_id, r.plant_id
         if r.kind == "alarm":
             p = plants.get(r.plant_id or "")
             if p is None:
@@ -100,13 +128,24 @@ class Dispatcher:
             # acknowledgement reach the groups its firing went to.
             ev = Event("alarm", "firing", r.severity, p.industry, p.enterprise_id, r.plant_id, r.rule_id, r.subject,
                        "sensor", None)
-            return ev, f"alarm:{r.rule_id}|{r.subject}", p.enterprise_id, r.plant_id
+            return ev, AlarmItem(AlarmKey(r.rule_id or "", r.subject or "")).format(), p.enterprise_id, r.plant_id
         h = hazards.get(r.hazard_id or 0)
         if h is None:
             return None
         ev = Event("hazard", r.event, HAZARD_SEVERITY.get(r.event, "high"), h.industry, h.enterprise_id,
                    h.plant_id, h.rule_id, h.subject, h.source, str(r.hazard_id))
-        return ev, f"hazard:{r.hazard_id}:{r.event}", h.enterprise_id, h.plant_id
+        return ev, HazardItem(r.hazard_id or 0, r.event).format(), h.enterprise_id, h.plant_id
+
+    def _disposal_matches(self, ev: Event) -> list[Match]:
+        """A disposal step goes to its tier's receivers (the routing file's `disposal:`), not down the route
+        tree: the tree's catch-all root would tell every tier to whoever takes everything."""
+        receivers = self.cfg.disposal.get(ev.event, ())
+        if not receivers:
+            log.warning("disposal tier %s has no receiver in %s: step recorded, nobody told", ev.event,
+                        self.cfg.source)
+            return []
+        timing = Timing(("enterprise", "plant", "event"), 0.0, 0.0, 0.0)
+        return [Match(f"disposal.{ev.event}", receivers, timing, f"disposal tier {ev.event}")]
 
     def _needs_enterprise_key(self, receiver: str) -> bool:
         rc = self.cfg.receivers.get(receiver)
@@ -154,7 +193,10 @@ class Dispatcher:
                             members[gid] = store.members(conn, gid)
                             replan.add(gid)
                     event, needs_ack = FIRING, r.event in HAZARD_NEEDS_ACK
-                matches = route(self.cfg, ev)
+                if r.kind == "disposal":
+                    # An escalation step is itself the escalation: told once to its tier, never reminded.
+                    event, needs_ack = FIRING, False
+                matches = self._disposal_matches(ev) if r.kind == "disposal" else route(self.cfg, ev)
                 if not matches or not any(m.receivers for m in matches):
                     self.stats.unrouted += 1
                 for m in matches:
@@ -223,8 +265,9 @@ class Dispatcher:
             enterprise = next(iter(enterprises)) if len(enterprises) == 1 else None
             infos = self._infos(conn, subject_rows)
             receiver = self.cfg.receivers.get(notice.receiver)
-            base = dict(group_id=g.id, seq=seq, kind=notice.kind, reason=notice.reason, receiver=notice.receiver,
-                        enterprise_id=enterprise, items=[*notice.items, *notice.resolved])
+            base = _NoticeFields(group_id=g.id, seq=seq, kind=notice.kind, reason=notice.reason,
+                                 receiver=notice.receiver, enterprise_id=enterprise,
+                                 items=[*notice.items, *notice.resolved])
             if receiver is None:
                 out.append(store.NewNotification(
                     key=f"rw-{g.id}-{seq}-none", channel="-", contact_id=None, address=None, contacts=(),
@@ -281,8 +324,9 @@ class Dispatcher:
         return EnterpriseContacts(enterprise, principal, controller)
 
     def _infos(self, conn: psycopg.Connection, rows: Sequence[store.MemberRow]) -> dict[str, ItemInfo]:
-        pids = [int(x.subject[2:]) for x in rows if x.kind == "alarm" and x.subject and x.subject.startswith("p:")]
-        points = store.point_labels(conn, pids)
+        subjects = {x.subject: _subject(x.subject) for x in rows if x.kind in ("alarm", "disposal") and x.subject}
+        points = store.point_labels(conn, [s.point_id for s in subjects.values()
+                                           if s is not None and s.point_id is not None])
         plants, enterprises = store.names(conn, [x.plant_id for x in rows if x.plant_id],
                                           [x.enterprise_id for x in rows if x.enterprise_id])
         tickets = store.hazard_titles(conn, [x.hazard_id for x in rows if x.hazard_id])
@@ -290,19 +334,21 @@ class Dispatcher:
         for x in rows:
             plant = plants.get(x.plant_id or "")
             ent = enterprises.get(x.enterprise_id or "")
-            if x.kind == "alarm":
+            if x.kind in ("alarm", "disposal"):
                 # alarm rule ids carry the limit they tripped (bm.coal.co:hi); the catalog names the rule
                 base = (x.rule_id or "").split(":", 1)[0]
                 title, basis = self.titles.get(base, (x.rule_id or "报警", None))
                 where, unit = x.subject, ""
-                if x.subject and x.subject.startswith("p:") and int(x.subject[2:]) in points:
-                    tag, name, unit = points[int(x.subject[2:])]
+                subj = subjects.get(x.subject or "")
+                if subj is not None and subj.point_id is not None and subj.point_id in points:
+                    tag, name, unit = points[subj.point_id]
                     where = f"{tag} {name}".strip()
-                elif x.subject and x.subject.startswith("g:"):
-                    where = f"网关 gateway {x.subject[2:]}"
+                elif subj is not None and subj.gateway_id is not None:
+                    where = f"网关 gateway {subj.gateway_id}"
                 value = f"{x.value:.4g} {unit}".strip() if x.value is not None else None
-                out[x.m.item] = ItemInfo(x.m.item, "alarm", title, x.severity, ent, plant, where, value, x.m.since,
-                                         x.reason, basis, None, x.m.status, announced=x.m.notified_at is not None)
+                out[x.m.item] = ItemInfo(x.m.item, x.kind, title, x.severity, ent, plant, where, value, x.m.since,
+                                         x.reason, basis, x.event if x.kind == "disposal" else None, x.m.status,
+                                         announced=x.m.notified_at is not None)
             else:
                 title, basis, location = tickets.get(x.hazard_id or 0, (f"隐患 #{x.hazard_id}", None, None))
                 out[x.m.item] = ItemInfo(x.m.item, "hazard", f"#{x.hazard_id} {title}", x.severity, ent, plant,
@@ -406,12 +452,13 @@ class Dispatcher:
             ch.close()
 
 
+def _subject(text: str) -> Subject | None:
+    """An alarm member's subject; a malformed one (not written by this project) is shown as it is."""
+    try:
+        return Subject.parse(text)
+    except ValueError:
+        return None
+
+
 def _step(s: object) -> Step:
     return Step(float(s.after), str(s.receiver))  # type: ignore[attr-defined]
-
-
-def catalog_titles(path: Path | None = None) -> dict[str, tuple[str, str | None]]:
-    """Rule id -> (Chinese title, basis) from the catalog the rule engine runs (default: the shipped one)."""
-    from rules.model import load_catalog
-
-    return {rid: (r.title.zh, r.basis) for rid, (_, r) in load_catalog(path).rules.items()}

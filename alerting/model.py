@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final, Literal
 
-FIRING, RESOLVED, ACKED = "firing", "resolved", "acked"
+#: A member's status in its group.
+MemberStatus = Literal["firing", "resolved", "acked"]
+#: What a notice announces.
+NoticeKind = Literal["firing", "reminder", "escalation", "resolved"]
+
+FIRING: Final = "firing"
+RESOLVED: Final = "resolved"
+ACKED: Final = "acked"
 
 
 @dataclass(frozen=True)
@@ -35,7 +43,7 @@ class Member:
     """One alarm (rule × subject) or one hazard event inside a group."""
 
     item: str
-    status: str                      # firing | resolved | acked
+    status: MemberStatus
     since: float                     # when this firing started (data time)
     pending_at: float                # when the dispatcher learnt of the change still to announce
     notified_at: float | None = None  # first notice of this firing
@@ -62,7 +70,7 @@ class Member:
 class Notice:
     """A decision to notify: which receiver, about which members, and why."""
 
-    kind: str                        # firing | reminder | escalation | resolved
+    kind: NoticeKind
     receiver: str
     items: tuple[str, ...]
     reason: str

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from alerting.model import Group, Member, Notice
+from alerting.model import Group, Member, Notice, NoticeKind
 from alerting.stages import escalate, group, repeat, resolve
 
 EPS = 1e-6
@@ -48,7 +48,7 @@ def decide(g: Group, members: Sequence[Member], now: float) -> Plan:
         new, back = resolve.pending(members)
         items = tuple(m.item for m in new)
         gone = tuple(m.item for m in back)
-        kind = "firing" if new else "resolved"
+        kind: NoticeKind = "firing" if new else "resolved"
         notices.append(Notice(kind, g.receiver, items, f"{why}: {len(new)} new, {len(gone)} returned to normal",
                               resolved=gone))
         for m in new:

@@ -22,6 +22,9 @@ HAZARD_EVENT_ZH = {
     "opened": "新登记隐患", "confirmed": "确认为重大事故隐患", "dismissed": "排除隐患", "supervised": "挂牌督办",
     "sent_back": "退回整改", "closed": "验收销号",
 }
+#: Disposal tiers (core.vocab.DisposalTier) as the notice names them.
+DISPOSAL_TIER_ZH = {"principal": "企业主要负责人", "duty_officer": "局值班人员", "section_chief": "科室负责人",
+                    "leader": "分管局领导"}
 SEVERITY_RANK = {"urgent": 0, "high": 1, "medium": 2, "low": 3}
 
 
@@ -69,6 +72,9 @@ def subject(kind: str, items: Sequence[ItemInfo], resolved: Sequence[ItemInfo], 
     place = first.plant or first.enterprise or ""
     more = len(items) + len(resolved)
     n = f" 等{more}条" if more > 1 else ""
+    if first.kind == "disposal":
+        tier = DISPOSAL_TIER_ZH.get(first.event or "", first.event or "")
+        return f"【处置超时·{tier}】{first.title}{n}未反馈处置情况 · {place}"
     if first.kind == "hazard":
         ev = HAZARD_EVENT_ZH.get(first.event or "", first.event or "")
         tag = "重大事故隐患" if first.event in ("confirmed", "supervised") else "隐患"
@@ -102,6 +108,8 @@ def render(kind: str, key: str, items: Sequence[ItemInfo], resolved: Sequence[It
     }[kind]
     if items and all(i.kind == "hazard" for i in items):
         intro = "riskwatch 隐患台账通知："
+    if items and all(i.kind == "disposal" for i in items):
+        intro = "预警处置超时：以下预警在规定时限内企业未反馈处置情况，现逐级上报，请督促企业处置并反馈。"
     lines = [f"{n}. {_line(i, tz)}" for n, i in enumerate(items, 1)]
     back = [f"- {_line(i, tz)}" for i in resolved]
     details = [f"   依据 basis: {i.basis}" for i in items[:1] if i.basis] + \

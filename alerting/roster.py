@@ -10,12 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
-if TYPE_CHECKING:
-    from zoneinfo import ZoneInfo
-
-    from alerting.config import Roster, Shift
+from alerting.routing import Roster, Shift
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from alerting.channels.base import Contact
-from alerting.config import LABELS, AlertingConfig, Route, Timing
 from alerting.roster import on_duty
+from alerting.routing import AlertingConfig, Route, Timing
+from alerting.schema import LABELS
 
 __all__ = ["EnterpriseContacts", "Event", "Match", "Resolved", "contacts_for", "group_key", "route"]
 

@@ -14,6 +14,7 @@ from psycopg.types.json import Jsonb
 from alerting.channels.base import Contact, Message
 from alerting.model import Group, Member, Step
 from core.clock import secs, ts
+from core.keys import AlarmItem, AlarmKey, alarm_key_of
 from core.redact import redact_text
 
 _ROUTER_LOCK = 0x414C5254  # "ALRT": one router at a time keeps each alarm's events in order
@@ -36,6 +37,7 @@ class OutboxRow:
     value: float | None
     actor: str | None
     reason: str | None
+    disposal_id: int | None = None
 
 
 def router_lock(conn: psycopg.Connection) -> bool:
@@ -45,8 +47,9 @@ def router_lock(conn: psycopg.Connection) -> bool:
 
 def claim_outbox(conn: psycopg.Connection, limit: int = 500) -> list[OutboxRow]:
     rows = conn.execute(
-        """SELECT id, kind, event, event_time, rule_id, subject, plant_id, severity, hazard_id, value, actor, reason
-           FROM outbox WHERE routed_at IS NULL ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED""", (limit,)).fetchall()
+        """SELECT id, kind, event, event_time, rule_id, subject, plant_id, severity, hazard_id, value, actor, reason,
+                  disposal_id FROM outbox WHERE routed_at IS NULL ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED""",
+        (limit,)).fetchall()
     return [OutboxRow(r[0], r[1], r[2], r[3].timestamp(), *r[4:]) for r in rows]
 
 
@@ -416,10 +419,10 @@ def retry(conn: psycopg.Connection, nid: int, now: float) -> bool:
 
 def item_states(conn: psycopg.Connection, items: Sequence[str]) -> dict[str, str]:
     """Alarm items' current ISA-18.2 state (alarm:<rule>|<subject>)."""
-    keys = [i.split(":", 1)[1].split("|", 1) for i in items if i.startswith("alarm:")]
+    keys = [k for k in map(alarm_key_of, items) if k is not None]
     if not keys:
         return {}
-    return {f"alarm:{r[0]}|{r[1]}": r[2] for r in conn.execute(
+    return {AlarmItem(AlarmKey(r[0], r[1])).format(): r[2] for r in conn.execute(
         "SELECT rule_id, subject, state FROM alarms WHERE (rule_id, subject) IN"
         " (SELECT * FROM unnest(%s::text[], %s::text[]))", ([k[0] for k in keys], [k[1] for k in keys]))}
 

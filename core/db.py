@@ -55,7 +55,7 @@ def migrate(url: str) -> list[Migration]:
                     continue
                 try:
                     with conn.transaction():
-                        conn.execute(mig.sql)  # type: ignore[arg-type]
+                        conn.execute(mig.sql)
                         conn.execute(
                             "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
                             (mig.version, mig.name),

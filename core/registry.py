@@ -19,6 +19,7 @@ import logging
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -109,6 +110,8 @@ class PointSpec(_Strict):
     states: dict[int, str] | None = None
     setpoints: dict[str, float] | None = None  # "<rule id>.<parameter>": value overrides
     baseline: float | None = None  # e.g. filter pressure difference after a bag change (AQ 4273)
+    # When the equipment was installed or last serviced (bags changed): trust.dp.baseline_age (issue 14)
+    serviced_at: datetime | None = None
     sim: dict[str, Any] | None = None  # simulator signal model; ignored by the registry
 
 
@@ -219,12 +222,14 @@ class LoadResult:
 
 _UPSERT_POINT = """
     INSERT INTO points (device_id, gateway_id, tag, name, quantity, role, unit, kind, required, interval_s,
-                        states, setpoints, baseline, baseline_at)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s::float8 IS NULL THEN NULL ELSE now() END)
+                        states, setpoints, baseline, baseline_at, serviced_at)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s::float8 IS NULL THEN NULL ELSE now() END,
+            %s)
     ON CONFLICT (gateway_id, tag) DO UPDATE SET
         device_id = EXCLUDED.device_id, name = EXCLUDED.name, quantity = EXCLUDED.quantity, role = EXCLUDED.role,
         unit = EXCLUDED.unit, kind = EXCLUDED.kind, required = EXCLUDED.required,
         interval_s = EXCLUDED.interval_s, states = EXCLUDED.states, setpoints = EXCLUDED.setpoints,
+        serviced_at = coalesce(EXCLUDED.serviced_at, points.serviced_at),
         baseline = coalesce(EXCLUDED.baseline, points.baseline),
         baseline_at = CASE WHEN EXCLUDED.baseline IS DISTINCT FROM points.baseline AND EXCLUDED.baseline IS NOT NULL
                            THEN now() ELSE points.baseline_at END,
@@ -281,7 +286,8 @@ def upsert_site(conn: psycopg.Connection, site: SiteSpec) -> LoadResult:
                             (row[0], d.gateway, pt.tag, pt.name, pt.quantity, pt.role, pt.unit, pt.kind,
                              pt.required, pt.interval_s,
                              Jsonb({str(k): v for k, v in pt.states.items()}) if pt.states else None,
-                             Jsonb(pt.setpoints) if pt.setpoints else None, pt.baseline, pt.baseline)
+                             Jsonb(pt.setpoints) if pt.setpoints else None, pt.baseline, pt.baseline,
+                             pt.serviced_at)
                             for pt in d.points])
                     n_pt += len(d.points)
     return LoadResult(
@@ -331,6 +337,12 @@ def set_gateway_enabled(conn: psycopg.Connection, gateway_id: str, enabled: bool
 def disabled_gateways(conn: psycopg.Connection) -> list[str]:
     """Ids of disabled gateways: the broker's ACL denies them every topic (a client certificate outlives a password)."""
     return [r[0] for r in conn.execute("SELECT id FROM gateways WHERE NOT enabled ORDER BY id")]
+
+
+def credential_hashes(conn: psycopg.Connection, gateway_ids: list[str]) -> dict[str, str | None]:
+    """gateway id -> its stored credential hash (None when it has none), for the ids that exist."""
+    rows = conn.execute("SELECT id, credential_hash FROM gateways WHERE id = ANY(%s)", (gateway_ids,)).fetchall()
+    return {str(gw): (None if h is None else str(h)) for gw, h in rows}
 
 
 def broker_credentials(conn: psycopg.Connection) -> list[tuple[str, str]]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from core.errors import ConfigError
+from core.timeconst import S_PER_DAY
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ class IngestLimits:
 
     max_payload_bytes: int = 256 * 1024
     max_readings: int = 5000
-    max_past_s: float = 7 * 24 * 3600
+    max_past_s: float = 7 * S_PER_DAY
     max_future_s: float = 300
 
 
@@ -110,7 +111,7 @@ class CollectorSettings:
     batch_max_readings: int = 20_000
     batch_max_age_s: float = 0.1
     receive_maximum: int = 1000
-    session_expiry_s: int = 7 * 24 * 3600
+    session_expiry_s: int = 7 * S_PER_DAY
     registry_refresh_s: float = 5.0
 
 

@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from core.reserved import reserved_user
+
 CA_DAYS = 3650
 SERVER_DAYS = 825
 CLIENT_DAYS = 825
@@ -210,8 +212,6 @@ class PrivateCA:
     def issue_client(self, gateway_id: str) -> Issued:
         """A client certificate for a gateway; never for a name the service keeps for itself: the mutual-TLS
         listener takes the CN as the username, so a `riskwatch-collector` certificate would be the collector."""
-        from core.services import reserved_user  # core.services imports this module
-
         if reserved_user(gateway_id) or not gateway_id:
             raise ValueError(f"{gateway_id!r} is reserved for the service: no client certificate")
         if not self.exists():

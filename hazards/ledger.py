@@ -14,15 +14,17 @@ from typing import Any
 
 import psycopg
 
+from core.timeconst import S_PER_DAY
 from hazards import store, workflow
 from hazards.errors import ActionForbidden, InvalidAction, ReferenceNotFound, TicketNotFound
+from hazards.intake import open_or_attach
 from hazards.model import Actor, Event, Source, Status, Ticket
 from hazards.store import Details, NewEvidence, NewInterview, TicketRecord
 
 log = logging.getLogger("riskwatch.hazards")
 
 #: The longest window of readings one evidence item copies.
-MAX_EVIDENCE_WINDOW_S = 24 * 3600.0
+MAX_EVIDENCE_WINDOW_S = float(S_PER_DAY)
 
 
 def _scope(actor: Actor) -> str | None:
@@ -258,8 +260,6 @@ def tick(conn: psycopg.Connection, now: float,
 
 def sweep_candidates(conn: psycopg.Connection) -> list[int]:
     """Take up candidates that have no ticket yet (raised before the ledger existed, or whose intake failed)."""
-    from hazards.intake import open_or_attach
-
     ids = store.pending_candidates(conn)
     conn.commit()
     out = []

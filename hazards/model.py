@@ -12,6 +12,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal
 
+from core.vocab import Source as Source  # re-exported: the ledger speaks of sources
+
 
 class Status(StrEnum):
     CANDIDATE = "candidate"
@@ -21,13 +23,6 @@ class Status(StrEnum):
     RECTIFYING = "rectifying"
     SUBMITTED = "submitted"
     CLOSED = "closed"
-
-
-class Source(StrEnum):
-    SENSOR = "sensor"
-    SELF_REPORT = "self_report"
-    INSPECTION = "inspection"
-    PUBLIC_TIP = "public_tip"
 
 
 class Level(StrEnum):
@@ -79,6 +74,9 @@ class Actor:
     name: str
     role: Role
     enterprise_id: str | None = None
+    #: May verify/close (销号) and set supervision levels. A console user has a finer role than the API's
+    #: (only a section chief or leader may); a bearer token has none, so it keeps its API role's rights.
+    may_verify: bool = True
 
 
 SYSTEM = Actor("system", "system")

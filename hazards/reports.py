@@ -18,6 +18,7 @@ from typing import Any, Literal
 import psycopg
 from psycopg.rows import class_row
 
+from core.clock import ts
 from hazards import store
 from hazards.model import CONFIRMED_OPEN, DEADLINE_RUNNING, OPEN, SOURCE_ZH, STATUS_ZH, Source, Status
 
@@ -63,10 +64,10 @@ def _period(frm: float | None, to: float | None) -> tuple[str, list[Any]]:
     conds, args = [], []  # type: list[str], list[Any]
     if frm is not None:
         conds.append("h.created_at >= %s")
-        args.append(store.ts(frm))
+        args.append(ts(frm))
     if to is not None:
         conds.append("h.created_at < %s")
-        args.append(store.ts(to))
+        args.append(ts(to))
     return "".join(f" AND {c}" for c in conds), args
 
 
@@ -87,7 +88,7 @@ def summary(conn: psycopg.Connection, group_by: GroupBy, scope: str | None, now:
             FROM hazards h JOIN enterprises e ON e.id = h.enterprise_id LEFT JOIN plants pl ON pl.id = h.plant_id
             WHERE true{scope_sql}{period}
             GROUP BY 1 ORDER BY 1""",
-        [[s.value for s in CONFIRMED_OPEN], [s.value for s in DEADLINE_RUNNING], store.ts(now), *sargs, *pargs],
+        [[s.value for s in CONFIRMED_OPEN], [s.value for s in DEADLINE_RUNNING], ts(now), *sargs, *pargs],
     ).fetchall()
     return [SummaryRow(str(r[0]), _label(group_by, str(r[0]), str(r[1])), *(int(x) for x in r[2:])) for r in rows]
 
@@ -117,7 +118,7 @@ def open_major(conn: psycopg.Connection, scope: str | None, now: float) -> OpenM
                    count(*) FILTER (WHERE h.status = ANY(%s) AND h.plan_deadline < %s)
             FROM hazards h JOIN enterprises e ON e.id = h.enterprise_id
             WHERE h.status = ANY(%s){scope_sql} GROUP BY 1 ORDER BY 3 DESC, 1""",
-        [[s.value for s in DEADLINE_RUNNING], store.ts(now), [s.value for s in CONFIRMED_OPEN], *sargs],
+        [[s.value for s in DEADLINE_RUNNING], ts(now), [s.value for s in CONFIRMED_OPEN], *sargs],
     ).fetchall()
     return OpenMajor(count=sum(int(r[2]) for r in rows), supervised=sum(int(r[3]) for r in rows),
                      overdue=sum(int(r[4]) for r in rows),
@@ -169,7 +170,7 @@ class PeriodSummary:
 def _period_rows(conn: psycopg.Connection, key: str, label: str, start: float, end: float, now: float,
                  scope: str | None) -> list[PeriodRow]:
     scope_sql = "" if scope is None else " AND h.enterprise_id = %(scope)s"
-    s, e, cut = store.ts(start), store.ts(end), store.ts(min(end, now))
+    s, e, cut = ts(start), ts(end), ts(min(end, now))
     rows = conn.execute(
         f"""SELECT {key}, {label},
                    count(*) FILTER (WHERE h.created_at >= %(s)s AND h.created_at < %(e)s),

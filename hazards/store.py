@@ -17,7 +17,7 @@ import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from alerting import outbox
+from core import outbox
 from core.clock import secs, ts
 from hazards.model import (
     DEADLINE_RUNNING,
@@ -209,6 +209,10 @@ class EventRecord:
     data: dict[str, Any]
 
 
+def _announcement(e: Event) -> outbox.HazardAnnouncement:
+    return outbox.HazardAnnouncement(e.action, e.time, e.actor, e.comment)
+
+
 def insert_events(conn: psycopg.Connection, hazard_id: int, events: Sequence[Event]) -> None:
     with conn.cursor() as cur:
         cur.executemany(
@@ -217,7 +221,7 @@ def insert_events(conn: psycopg.Connection, hazard_id: int, events: Sequence[Eve
             [(hazard_id, ts(e.time), e.action, e.from_status.value, e.to_status.value, e.actor, e.role,
               e.enterprise_id, e.comment, Jsonb(e.data)) for e in events],
         )
-    outbox.enqueue_hazard_events(conn, hazard_id, [(e.action, e.time, e.actor, e.comment) for e in events])
+    outbox.enqueue_hazard_events(conn, hazard_id, [_announcement(e) for e in events])
 
 
 def insert_event(conn: psycopg.Connection, hazard_id: int, e: Event) -> EventRecord:
@@ -231,7 +235,7 @@ def insert_event(conn: psycopg.Connection, hazard_id: int, e: Event) -> EventRec
             (hazard_id, ts(e.time), e.action, e.from_status.value, e.to_status.value, e.actor, e.role,
              e.enterprise_id, e.comment, Jsonb(e.data))).fetchone()
     assert row is not None
-    outbox.enqueue_hazard_events(conn, hazard_id, [(e.action, e.time, e.actor, e.comment)])
+    outbox.enqueue_hazard_events(conn, hazard_id, [_announcement(e)])
     return row
 
 

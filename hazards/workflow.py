@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import ClassVar
 
+from core.timeconst import S_PER_DAY
 from hazards.errors import ActionForbidden, InvalidAction, TransitionRefused
 from hazards.model import (
     CONFIRMED_OPEN,
@@ -51,7 +52,7 @@ from hazards.model import (
 )
 
 #: Overdue this long past the county listing's trigger, the ticket is listed at city level.
-CITY_AFTER_S = 30 * 24 * 3600.0
+CITY_AFTER_S = 30.0 * S_PER_DAY
 
 BUREAU: frozenset[Role] = frozenset({"admin", "bureau"})
 ENTERPRISE: frozenset[Role] = frozenset({"admin", "enterprise"})
@@ -200,11 +201,18 @@ def _need(text: str, zh: str, en: str) -> str:
     return t
 
 
+#: Decisions reserved to those who may verify (`Actor.may_verify`: a section chief or leader in the console).
+VERIFY_ACTIONS: frozenset[str] = frozenset({"verify", "supervise"})
+
+
 def _check_actor(ticket: Ticket, action: str, actor: Actor, roles: frozenset[Role]) -> None:
     if actor.role not in roles:
         raise ActionForbidden(
             f"{ROLE_ZH[actor.role]}无权{ACTION_ZH[action]}。 Role {actor.role} may not {action}.",
             action=action, role=actor.role)
+    if action in VERIFY_ACTIONS and not actor.may_verify:
+        raise ActionForbidden(f"只有科长或局领导可以{ACTION_ZH[action]}。 "
+                              f"Only a section chief or a bureau leader may {action}.", action=action, role=actor.role)
     if actor.role == "enterprise" and actor.enterprise_id != ticket.enterprise_id:
         raise ActionForbidden("只能处理本企业的隐患。 Only the ticket's own enterprise may act on it.",
                               action=action)
@@ -217,6 +225,8 @@ def allowed_actions(ticket: Ticket, actor: Actor) -> list[str]:
         if ticket.status not in rule.from_ or actor.role not in rule.roles:
             continue
         if actor.role == "enterprise" and actor.enterprise_id != ticket.enterprise_id:
+            continue
+        if name in VERIFY_ACTIONS and not actor.may_verify:
             continue
         if name == "set_reward" and ticket.source is not Source.PUBLIC_TIP:
             continue
@@ -379,7 +389,7 @@ def tick(t: Ticket, now: float, city_after_s: float = CITY_AFTER_S) -> tuple[Tic
     cur = t.supervision
     if cur is not None and cur.active and (cur.level is Level.CITY or cur.level is want):
         return None
-    days = late / 86400
+    days = late / S_PER_DAY
     reason = f"整改逾期 {days:.1f} 天，自动{LEVEL_ZH[want]}。 Rectification overdue by {days:.1f} days."
     new = replace(t, supervision=Supervision(want, now, SYSTEM.name, reason))
     return new, Event("supervise", t.status, t.status, SYSTEM.name, SYSTEM.role, now, reason, None,

@@ -3,7 +3,8 @@
 Readings accumulate in flat lists and become numpy arrays once per batch; the
 batch also carries what goes to dead_letters and unmapped_points, gateway
 status and last-seen times, and the MQTT message ids to acknowledge after the
-commit, in arrival order.
+commit, in arrival order. The arrays type itself (`Readings`) lives in
+`core.readings`, since the rules read it too.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
+
+from core.readings import Readings
+
+__all__ = ["Batch", "DeadLetter", "Readings", "Unmapped"]
 
 
 @dataclass(slots=True)
@@ -32,32 +36,6 @@ class Unmapped:
     last_value: float
 
 
-@dataclass(slots=True)
-class Readings:
-    """Column arrays of a batch's readings (time in epoch microseconds)."""
-
-    point_id: npt.NDArray[np.int32]
-    time_us: npt.NDArray[np.int64]
-    value: npt.NDArray[np.float64]
-    quality: npt.NDArray[np.int16]
-
-    def __len__(self) -> int:
-        return int(self.point_id.shape[0])
-
-    def dedup(self) -> Readings:
-        """Drop repeated (point, time) pairs inside the batch, keeping the first."""
-        if len(self) < 2:
-            return self
-        key = (self.point_id.astype(np.int64) << 44) ^ (self.time_us - self.time_us.min())
-        # The xor key is exact while the batch spans < 2^44 us (~200 days), which
-        # the timestamp limits guarantee.
-        _, first = np.unique(key, return_index=True)
-        if first.shape[0] == len(self):
-            return self
-        first.sort()
-        return Readings(self.point_id[first], self.time_us[first], self.value[first], self.quality[first])
-
-
 @dataclass
 class Batch:
     point_ids: list[int] = field(default_factory=list)
@@ -73,6 +51,9 @@ class Batch:
     last_seen: dict[str, float] = field(default_factory=dict)
     # Highest JSON v1 `seq` per gateway in this batch: raised in gateway_stored_seq, then published as `stored`.
     seqs: dict[str, int] = field(default_factory=dict)
+    # Per gateway: how far its clock is ahead of ours (s): the newest live message's own ts minus its arrival,
+    # kept even when every reading was dead-lettered as from the future; the clock_skew rule reads it (issue 14).
+    skew: dict[str, float] = field(default_factory=dict)
     # Retained messages handled for the first time (topic, payload digest), and topics whose retained message
     # was cleared: recorded in retained_seen so that the broker's replays are not handled again.
     retained_new: list[tuple[str, bytes]] = field(default_factory=list)

@@ -22,12 +22,14 @@ from typing import Any
 
 import orjson
 
+from core.errors import RiskwatchError
 from core.settings import IngestLimits
+from core.timeconst import US_PER_MS, US_PER_S
 
 QUALITY = {"good": 0, "uncertain": 1, "bad": 2}
 
 
-class MessageRejected(Exception):
+class MessageRejected(RiskwatchError):
     """The whole message is unusable."""
 
     def __init__(self, reason: str, detail: str):
@@ -54,6 +56,7 @@ class Decoded:
     qualities: list[int]
     rejected: list[ReadingRejected]
     seq: int | None = None  # the message's sequence number, for the end-to-end confirmation
+    ts_us: int | None = None  # the message's own ts (when it was sent, gateway clock): its clock skew (issue 14)
 
 
 SEQ_MAX = 2**63 - 1  # PostgreSQL bigint
@@ -89,11 +92,11 @@ def parse_time_us(ts: Any) -> int | None:
     if isinstance(ts, bool):
         return None
     if isinstance(ts, int):
-        return ts * 1000
+        return ts * US_PER_MS
     if isinstance(ts, float):
         if not math.isfinite(ts):
             return None
-        return round(ts * 1000)
+        return round(ts * US_PER_MS)
     if isinstance(ts, str):
         try:
             dt = datetime.fromisoformat(ts)
@@ -101,7 +104,7 @@ def parse_time_us(ts: Any) -> int | None:
             return None
         if dt.tzinfo is None:
             return None  # RFC 3339 requires an offset
-        return round(dt.timestamp() * 1_000_000)
+        return round(dt.timestamp() * US_PER_S)
     return None
 
 
@@ -133,6 +136,7 @@ def decode_json_v1(payload: bytes, now_s: float, limits: IngestLimits) -> Decode
     if d is None:
         d = _careful(readings, msg_us, msg_ts, lo_us, hi_us, limits)
     d.seq = message_seq(doc.get("seq"))
+    d.ts_us = msg_us
     return d
 
 
@@ -152,7 +156,7 @@ def _fast(readings: list[Any], msg_us: int | None, lo_us: int, hi_us: int) -> De
         if type(r) is not dict:
             return None
         tag = r.get("tag")
-        v = r.get("v")
+        v: Any = r.get("v")  # narrowed by exact type checks below (the hot path: no isinstance)
         tv = type(v)
         if tv is float:
             if v - v != 0.0:  # NaN or infinite
@@ -169,7 +173,7 @@ def _fast(readings: list[Any], msg_us: int | None, lo_us: int, hi_us: int) -> De
                 return None
             t = msg_us
         elif type(ts) is int:
-            t = ts * 1000
+            t = ts * US_PER_MS
         else:
             return None
         if t < lo_us or t > hi_us:

@@ -29,7 +29,7 @@ import psycopg
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
-from ingest.batch import Readings
+from core.readings import Readings
 
 BUCKET_US = 60_000_000
 PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in unix microseconds

@@ -39,7 +39,7 @@ def parse(topic: str) -> tuple[str, Kind] | None:
     r = route(topic)
     if r is None or r[1] not in ("telemetry", "status"):
         return None
-    return r[0], r[1]  # type: ignore[return-value]
+    return r[0], r[1]
 
 
 def route(topic: str) -> tuple[str, Route] | None:

@@ -18,7 +18,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from ingest.batch import Readings
+from core.readings import Readings
 
 PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in unix microseconds
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00"

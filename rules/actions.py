@@ -14,16 +14,19 @@ from typing import Any
 
 import psycopg
 
+from core.clock import ts
+from core.errors import RiskwatchError
+from core.keys import AlarmKey, Subject
 from rules import lifecycle, store
 
 
-class AlarmNotFound(LookupError):
+class AlarmNotFound(RiskwatchError, LookupError):
     pass
 
 
 def _act(conn: psycopg.Connection, rule_id: str, subject: str,
          fn: Callable[[lifecycle.Alarm], tuple[lifecycle.Alarm, list[lifecycle.Event]]]) -> list[lifecycle.Event]:
-    key = (rule_id, subject)
+    key = AlarmKey(rule_id, subject)
     with conn.transaction():
         alarms = store.lock_alarms(conn, [key])
         if key not in alarms:
@@ -38,6 +41,16 @@ def _act(conn: psycopg.Connection, rule_id: str, subject: str,
 def acknowledge(conn: psycopg.Connection, rule_id: str, subject: str, actor: str, comment: str,
                 now: float) -> list[lifecycle.Event]:
     return _act(conn, rule_id, subject, lambda a: lifecycle.acknowledge(a, actor, comment, now))
+
+
+def acknowledge_from_link(conn: psycopg.Connection, key: AlarmKey, actor: str, comment: str, now: float) -> bool:
+    """Acknowledge if there is something to acknowledge (a notification's link names alarms that may have been
+    acknowledged, or deleted, since): True if acknowledged now. Passed to `alerting.acknowledge` by the HTTP face."""
+    try:
+        acknowledge(conn, key.rule_id, key.subject, actor, comment, now)
+    except (lifecycle.LifecycleError, AlarmNotFound):
+        return False
+    return True
 
 
 def shelve(conn: psycopg.Connection, rule_id: str, subject: str, actor: str, duration_s: float, reason: str,
@@ -96,7 +109,7 @@ def flood(conn: psycopg.Connection, now: float, window_s: float = 600.0) -> list
     rows = conn.execute(
         """SELECT plant_id, count(*) FROM alarm_events
            WHERE event = 'activate' AND annunciate AND time > %s GROUP BY plant_id ORDER BY 2 DESC""",
-        (store.ts(now - window_s),),
+        (ts(now - window_s),),
     ).fetchall()
     return [(r[0], int(r[1]), int(r[1]) > FLOOD_PER_10MIN * window_s / 600.0) for r in rows]
 
@@ -111,12 +124,12 @@ def subject_for(conn: psycopg.Connection, gateway_or_subject: str, tag: str | No
     """'p:<id>' from a gateway and tag, or a gateway subject, or a subject given as is."""
     if tag is None:
         if gateway_or_subject.startswith(("p:", "g:")):
-            return gateway_or_subject
-        return f"g:{gateway_or_subject}"
+            return gateway_or_subject  # as is, even if malformed: the lookup then finds no alarm
+        return Subject.gateway(gateway_or_subject).format()
     row = conn.execute("SELECT id FROM points WHERE gateway_id = %s AND tag = %s", (gateway_or_subject, tag)).fetchone()
     if row is None:
         raise AlarmNotFound(f"no point {tag} on gateway {gateway_or_subject}")
-    return f"p:{row[0]}"
+    return Subject.point(row[0]).format()
 
 
 def set_baseline(conn: psycopg.Connection, gateway: str, tag: str, value: float | None,

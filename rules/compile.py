@@ -10,21 +10,28 @@ registry) and recorded baselines are applied here.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from core.keys import AlarmKey, Subject
+from core.timeconst import US_PER_S
 from rules.model import (
+    BaselineAgeRule,
     Catalog,
     CatalogFile,
+    ClockSkewRule,
     Cmp,
     Composite,
     CompositeRule,
+    CopiedRule,
     DeviationRule,
     Diff,
     DifferenceRule,
     GatewayOfflineRule,
+    ImpossibleRule,
     InterlockRule,
     NeverReportedRule,
     PointSelector,
@@ -32,12 +39,12 @@ from rules.model import (
     StaleRule,
     StateIs,
     StateRule,
+    StuckRule,
     ThresholdRule,
 )
 
 log = logging.getLogger("riskwatch.rules")
 
-US = 1_000_000
 LeafKind = Literal["ge", "le", "diff_ge", "diff_le", "rate_ge", "rate_le", "eq", "mask", "ne"]
 
 
@@ -80,7 +87,7 @@ class Instance:
     rule_id: str  # expanded: threshold limits get ":hi" etc.
     base_id: str
     shape: str
-    subject: str  # "p:<point id>" | "g:<gateway id>"
+    subject: str  # core.keys.Subject, formatted: "p:<point id>" | "g:<gateway id>"
     point_id: int | None
     gateway_id: str | None
     plant_id: str
@@ -100,10 +107,12 @@ class Instance:
     stale_us: int = 0
     grace_us: int = 0
     silent_us: int = 0
+    # data-trust shapes (rules.shapes_trust): their numeric parameters, in the order that module reads them
+    params: tuple[float, ...] = ()
 
     @property
-    def key(self) -> tuple[str, str]:
-        return (self.rule_id, self.subject)
+    def key(self) -> AlarmKey:
+        return AlarmKey(self.rule_id, self.subject)
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,8 @@ class PointRow:
     baseline: float | None
     unit: str = ""
     created_at: float = 0.0
+    baseline_at: float | None = None  # epoch s the baseline was recorded
+    serviced_at: float | None = None  # epoch s of installation or the last bag change, when recorded
 
 
 @dataclass(frozen=True)
@@ -157,7 +168,7 @@ class Compiled:
     instances: list[Instance]
     skipped: list[str]  # why some rule x device pairs did not bind (for `rules check --site`)
 
-    def by_key(self) -> dict[tuple[str, str], Instance]:
+    def by_key(self) -> dict[AlarmKey, Instance]:
         return {i.key: i for i in self.instances}
 
 
@@ -216,12 +227,21 @@ def compile_rules(catalog: Catalog, reg: RegistryView) -> Compiled:
                             severity=severity or rule.severity, candidate=rule.candidate, catalog_version=version,
                             title_zh=rule.title.zh, title_en=rule.title.en, basis=rule.basis)
 
+            if isinstance(rule, ClockSkewRule):
+                for g in reg.gateways:
+                    plant = reg.plants[g.plant_id]
+                    if g.enabled and _industry_ok(f, rule, plant.industry):
+                        out.append(Instance(**common(rule.id, Subject.gateway(g.id).format(), plant, gateway_id=g.id),
+                                            on_delay_us=int(rule.on_delay_s * US_PER_S),
+                                            off_delay_us=int(rule.off_delay_s * US_PER_S), params=(rule.limit_s,)))
+                continue
+
             if isinstance(rule, GatewayOfflineRule):
                 for g in reg.gateways:
                     plant = reg.plants[g.plant_id]
                     if g.enabled and _industry_ok(f, rule, plant.industry):
-                        out.append(Instance(**common(rule.id, f"g:{g.id}", plant, gateway_id=g.id),
-                                            silent_us=int(rule.silent_s * US)))
+                        out.append(Instance(**common(rule.id, Subject.gateway(g.id).format(), plant, gateway_id=g.id),
+                                            silent_us=int(rule.silent_s * US_PER_S)))
                 continue
 
             for dev_id, pts in by_device.items():
@@ -237,11 +257,15 @@ def compile_rules(catalog: Catalog, reg: RegistryView) -> Compiled:
                 sel = rule.applies.point
                 assert sel is not None
                 for p in (p for p in pts if _matches(sel, p)):
-                    subj = f"p:{p.id}"
+                    if isinstance(rule, StuckRule | CopiedRule) and rule.units is not None and p.unit not in rule.units:
+                        continue
+                    if isinstance(rule, ImpossibleRule) and p.unit not in rule.bounds:
+                        continue
+                    subj = Subject.point(p.id).format()
                     one = (p.id,)  # shared by the point's instances (hi, hihi, ...)
                     base = common(rule.id, subj, plant, point_id=p.id, gateway_id=p.gateway_id)
-                    on = int(_sp(p, rule.id, "on_delay_s", rule.on_delay_s) * US)
-                    off = int(_sp(p, rule.id, "off_delay_s", rule.off_delay_s) * US)
+                    on = int(_sp(p, rule.id, "on_delay_s", rule.on_delay_s) * US_PER_S)
+                    off = int(_sp(p, rule.id, "off_delay_s", rule.off_delay_s) * US_PER_S)
                     tags = tag_of
                     if isinstance(rule, ThresholdRule):
                         db = _sp(p, rule.id, "deadband", rule.deadband)
@@ -260,7 +284,7 @@ def compile_rules(catalog: Catalog, reg: RegistryView) -> Compiled:
                                     rule.rise_per_min if rise else rule.fall_per_min)  # type: ignore[arg-type]
                         leaf = Leaf("rate_ge" if rise else "rate_le", p.id, limit if rise else -limit,
                                     _sp(p, rule.id, "deadband", rule.deadband),
-                                    window_us=int(rule.window_s * US))
+                                    window_us=int(rule.window_s * US_PER_S))
                         out.append(Instance(**base, on_delay_us=on, off_delay_us=off, expr=leaf, points=one,
                                             tags=tags))
                     elif isinstance(rule, DeviationRule):
@@ -282,11 +306,39 @@ def compile_rules(catalog: Catalog, reg: RegistryView) -> Compiled:
                     elif isinstance(rule, StaleRule):
                         stale = max(rule.intervals * p.interval_s, rule.min_s)
                         out.append(Instance(**base, points=(p.id,), tags=tags,
-                                            stale_us=int(_sp(p, rule.id, "stale_s", stale) * US)))
+                                            stale_us=int(_sp(p, rule.id, "stale_s", stale) * US_PER_S)))
+                    elif isinstance(rule, StuckRule | CopiedRule | ImpossibleRule | BaselineAgeRule):
+                        out.append(_trust(rule, p, base, on, off, tags))
                     elif isinstance(rule, NeverReportedRule):
                         out.append(Instance(**base, points=(p.id,), tags=tags,
-                                            grace_us=int(_sp(p, rule.id, "grace_s", rule.grace_s) * US)))
+                                            grace_us=int(_sp(p, rule.id, "grace_s", rule.grace_s) * US_PER_S)))
     return Compiled(out, skipped)
+
+
+def _trust(rule: StuckRule | CopiedRule | ImpossibleRule | BaselineAgeRule, p: PointRow, base: dict[str, Any],
+           on: int, off: int, tags: dict[int, str]) -> Instance:
+    """A data-trust instance (issue 14): ``impossible`` as ordinary leaves, the others for rules.shapes_trust."""
+    kw: dict[str, Any] = dict(on_delay_us=on, off_delay_us=off, points=(p.id,), tags=tags)
+    if isinstance(rule, ImpossibleRule):
+        b = rule.bounds[p.unit]
+        # Strictly outside the physical range: a reading AT a bound is possible, the next float past it is not.
+        hi = _sp(p, rule.id, "hi", b.hi) if b.hi is not None else None
+        lo = _sp(p, rule.id, "lo", b.lo) if b.lo is not None else None
+        kids = tuple(x for x in (Leaf("ge", p.id, math.nextafter(hi, math.inf)) if hi is not None else None,
+                                 Leaf("le", p.id, math.nextafter(lo, -math.inf)) if lo is not None else None)
+                     if x is not None)
+        return Instance(**base, expr=kids[0] if len(kids) == 1 else Node("any", kids), **kw)
+    if isinstance(rule, StuckRule):
+        params: tuple[float, ...] = (int(_sp(p, rule.id, "window_s", rule.window_s) * US_PER_S),
+                                     _sp(p, rule.id, "band", rule.band))
+    elif isinstance(rule, CopiedRule):
+        params = (int(rule.window_s * US_PER_S), _sp(p, rule.id, "eps", rule.eps), rule.min_samples, rule.min_steps)
+    else:
+        ref = p.serviced_at if p.serviced_at is not None else p.created_at  # the last bag change, else installation
+        # A baseline given with the site (no recorded time) counts as recorded when the point was registered.
+        at = (p.baseline_at if p.baseline_at is not None else p.created_at) if p.baseline is not None else math.nan
+        params = (_sp(p, rule.id, "max_age_s", rule.max_age_s), ref, at)
+    return Instance(**base, params=params, **kw)
 
 
 def _multi(rule: DifferenceRule | InterlockRule | CompositeRule, pts: list[PointRow], dev: DeviceRow,
@@ -304,10 +356,12 @@ def _multi(rule: DifferenceRule | InterlockRule | CompositeRule, pts: list[Point
     out = []
     for s in subjects:
         b = {**bind, "subject": s}
-        sp = lambda name, default, s=s: _sp(s, rule.id, name, default)  # noqa: E731
-        on = int(sp("on_delay_s", rule.on_delay_s) * US)
-        off = int(sp("off_delay_s", rule.off_delay_s) * US)
-        base = common(rule.id, f"p:{s.id}", plant, point_id=s.id, gateway_id=s.gateway_id, rule=rule)
+        def sp(name: str, default: float, s: PointRow = s) -> float:
+            return _sp(s, rule.id, name, default)
+
+        on = int(sp("on_delay_s", rule.on_delay_s) * US_PER_S)
+        off = int(sp("off_delay_s", rule.off_delay_s) * US_PER_S)
+        base = common(rule.id, Subject.point(s.id).format(), plant, point_id=s.id, gateway_id=s.gateway_id, rule=rule)
         involved = tuple(sorted({p.id for p in b.values()}))
         tags = tag_of
         if isinstance(rule, DifferenceRule):
@@ -327,10 +381,10 @@ def _multi(rule: DifferenceRule | InterlockRule | CompositeRule, pts: list[Point
                 when = _cond(rule.when, b, rule.id, s)
             prot = b[rule.protective.point]
             expr = Node("all", (when, Leaf("ne", prot.id, limit=rule.protective.safe)))
-            out.append(Instance(**base, on_delay_us=int(sp("hold_s", rule.hold_s) * US), off_delay_us=off,
+            out.append(Instance(**base, on_delay_us=int(sp("hold_s", rule.hold_s) * US_PER_S), off_delay_us=off,
                                 expr=expr, points=involved, tags=tags))
         else:
             kids = tuple(_cond(c, b, rule.id, s) for c in rule.conditions)
-            out.append(Instance(**base, on_delay_us=on, off_delay_us=off, expr=Node(rule.shape, kids),  # type: ignore[arg-type]
+            out.append(Instance(**base, on_delay_us=on, off_delay_us=off, expr=Node(rule.shape, kids),
                                 points=involved, tags=tags))
     return out

@@ -20,22 +20,23 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import psycopg
 
-from core.clock import Clock, SystemClock
-from ingest.batch import Batch
-from rules import lifecycle, store
+from core.clock import Clock
+from core.keys import AlarmKey
+from core.readings import BatchView
+from core.timeconst import US_PER_S
+from rules import disposal, lifecycle, shapes_trust, store, store_disposal, store_stops
 from rules.compile import Compiled, Instance, RegistryView, compile_rules
 from rules.evaluate import (
     DEFAULT,
-    BatchArrays,
     Index,
     InstState,
     PointState,
     State,
+    TickInputs,
     Transition,
     Updates,
     apply,
@@ -43,10 +44,10 @@ from rules.evaluate import (
     evaluate_tick,
     note_gateways,
 )
-from rules.model import Catalog, load_catalog
+from rules.model import Catalog
+from rules.stops import SILENCE_SHAPES, Stop, covering
 
 log = logging.getLogger("riskwatch.rules")
-US = 1_000_000
 
 
 @dataclass
@@ -63,12 +64,16 @@ class EngineStats:
 
 
 class RuleEngine:
-    def __init__(self, catalog: Catalog | None = None, catalog_dir: Path | None = None, clock: Clock | None = None,
-                 tick_s: float = 1.0, registry_check_s: float = 5.0,
+    """The catalog and the clock are given, never found: the composition root (api.run) loads the one catalog
+    every part uses and injects the one clock, so a constructor reads no file."""
+
+    def __init__(self, *, catalog: Catalog, clock: Clock, tick_s: float = 1.0, registry_check_s: float = 5.0,
                  on_candidate: Callable[[psycopg.Connection, int], object] | None = None,
-                 arrival_snapshot_s: float = 60.0):
-        self.catalog = catalog or load_catalog(catalog_dir)
-        self.clock = clock or SystemClock()
+                 arrival_snapshot_s: float = 60.0, disposal_policy: disposal.Policy | None = None):
+        self.catalog = catalog
+        # The warning-disposal policy (rules.disposal); None: no alarm needs feedback (nothing escalates).
+        self.disposal = disposal_policy
+        self.clock = clock
         self.tick_s = tick_s
         self.registry_check_s = registry_check_s
         # Called in the same transaction with each new hazard_candidates row id (the ledger's intake).
@@ -82,13 +87,16 @@ class RuleEngine:
         self._point_created = np.zeros(0)
         self._gw_created: dict[str, float] = {}
         self._device_of = np.zeros(0, np.int32)  # point id -> device id (an array: 100k points)
-        self._windows: list[store.Window] = []
+        self._windows: list[Stop] = []  # approved production stops (rules.stops), refreshed every 10 s
         self._windows_at = 0.0
         # Newest point_arrival_log row the state includes, and the one the snapshot covers (see tick).
         self._arrival_log_id = 0
         self._arrival_snapshot_id = 0
         self._arrival_snapshot_at = 0.0
         self.arrival_snapshot_s = arrival_snapshot_s
+        # One collector of several (ingest.leases): inside the tick's transaction, the gateways whose rule state
+        # this engine may write (their leases locked until it commits). None: the only collector, all of them.
+        self.scope: Callable[[psycopg.Connection], frozenset[str]] | None = None
 
     # --- loading ------------------------------------------------------------------------------
 
@@ -159,6 +167,13 @@ class RuleEngine:
             ps.arrival[pid] = min(at, now)
         return upto
 
+    def handover(self, conn: psycopg.Connection, gained: list[str]) -> None:
+        """The collector claimed `gained` from another (dead or rebalanced) collector: rebuild the state from
+        what was recorded, as after a restart, so their conditions, on-delays in progress and alarms go on from
+        the previous owner's last commit (its lease fence guarantees it commits nothing after our claim)."""
+        log.info("rule state reloaded for gateways taken over: %s", gained)
+        self.load(conn)
+
     def _maybe_reload(self, conn: psycopg.Connection) -> None:
         if self.state is None:
             self.load(conn)
@@ -174,18 +189,19 @@ class RuleEngine:
 
     # --- batches ------------------------------------------------------------------------------
 
-    def process(self, conn: psycopg.Connection, batch: Batch, now: float) -> Callable[[], None]:
+    def process(self, conn: psycopg.Connection, batch: BatchView, now: float) -> Callable[[], None]:
         """Evaluate a batch inside its transaction; return the hook to call after commit."""
         assert self.state is not None and self.index is not None and self.compiled is not None
         t0 = time.perf_counter()
-        r = batch.readings()
-        u, transitions = evaluate_batch(BatchArrays(r.point_id, r.time_us, r.value, r.quality), self.state,
-                                        self.index, now)
+        u, transitions = evaluate_batch(batch.readings(), self.state, self.index, now)
         note_gateways(u, batch.last_seen, batch.status, batch.replayed, self.state, self._gw_created)
+        if batch.skew:  # gateway clocks, for the clock_skew rule (rules.shapes_trust)
+            u.trust = u.trust or shapes_trust.TrustUpdates()
+            shapes_trust.note_skew(u.trust, batch.skew, now)
         # What a restart must restore, recorded with the readings (one upsert each), as the state will hold it.
         log_id = store.log_point_arrivals(conn, u.arrival_pid, now)
         store.save_gateway_arrivals(conn, u.gw_last_seen, u.gw_offline_at, now)
-        self._persist(conn, u, transitions)
+        transitions = self._persist(conn, u, transitions)
         self.stats.eval_s += time.perf_counter() - t0
         return lambda: self._committed(u, transitions, log_id)
 
@@ -205,19 +221,39 @@ class RuleEngine:
             else:
                 self.stats.clears += 1
 
-    def _persist(self, conn: psycopg.Connection, u: Updates, transitions: list[Transition]) -> None:
+    def _defer_stopped(self, conn: psycopg.Connection, u: Updates, transitions: list[Transition]) -> list[Transition]:
+        """Drop the activations of silence rules that an approved production stop covers (rules.stops): a stopped
+        plant is silent by design. Their instance state is left as it was, so the next tick looks again and a
+        plant still silent when its stop ends is raised then (with its candidate), not before."""
         assert self.compiled is not None
         insts = self.compiled.instances
+        kept = []
+        for tr in transitions:
+            inst = insts[tr.index]
+            if (tr.kind == "activate" and inst.shape in SILENCE_SHAPES
+                    and self._stop_at(conn, inst, tr.time_us / US_PER_S) is not None):
+                u.inst.pop(tr.index, None)
+                continue
+            kept.append(tr)
+        return kept
+
+    def _persist(self, conn: psycopg.Connection, u: Updates, transitions: list[Transition]) -> list[Transition]:
+        """Record the transitions (and what they owe: events, candidates, outbox, disposals); the ones kept."""
+        assert self.compiled is not None
+        insts = self.compiled.instances
+        if transitions:
+            transitions = self._defer_stopped(conn, u, transitions)
         store.save_instance_states(conn, ((insts[i], s) for i, s in u.inst.items()))
         if not transitions:
-            return
+            return transitions
+        owed: list[store_disposal.NewDisposal] = []
         keys = sorted({insts[t.index].key for t in transitions})
         alarms = store.lock_alarms(conn, keys)
-        events: list[tuple[tuple[str, str], store.AlarmMeta, lifecycle.Event, float | None]] = []
+        events: list[tuple[AlarmKey, store.AlarmMeta, lifecycle.Event, float | None]] = []
         for tr in transitions:
             inst = insts[tr.index]
             a = alarms.get(inst.key, lifecycle.Alarm())
-            t = tr.time_us / US
+            t = tr.time_us / US_PER_S
             if tr.kind == "activate":
                 a, evs = lifecycle.activate(a, t, tr.reason, in_maintenance=self._maintenance(conn, inst, t))
             else:
@@ -227,6 +263,9 @@ class RuleEngine:
             meta = store.AlarmMeta(inst.point_id, inst.gateway_id, inst.plant_id, inst.severity,
                                    inst.catalog_version)
             events += [(inst.key, meta, e, tr.value) for e in evs]
+            if (self.disposal is not None and disposal.requires_feedback(self.disposal, inst.severity)
+                    and any(e.event == "activate" and e.annunciate for e in evs)):
+                owed.append(store_disposal.NewDisposal(inst.key, inst.plant_id, inst.enterprise_id, inst.severity, t))
             if tr.kind == "activate" and inst.candidate:
                 evidence = {
                     "rule": inst.rule_id, "basis": inst.basis, "catalog_version": inst.catalog_version,
@@ -239,23 +278,23 @@ class RuleEngine:
                 self.stats.candidates += 1
             self.stats.recent = (self.stats.recent + [(t, f"{tr.kind} {inst.rule_id} {inst.subject}")])[-50:]
         store.insert_events(conn, events)
+        if owed and self.disposal is not None:
+            store_disposal.open_disposals(conn, self.disposal, owed)
+        return transitions
 
-    def _maintenance(self, conn: psycopg.Connection, inst: Instance, t: float) -> str | None:
+    def _stop_at(self, conn: psycopg.Connection, inst: Instance, t: float) -> Stop | None:
+        """The approved production stop (停产报备, rules.stops) covering the instance at data time t."""
         now = self.clock.now()
-        if now - self._windows_at > 10.0:
-            self._windows = store.load_windows(conn, now)
+        if now - self._windows_at > 10.0 or now < self._windows_at:
+            self._windows = store_stops.load_stops(conn, now)
             self._windows_at = now
         dev = (int(self._device_of[inst.point_id])
                if inst.point_id is not None and 0 <= inst.point_id < len(self._device_of) else None)
-        for w in self._windows:
-            if w.plant_id != inst.plant_id or not w.starts <= t < w.ends:
-                continue
-            if w.point_id is not None and w.point_id != inst.point_id:
-                continue
-            if w.device_id is not None and w.device_id != dev:
-                continue
-            return f"#{w.id} {w.reason}"
-        return None
+        return covering(self._windows, inst.plant_id, dev, t)
+
+    def _maintenance(self, conn: psycopg.Connection, inst: Instance, t: float) -> str | None:
+        s = self._stop_at(conn, inst, t)
+        return None if s is None else f"停产报备 production stop #{s.id} {s.reason}"
 
     # --- tick ---------------------------------------------------------------------------------
 
@@ -264,16 +303,21 @@ class RuleEngine:
         self._maybe_reload(conn)
         assert self.state is not None and self.index is not None and self.compiled is not None
         now = self.clock.now()
-        from rules.evaluate import TickInputs
-
         u, transitions = evaluate_tick(self.state, self.index,
                                        TickInputs(now, self._point_created, self._gw_created))
         snapshot = (self._arrival_log_id > self._arrival_snapshot_id
                     and time.monotonic() - self._arrival_snapshot_at >= self.arrival_snapshot_s)
         with conn.transaction():
-            self._persist(conn, u, transitions)
-            self._lifecycle_tick(conn, now)
-            if snapshot:
+            owned = None if self.scope is None else self.scope(conn)
+            if owned is not None:
+                u, transitions = self._within(owned, u, transitions)
+            transitions = self._persist(conn, u, transitions)
+            self._lifecycle_tick(conn, now, owned)
+            self._disposal_tick(conn, now)
+            if snapshot and owned is not None:
+                # Other collectors log arrivals too: fold every committed log row, keeping the newest per point.
+                store.merge_point_arrivals(conn, self.state.points.arrival)
+            elif snapshot:
                 # Between batches the state holds every committed log row up to _arrival_log_id: fold them.
                 store.snapshot_point_arrivals(conn, self.state.points.arrival, self._arrival_log_id)
         if snapshot:
@@ -288,9 +332,21 @@ class RuleEngine:
             else:
                 self.stats.clears += 1
 
-    def _lifecycle_tick(self, conn: psycopg.Connection, now: float) -> None:
+    def _within(self, owned: frozenset[str], u: Updates,
+                transitions: list[Transition]) -> tuple[Updates, list[Transition]]:
+        """The tick's updates restricted to instances of gateways this collector holds: another collector's
+        points are silent here only because their data goes there."""
+        assert self.compiled is not None
+        insts = self.compiled.instances
+        u.inst = {i: s for i, s in u.inst.items() if insts[i].gateway_id in owned}
+        return u, [t for t in transitions if insts[t.index].gateway_id in owned]
+
+    def _lifecycle_tick(self, conn: psycopg.Connection, now: float, owned: frozenset[str] | None = None) -> None:
         due = store.due_lifecycle(conn, now)
-        events = []
+        if owned is not None and self.compiled is not None:
+            gw_of = {x.key: x.gateway_id for x in self.compiled.instances}
+            due = {k: a for k, a in due.items() if gw_of.get(k) in owned}
+        events: list[tuple[AlarmKey, store.AlarmMeta, lifecycle.Event, float | None]] = []
         for key, a in due.items():
             b, evs = lifecycle.tick(a, now)
             if evs:
@@ -299,7 +355,18 @@ class RuleEngine:
                 events += [(key, meta, e, None) for e in evs]
         store.insert_events(conn, events)
 
-    def instance_state(self, key: tuple[str, str]) -> InstState:
+    def _disposal_tick(self, conn: psycopg.Connection, now: float) -> None:
+        """Escalate unanswered warnings whose next tier is due (rules.disposal), on the tick's clock."""
+        if self.disposal is None:
+            return
+        for x in store_disposal.due(conn, now):
+            store_disposal.record_steps(conn, x, disposal.decide(x.d, self.disposal, now), now)
+
+    def reload_stops(self) -> None:
+        """Read the approved stops again at the next transition (after a decision, instead of within 10 s)."""
+        self._windows_at = 0.0
+
+    def instance_state(self, key: AlarmKey) -> InstState:
         assert self.compiled is not None and self.state is not None
         for i, inst in enumerate(self.compiled.instances):
             if inst.key == key:

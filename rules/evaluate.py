@@ -30,16 +30,20 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
+from core.readings import Readings
+from core.timeconst import US_PER_S
+from rules import shapes_trust
 from rules.compile import Compiled, Expr, Instance, Leaf, leaves_of
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
-US = 1_000_000
 BAD = 2
 
 
@@ -58,10 +62,13 @@ class InstState:
 DEFAULT = InstState()
 
 
+TransitionKind = Literal["activate", "clear"]
+
+
 @dataclass(frozen=True, slots=True)
 class Transition:
     index: int  # instance index
-    kind: str  # "activate" | "clear"
+    kind: TransitionKind
     time_us: int
     value: float | None
     reason: str
@@ -98,6 +105,7 @@ class State:
     seen: npt.NDArray[np.bool_] | None = None  # per point: evaluated since the rules were (re)compiled
     gw_last_seen: dict[str, float] = field(default_factory=dict)
     gw_offline_at: dict[str, float] = field(default_factory=dict)  # status {"online": false} time
+    trust: shapes_trust.TrustState | None = None  # data-trust shapes (issue 14)
 
 
 @dataclass
@@ -115,6 +123,7 @@ class Updates:
     gw_last_seen: dict[str, float] = field(default_factory=dict)
     gw_offline_at: dict[str, float | None] = field(default_factory=dict)
     arrival_now: float = 0.0
+    trust: shapes_trust.TrustUpdates | None = None
 
 
 def apply(state: State, u: Updates) -> None:
@@ -134,6 +143,8 @@ def apply(state: State, u: Updates) -> None:
     if state.seen is not None and u.seen_pid.size:
         state.seen[u.seen_pid] = True
     state.gw_last_seen.update(u.gw_last_seen)
+    if u.trust is not None:
+        state.trust = shapes_trust.apply(state.trust, u.trust)
     for gw, at in u.gw_offline_at.items():
         if at is None:
             state.gw_offline_at.pop(gw, None)
@@ -203,6 +214,7 @@ class Index:
         self.tick_pos = np.full(len(self.instances), -1, np.int64)  # instance -> position in its tick array
         self.tick_pos[self.stale_idx] = np.arange(len(self.stale))
         self.tick_pos[self.never_idx] = np.arange(len(self.never))
+        self.trust = shapes_trust.TrustIndex(self.instances, size)
         for i, inst in enumerate(self.instances):
             if inst.expr is None:
                 continue
@@ -282,15 +294,11 @@ def describe(inst: Instance, leaf: Leaf, held: dict[int, float], rate: dict[int,
 # --- batch ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class BatchArrays:
-    point_id: npt.NDArray[np.int32]
-    time_us: I64
-    value: F64
-    quality: npt.NDArray[np.int16]
+#: Transitional name of `Readings` (the integration tests still import it); the lead removes it at integration.
+BatchArrays = Readings
 
 
-def evaluate_batch(batch: BatchArrays, state: State, index: Index, now: float) -> tuple[Updates, list[Transition]]:
+def evaluate_batch(batch: Readings, state: State, index: Index, now: float) -> tuple[Updates, list[Transition]]:
     u = Updates(arrival_now=now)
     if batch.point_id.size == 0:
         return u, []
@@ -356,6 +364,9 @@ def evaluate_batch(batch: BatchArrays, state: State, index: Index, now: float) -
         if new != st:
             u.inst[i] = new
         transitions.extend(tr)
+    if not index.trust.empty:  # stuck and copied series (rules.shapes_trust)
+        u.trust, steps = shapes_trust.evaluate_batch(index.trust, state.trust, state.inst, vp, vt, vv)
+        _fold_trust(state, u, steps, transitions)
     transitions.sort(key=lambda x: (x.time_us, x.index))
     return u, transitions
 
@@ -446,7 +457,7 @@ def _step(i: int, inst: Instance, leaves: tuple[Leaf, ...], st: InstState, seg: 
         if not active and cond and tk - since >= inst.on_delay_us:
             active = True
             why = "; ".join(describe(inst, lf, held, rate_now) for lf, on in zip(leaves, vals, strict=True) if on)
-            held_for = (tk - since) / US
+            held_for = (tk - since) / US_PER_S
             out.append(Transition(i, "activate", tk, _subject_value(inst, held),
                                   why + (f" for {held_for:g} s" if inst.on_delay_us else "")))
         elif active and not cond and tk - since >= inst.off_delay_us:
@@ -476,7 +487,7 @@ def evaluate_tick(state: State, index: Index, inputs: TickInputs) -> tuple[Updat
     u = Updates(arrival_now=inputs.now)
     now = inputs.now
     out: list[Transition] = []
-    now_us = int(now * US)
+    now_us = int(now * US_PER_S)
 
     def flip(i: int, on: bool, reason: str, value: float | None = None) -> None:
         st = state.inst.get(i, DEFAULT)
@@ -498,17 +509,17 @@ def evaluate_tick(state: State, index: Index, inputs: TickInputs) -> tuple[Updat
 
     a = arrival[index.stale_point]
     silent = now - a
-    stale = (silent * US) > index.stale_limit_us
+    stale = (silent * US_PER_S) > index.stale_limit_us
     # never reported: not stale (see never reported)
     for k in np.flatnonzero((stale != stale_on) & (a > 0)).tolist():
         i = int(index.stale_idx[k])
         inst = index.instances[i]
         tag = inst.tags[inst.point_id]  # type: ignore[index]
-        flip(i, bool(stale[k]), f"{tag}: no valid data for {silent[k]:.0f} s (limit {inst.stale_us / US:g} s)"
+        flip(i, bool(stale[k]), f"{tag}: no valid data for {silent[k]:.0f} s (limit {inst.stale_us / US_PER_S:g} s)"
              if stale[k] else f"{tag}: data again")
 
     a = arrival[index.never_point]
-    never = (a <= 0) & ((now - inputs.point_created[index.never_point]) * US > index.never_grace_us)
+    never = (a <= 0) & ((now - inputs.point_created[index.never_point]) * US_PER_S > index.never_grace_us)
     for k in np.flatnonzero((never != never_on) & ((a > 0) | never)).tolist():
         i = int(index.never_idx[k])
         inst = index.instances[i]
@@ -521,18 +532,28 @@ def evaluate_tick(state: State, index: Index, inputs: TickInputs) -> tuple[Updat
         assert gw is not None
         seen = state.gw_last_seen.get(gw, inputs.gateway_created.get(gw, now))
         off_at = state.gw_offline_at.get(gw)
-        silent = now - seen
+        quiet_s = now - seen
         if off_at is not None and seen > off_at + 1e-3:
             off_at = None  # traffic after the offline status: it is back
-        offline = silent * US > inst.silent_us or (off_at is not None and (now - off_at) * US > inst.silent_us)
+        offline = (quiet_s * US_PER_S > inst.silent_us
+                   or (off_at is not None and (now - off_at) * US_PER_S > inst.silent_us))
         why = (f"gateway {gw} reported offline {now - off_at:.0f} s ago" if off_at is not None
-               else f"gateway {gw}: no traffic for {silent:.0f} s")
+               else f"gateway {gw}: no traffic for {quiet_s:.0f} s")
         flip(i, offline, why if offline else f"gateway {gw} back online")
+    if not index.trust.empty:  # clock skew and baseline age (rules.shapes_trust)
+        _fold_trust(state, u, shapes_trust.evaluate_tick(index.trust, state.trust, state.inst, now), out)
     return u, out
 
 
-def note_gateways(u: Updates, last_seen: dict[str, float], status: dict[str, tuple[bool, float]],
-                  replayed: dict[str, tuple[bool, float | None]] | None = None, state: State | None = None,
+def _fold_trust(state: State, u: Updates, steps: Mapping[int, shapes_trust.Step], out: list[Transition]) -> None:
+    """The data-trust shapes' steps as instance states and transitions."""
+    for i, s in steps.items():
+        u.inst[i] = replace(state.inst.get(i, DEFAULT), cond=s.cond, since_us=s.since_us, active=s.active)
+        out.extend(Transition(i, *t) for t in s.transitions)
+
+
+def note_gateways(u: Updates, last_seen: Mapping[str, float], status: Mapping[str, tuple[bool, float]],
+                  replayed: Mapping[str, tuple[bool, float | None]] | None = None, state: State | None = None,
                   gateway_created: dict[str, float] | None = None) -> None:
     """Record gateway traffic and status messages of a batch into its updates.
 

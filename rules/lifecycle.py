@@ -17,19 +17,27 @@ reason; refusals raise LifecycleError with a message for the operator.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Literal
+
+from core.errors import RiskwatchError
+from core.timeconst import S_PER_DAY, S_PER_H
 
 CHATTER_COUNT = 3
 CHATTER_WINDOW_S = 60.0
-MAX_SHELVE_S = 7 * 24 * 3600.0
+MAX_SHELVE_S = 7.0 * S_PER_DAY
 
 
-class LifecycleError(ValueError):
+#: ISA-18.2 states, as stored in alarms.state and alarm_events.from_state / to_state.
+AlarmState = Literal["normal", "unack", "ack", "rtn_unack"]
+
+
+class LifecycleError(RiskwatchError, ValueError):
     """An operator action that the alarm's state does not allow."""
 
 
 @dataclass(frozen=True)
 class Alarm:
-    state: str = "normal"
+    state: AlarmState = "normal"
     active: bool = False
     shelved_until: float | None = None
     out_of_service: bool = False
@@ -51,8 +59,8 @@ class Alarm:
 class Event:
     time: float
     event: str
-    from_state: str
-    to_state: str
+    from_state: AlarmState
+    to_state: AlarmState
     annunciate: bool
     actor: str
     reason: str
@@ -93,7 +101,8 @@ def clear(a: Alarm, t: float, reason: str) -> tuple[Alarm, list[Event]]:
     """The condition returned to normal at data time t."""
     if not a.active:
         return a, []
-    new_state = {"unack": "rtn_unack", "ack": "normal"}.get(a.state, a.state)
+    returned: dict[AlarmState, AlarmState] = {"unack": "rtn_unack", "ack": "normal"}
+    new_state = returned.get(a.state, a.state)
     b = replace(a, state=new_state, active=False, cleared_at=t)
     return b, [Event(t, "clear", a.state, new_state, False, "system", reason)]
 
@@ -101,7 +110,7 @@ def clear(a: Alarm, t: float, reason: str) -> tuple[Alarm, list[Event]]:
 def acknowledge(a: Alarm, actor: str, comment: str, now: float) -> tuple[Alarm, list[Event]]:
     if a.state not in ("unack", "rtn_unack"):
         raise LifecycleError(f"无需确认 nothing to acknowledge: alarm is {a.state}")
-    new_state = "ack" if a.state == "unack" else "normal"
+    new_state: AlarmState = "ack" if a.state == "unack" else "normal"
     b = replace(a, state=new_state, acked_at=now, acked_by=actor, ack_comment=comment)
     return b, [Event(now, "ack", a.state, new_state, False, actor, comment or "acknowledged")]
 
@@ -110,7 +119,7 @@ def shelve(a: Alarm, actor: str, duration_s: float, reason: str, now: float) -> 
     if not reason.strip():
         raise LifecycleError("搁置需说明原因 shelving needs a reason")
     if not 0 < duration_s <= MAX_SHELVE_S:
-        raise LifecycleError(f"shelve duration must be within (0, {MAX_SHELVE_S / 3600:g} h]")
+        raise LifecycleError(f"shelve duration must be within (0, {MAX_SHELVE_S / S_PER_H:g} h]")
     b = replace(a, shelved_until=now + duration_s, shelved_by=actor, shelve_reason=reason)
     return b, [Event(now, "shelve", a.state, a.state, False, actor, f"{reason} (for {duration_s / 60:g} min)")]
 

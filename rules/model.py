@@ -15,6 +15,8 @@ kind, point quantity and role), and has a shape:
 - ``stale``       no valid data for k x the point's expected interval
 - ``never_reported``  a required point that has never sent a valid reading
 - ``gateway_offline`` a gateway that reported itself offline or went silent
+- ``stuck`` / ``copied`` / ``impossible`` / ``clock_skew`` / ``baseline_age``
+                  data you cannot trust (issue 14; rules.shapes_trust)
 
 Every file is validated with pydantic; each problem is reported with the file
 and line (``riskwatch rules check``).
@@ -29,13 +31,11 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from core import yamlsrc
 from core.errors import SourceError, SourceProblem
+from core.vocab import Industry, Severity
 
-Severity = Literal["low", "medium", "high", "urgent"]
-Industry = Literal["cement", "lime", "refractory", "foundry", "machinery"]
 LimitName = Literal["hi", "hihi", "lo", "lolo"]
 RuleId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{2,80}$")]
 Alias = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
-SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high", "urgent")
 
 
 class _Strict(BaseModel):
@@ -134,7 +134,7 @@ class _RuleBase(_Strict):
     title: Title
     basis: str = Field(min_length=4)
     applies: Applies
-    severity: Severity = "medium"
+    severity: Severity = Severity.MEDIUM
     candidate: bool = False  # opens a candidate major-hazard ticket when it activates
     # Shipped but off unless enabled for a plant; the value says why it is off (a reason, not a flag),
     # so a rule that binds to no sample-site device is a decision someone wrote down.
@@ -245,9 +245,67 @@ class GatewayOfflineRule(_RuleBase):
     silent_s: float = Field(gt=0)  # no traffic for this long, or status offline this long
 
 
+# --- data trust (issue 14; evaluated by rules.shapes_trust) -----------------------------------
+
+
+class StuckRule(_RuleBase):
+    """A live point whose valid readings stay within +-``band`` of the newest value for ``window_s``."""
+
+    shape: Literal["stuck"]
+    window_s: float = Field(gt=0)
+    band: float = Field(ge=0)  # the noise band; per point: setpoint ``<rule id>.band``
+    units: list[str] | None = None  # only points with one of these units (analog points); None = any
+
+
+class CopiedRule(_RuleBase):
+    """A series identical (after quantising to ``eps``) to another point's of the same enterprise."""
+
+    shape: Literal["copied"]
+    window_s: float = Field(gt=0, le=86400)  # aligned windows the series is compared over
+    eps: float = Field(gt=0)
+    min_samples: int = Field(ge=2)  # a window with fewer samples proves nothing
+    min_steps: int = Field(default=2, ge=1)  # and one whose quantised values span fewer steps (a flat line)
+    units: list[str] | None = None
+
+
+class Bounds(_Strict):
+    lo: float | None = None
+    hi: float | None = None
+
+    @model_validator(mode="after")
+    def _some(self) -> Bounds:
+        if self.lo is None and self.hi is None:
+            raise ValueError("give lo, hi or both")
+        if self.lo is not None and self.hi is not None and self.lo >= self.hi:
+            raise ValueError("lo must be below hi")
+        return self
+
+
+class ImpossibleRule(_RuleBase):
+    """A value outside what the point's unit physically allows (per-unit bounds); points of other units unbound."""
+
+    shape: Literal["impossible"]
+    bounds: dict[str, Bounds] = Field(min_length=1)
+
+
+class ClockSkewRule(_RuleBase):
+    """A gateway whose clock (its messages' own ts) is off the collector's by more than ``limit_s``."""
+
+    shape: Literal["clock_skew"]
+    limit_s: float = Field(gt=0)
+
+
+class BaselineAgeRule(_RuleBase):
+    """A deviation baseline that does not describe the current filter (AQ 4273-2016 §5.1.4)."""
+
+    shape: Literal["baseline_age"]
+    max_age_s: float = Field(gt=0)  # 8 h: how long after installation / a bag change the baseline may be due
+
+
 Rule = Annotated[
     ThresholdRule | RateRule | DeviationRule | DifferenceRule | StateRule | InterlockRule | CompositeRule
-    | StaleRule | NeverReportedRule | GatewayOfflineRule,
+    | StaleRule | NeverReportedRule | GatewayOfflineRule
+    | StuckRule | CopiedRule | ImpossibleRule | ClockSkewRule | BaselineAgeRule,
     Field(discriminator="shape"),
 ]
 
@@ -277,6 +335,11 @@ class Catalog:
     def __len__(self) -> int:
         return len(self.rules)
 
+    def titles(self) -> dict[str, tuple[str, str | None]]:
+        """Rule id -> (Chinese title, basis): how notifications name an alarm. The composition root hands
+        this to the alerting dispatcher, which does not read the catalog itself."""
+        return {rid: (r.title.zh, r.basis) for rid, (_, r) in self.rules.items()}
+
 
 def default_catalog_dir() -> Path:
     return Path(__file__).resolve().parent / "catalog"
@@ -296,7 +359,7 @@ def _semantic_problems(path: str, f: CatalogFile, lines: yamlsrc.Lines) -> list[
         loc = ("rules", i)
         line = yamlsrc.line_for(lines, loc)
         multi = isinstance(r, DifferenceRule | InterlockRule | CompositeRule)
-        single = not multi and not isinstance(r, GatewayOfflineRule)
+        single = not multi and not isinstance(r, GatewayOfflineRule | ClockSkewRule)
         if single and r.applies.point is None:
             out.append(SourceProblem(path, yamlsrc.line_for(lines, (*loc, "applies")),
                                      f"rule {r.id}: applies.point is required for shape {r.shape}"))

@@ -13,13 +13,13 @@ import numpy.typing as npt
 import psycopg
 from psycopg.types.json import Jsonb
 
-from alerting import outbox
+from core import outbox
 from core.clock import secs, ts
+from core.keys import AlarmKey
+from core.timeconst import US_PER_S
 from rules import lifecycle
 from rules.compile import DeviceRow, GatewayRow, Instance, PlantRow, PointRow, RegistryView
 from rules.evaluate import InstState
-
-US = 1_000_000
 
 
 def load_registry(conn: psycopg.Connection) -> tuple[RegistryView, dict[int, float], dict[str, float]]:
@@ -28,11 +28,13 @@ def load_registry(conn: psycopg.Connection) -> tuple[RegistryView, dict[int, flo
     created: dict[int, float] = {}
     for r in conn.execute(
         "SELECT id, gateway_id, tag, device_id, quantity, role, required, interval_s, coalesce(setpoints, '{}'),"
-        " baseline, unit, extract(epoch FROM created_at) FROM points ORDER BY id"
+        " baseline, unit, extract(epoch FROM created_at), extract(epoch FROM baseline_at),"
+        " extract(epoch FROM serviced_at) FROM points ORDER BY id"
     ):
         # Gateway ids, quantities and units repeat across points: one string each, not one per row.
         points.append(PointRow(r[0], sys.intern(r[1]), r[2], r[3], sys.intern(r[4]), r[5], r[6], r[7], dict(r[8]),
-                               r[9], sys.intern(r[10])))
+                               r[9], sys.intern(r[10]), float(r[11]),
+                               None if r[12] is None else float(r[12]), None if r[13] is None else float(r[13])))
         created[r[0]] = float(r[11])
     devices = {r[0]: DeviceRow(r[0], r[1], r[2], r[3])
                for r in conn.execute("SELECT id, plant_id, kind, code FROM devices")}
@@ -75,7 +77,7 @@ def load_point_history(conn: psycopg.Connection, point_ids: list[int]) -> PointH
     ).fetchall()
     for pid, t_any, t_valid, v in rows:
         if t_any is not None:
-            h.last_t[pid] = int(round(t_any.timestamp() * US))
+            h.last_t[pid] = int(round(t_any.timestamp() * US_PER_S))
         if t_valid is not None:
             h.last_v[pid] = float(v)
             h.last_valid[pid] = t_valid.timestamp()
@@ -92,18 +94,18 @@ def load_rate_history(conn: psycopg.Connection, windows: dict[int, int]) -> dict
             (pid, pid, 2 * w_us),
         ).fetchall()
         if rows:
-            out[pid] = (np.array([int(round(r[0].timestamp() * US)) for r in rows], np.int64),
+            out[pid] = (np.array([int(round(r[0].timestamp() * US_PER_S)) for r in rows], np.int64),
                         np.array([float(r[1]) for r in rows]))
     return out
 
 
-def load_instance_states(conn: psycopg.Connection) -> dict[tuple[str, str], InstState]:
+def load_instance_states(conn: psycopg.Connection) -> dict[AlarmKey, InstState]:
     out = {}
     for rid, subj, cond, since, active, leaves in conn.execute(
         "SELECT rule_id, subject, cond, cond_since, active, leaves FROM alarms"
     ):
-        out[(rid, subj)] = InstState(bool(cond), int(round(since.timestamp() * US)) if since else 0, bool(active),
-                                     tuple(bool(x) for x in (leaves or [])))
+        since_us = int(round(since.timestamp() * US_PER_S)) if since else 0
+        out[AlarmKey(rid, subj)] = InstState(bool(cond), since_us, bool(active), tuple(bool(x) for x in (leaves or [])))
     return out
 
 
@@ -131,7 +133,8 @@ def log_point_arrivals(conn: psycopg.Connection, point_ids: npt.NDArray[np.int64
     return int(row[0])
 
 
-def snapshot_point_arrivals(conn: psycopg.Connection, arrival: npt.NDArray[np.float64], upto: int) -> None:
+def snapshot_point_arrivals(conn: psycopg.Connection, arrival: npt.NDArray[np.float64], upto: int,
+                            *, delete: bool = True) -> None:
     """Replace the snapshot with the engine's arrivals (which include every log row up to `upto`); drop those rows."""
     conn.execute(
         """INSERT INTO point_arrival_snapshot (id, upto, taken_at, arrivals) VALUES (1, %s, now(), %s)
@@ -139,7 +142,8 @@ def snapshot_point_arrivals(conn: psycopg.Connection, arrival: npt.NDArray[np.fl
                arrivals = EXCLUDED.arrivals""",
         (upto, arrival.astype("<f8").tobytes()),
     )
-    conn.execute("DELETE FROM point_arrival_log WHERE id <= %s", (upto,))
+    if delete:
+        conn.execute("DELETE FROM point_arrival_log WHERE id <= %s", (upto,))
 
 
 def load_point_arrivals(conn: psycopg.Connection, size: int) -> tuple[npt.NDArray[np.float64], int]:
@@ -154,13 +158,40 @@ def load_point_arrivals(conn: psycopg.Connection, size: int) -> tuple[npt.NDArra
         upto = int(row[0])
         snap = np.frombuffer(bytes(row[1]), "<f8")[:size]
         out[:snap.size] = snap
-    for log_id, at, ids in conn.execute(
-        "SELECT id, arrived_at, point_ids FROM point_arrival_log WHERE id > %s ORDER BY id", (upto,)
-    ):
+    # Every log row left: folded rows are deleted with the snapshot that folds them. Several collectors commit
+    # log rows out of id order, so a row below `upto` may still be unfolded (merge_point_arrivals): newest wins.
+    for log_id, at, ids in conn.execute("SELECT id, arrived_at, point_ids FROM point_arrival_log ORDER BY id"):
         pids = np.frombuffer(bytes(ids), "<i4")
-        out[pids[(pids >= 0) & (pids < size)]] = at.timestamp()
-        upto = int(log_id)
+        pids = pids[(pids >= 0) & (pids < size)]
+        out[pids] = np.maximum(out[pids], at.timestamp())
+        upto = max(upto, int(log_id))
     return out, upto
+
+
+def merge_point_arrivals(conn: psycopg.Connection, arrival: npt.NDArray[np.float64]) -> None:
+    """The snapshot of several collectors (ingest.leases): each holds current arrivals only for its own points.
+
+    Serialised by an advisory lock; the snapshot becomes, per point, the newest of the old snapshot, every
+    committed log row and this engine's arrivals, and exactly the log rows read are deleted (one committed
+    late, with a lower id, stays for the next fold).
+    """
+    conn.execute("SELECT pg_advisory_xact_lock(150015)")
+    size = arrival.shape[0]
+    out = np.zeros(size)
+    row = conn.execute("SELECT arrivals FROM point_arrival_snapshot WHERE id = 1").fetchone()
+    if row is not None:
+        snap = np.frombuffer(bytes(row[0]), "<f8")
+        out[:min(size, snap.size)] = snap[:size]
+    read: list[int] = []
+    for log_id, at, ids in conn.execute("SELECT id, arrived_at, point_ids FROM point_arrival_log ORDER BY id"):
+        pids = np.frombuffer(bytes(ids), "<i4")
+        pids = pids[(pids >= 0) & (pids < size)]
+        out[pids] = np.maximum(out[pids], at.timestamp())
+        read.append(int(log_id))
+    np.maximum(out, arrival, out=out)
+    snapshot_point_arrivals(conn, out, max(read, default=0), delete=False)
+    if read:
+        conn.execute("DELETE FROM point_arrival_log WHERE id = ANY(%s)", (read,))
 
 
 @dataclass
@@ -210,7 +241,7 @@ def save_gateway_arrivals(conn: psycopg.Connection, last_seen: dict[str, float],
 
 def save_instance_states(conn: psycopg.Connection, items: Iterable[tuple[Instance, InstState]]) -> None:
     rows = [(i.rule_id, i.subject, i.point_id, i.gateway_id, i.plant_id, i.catalog_version, i.severity, i.candidate,
-             s.cond, ts(s.since_us / US) if s.since_us else None, Jsonb(list(s.leaves)) if s.leaves else None)
+             s.cond, ts(s.since_us / US_PER_S) if s.since_us else None, Jsonb(list(s.leaves)) if s.leaves else None)
             for i, s in items]
     if not rows:
         return
@@ -238,7 +269,7 @@ def _alarm_from_row(r: tuple[Any, ...]) -> lifecycle.Alarm:
     )
 
 
-def lock_alarms(conn: psycopg.Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], lifecycle.Alarm]:
+def lock_alarms(conn: psycopg.Connection, keys: list[AlarmKey]) -> dict[AlarmKey, lifecycle.Alarm]:
     if not keys:
         return {}
     rows = conn.execute(
@@ -246,10 +277,10 @@ def lock_alarms(conn: psycopg.Connection, keys: list[tuple[str, str]]) -> dict[t
         " WHERE (rule_id, subject) IN (SELECT * FROM unnest(%s::text[], %s::text[])) FOR UPDATE",
         ([k[0] for k in keys], [k[1] for k in keys]),
     ).fetchall()
-    return {(r[0], r[1]): _alarm_from_row(r[2:]) for r in rows}
+    return {AlarmKey(r[0], r[1]): _alarm_from_row(r[2:]) for r in rows}
 
 
-def write_alarm(conn: psycopg.Connection, key: tuple[str, str], a: lifecycle.Alarm, value: float | None = None,
+def write_alarm(conn: psycopg.Connection, key: AlarmKey, a: lifecycle.Alarm, value: float | None = None,
                 reason: str | None = None) -> None:
     conn.execute(
         """UPDATE alarms SET state=%s, active=%s, shelved_until=%s, out_of_service=%s, chattering=%s,
@@ -272,7 +303,7 @@ class AlarmMeta:
     catalog_version: str
 
 
-def insert_events(conn: psycopg.Connection, rows: list[tuple[tuple[str, str], AlarmMeta, lifecycle.Event,
+def insert_events(conn: psycopg.Connection, rows: list[tuple[AlarmKey, AlarmMeta, lifecycle.Event,
                                                              float | None]]) -> None:
     if not rows:
         return
@@ -285,15 +316,16 @@ def insert_events(conn: psycopg.Connection, rows: list[tuple[tuple[str, str], Al
               e.annunciate, e.actor, e.reason, v, m.severity, m.catalog_version) for k, m, e, v in rows],
         )
         # Notifications owed for these transitions commit with them (the transactional outbox).
-        outbox.enqueue_alarm_events(conn, [(k[0], k[1], m.plant_id, m.severity, e.annunciate, e.time, e.event, v,
-                                            e.actor, e.reason) for k, m, e, v in rows])
+        outbox.enqueue_alarm_events(conn, [outbox.AlarmAnnouncement(AlarmKey(*k), m.plant_id, m.severity,
+                                                                    e.annunciate, e.time, e.event, v, e.actor,
+                                                                    e.reason) for k, m, e, v in rows])
         # Delivered on commit: wakes whoever waits for alarms (dispatcher, benchmarks) without polling.
         cur.executemany("SELECT pg_notify('riskwatch_alarm', %s)",
                         [(json.dumps({"rule": k[0], "subject": k[1], "event": e.event, "time": e.time,
                                       "annunciate": e.annunciate}),) for k, _, e, _ in rows])
 
 
-def meta_of(conn: psycopg.Connection, key: tuple[str, str]) -> AlarmMeta:
+def meta_of(conn: psycopg.Connection, key: AlarmKey) -> AlarmMeta:
     r = conn.execute("SELECT point_id, gateway_id, plant_id, severity, catalog_version FROM alarms"
                      " WHERE rule_id = %s AND subject = %s", key).fetchone()
     if r is None:
@@ -346,10 +378,10 @@ def load_windows(conn: psycopg.Connection, now: float) -> list[Window]:
         " WHERE ends_at > %s", (ts(now - 3600),))]
 
 
-def due_lifecycle(conn: psycopg.Connection, now: float) -> dict[tuple[str, str], lifecycle.Alarm]:
+def due_lifecycle(conn: psycopg.Connection, now: float) -> dict[AlarmKey, lifecycle.Alarm]:
     rows = conn.execute(
         f"SELECT rule_id, subject, {_ALARM_COLS} FROM alarms"
         " WHERE (shelved_until IS NOT NULL AND shelved_until <= %s) OR chattering FOR UPDATE SKIP LOCKED",
         (ts(now),),
     ).fetchall()
-    return {(r[0], r[1]): _alarm_from_row(r[2:]) for r in rows}
+    return {AlarmKey(r[0], r[1]): _alarm_from_row(r[2:]) for r in rows}

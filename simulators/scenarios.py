@@ -60,6 +60,10 @@ __all__ = [
     "StopPoint",
     "Text",
     "Unplug",
+    "BagsChanged",
+    "ClockAhead",
+    "CopyOf",
+    "TRUST_REGISTRY_SCENARIOS",
     "apply_value_faults",
     "get_scenario",
 ]
@@ -199,8 +203,63 @@ class Unplug:
         return f"{self.gateway} unplugged at +{self.at_s:g} s"
 
 
-ValueFault = Ramp | StepTo | StepBy | StepScale | SetBits
-Fault = ValueFault | StopPoint | Unplug
+@dataclass(frozen=True)
+class CopyOf(_PointFault):
+    """From ``at_s`` the point reports ``source``'s values (same gateway): a series copied to silence alarms."""
+
+    source: str
+
+    def describe(self) -> str:
+        return f"{self.tag} reports {self.source}'s values from +{self.at_s:g} s"
+
+
+@dataclass(frozen=True)
+class ClockAhead:
+    """From ``at_s`` the gateway's clock runs ``ahead_s`` fast: every timestamp it sends (readings and the
+    message's own ``ts``) is ``ahead_s`` in the future. Past ingest's ``max_future_s`` every reading is
+    dead-lettered. Played by the pure-evaluator tests; ``simulate`` does not shift gateway clocks yet."""
+
+    gateway: str
+    at_s: float
+    ahead_s: float
+
+    def describe(self) -> str:
+        return f"{self.gateway} clock {self.ahead_s:+g} s from +{self.at_s:g} s"
+
+
+@dataclass(frozen=True)
+class BagsChanged(_PointFault):
+    """The collector's bags are changed at ``at_s`` (recorded in the registry as the point's ``serviced_at``)
+    and nobody records a new pressure-difference baseline. A registry event: nothing the gateway sends changes."""
+
+    def describe(self) -> str:
+        return f"bags of {self.tag}'s collector changed at +{self.at_s:g} s, no new baseline"
+
+
+ValueFault = Ramp | StepTo | StepBy | StepScale | SetBits | CopyOf
+Fault = ValueFault | StopPoint | Unplug | ClockAhead | BagsChanged
+
+
+class CopiedModel(SignalModel):
+    """``base`` until ``at_s``, then exactly what ``source`` reports (same decimals: the same numbers)."""
+
+    def __init__(self, base: SignalModel, source: SignalModel, at_s: float):
+        self.base, self.source, self.at_s = base, source, at_s
+        self.params = base.params
+        self.key = base.key
+
+    def _pick(self, a: FloatArray, b: FloatArray, t: FloatArray) -> FloatArray:
+        out: FloatArray = np.where(t >= self.at_s, b, a)
+        return out
+
+    def smooth(self, t: FloatArray) -> FloatArray:
+        return self._pick(self.base.smooth(t), self.source.smooth(t), t)
+
+    def raw(self, t: FloatArray) -> FloatArray:
+        return self._pick(self.base.raw(t), self.source.raw(t), t)
+
+    def smooth_envelope(self) -> Band:
+        return -math.inf, math.inf
 
 
 class FaultedModel(SignalModel):
@@ -237,14 +296,14 @@ class FaultedModel(SignalModel):
 
 
 def apply_value_faults(models: Mapping[str, SignalModel],
-                       faults: Sequence[_ValueFault]) -> dict[str, SignalModel]:
+                       faults: Sequence[_ValueFault | CopyOf]) -> dict[str, SignalModel]:
     """One gateway's models with these faults applied (all faults must be on this gateway).
 
     Faults on one point stack in ``at_s`` order. A ``follow`` point whose
     source or gate is faulted is re-pointed at the faulted model: an inlet
     flow that drops takes the outlet with it.
     """
-    by_tag: dict[str, list[_ValueFault]] = {}
+    by_tag: dict[str, list[_ValueFault | CopyOf]] = {}
     for f in sorted(faults, key=lambda f: f.at_s):
         by_tag.setdefault(f.tag, []).append(f)
     tag_of = {id(m): tag for tag, m in models.items()}
@@ -261,7 +320,7 @@ def apply_value_faults(models: Mapping[str, SignalModel],
                 m = copy.copy(m)
                 m.source, m.gate = src, gate
         for f in by_tag.get(tag, []):
-            m = FaultedModel(m, f)
+            m = CopiedModel(m, resolve(f.source), f.at_s) if isinstance(f, CopyOf) else FaultedModel(m, f)
         out[tag] = m
         return m
 
@@ -467,7 +526,7 @@ class Scenario:
 
     def value_faults(self) -> list[ValueFault]:
         """The faults that change values (the others change what is sent)."""
-        return [f for f in self.faults if isinstance(f, Ramp | StepTo | StepBy | StepScale | SetBits)]
+        return [f for f in self.faults if isinstance(f, Ramp | StepTo | StepBy | StepScale | SetBits | CopyOf)]
 
     def stops(self) -> dict[tuple[str, str], float]:
         """(gateway, tag) -> at_s of dead sensors."""
@@ -485,8 +544,10 @@ class Scenario:
                 problems.append(f"{f.describe()}: at_s must not be negative")
             if f.gateway not in models:
                 problems.append(f"{f.describe()}: no gateway {f.gateway!r} with points")
-            elif not isinstance(f, Unplug) and f.tag not in models[f.gateway]:
+            elif not isinstance(f, Unplug | ClockAhead) and f.tag not in models[f.gateway]:
                 problems.append(f"{f.describe()}: no point {f.tag!r} on {f.gateway}")
+            elif isinstance(f, CopyOf) and f.source not in models[f.gateway]:
+                problems.append(f"{f.describe()}: no point {f.source!r} on {f.gateway}")
         for e in self.expects:
             if e.gateway not in models or (e.tag != e.gateway and e.tag not in models[e.gateway]):
                 problems.append(f"expected {e.rule_id} on {e.gateway}/{e.tag}: no such point")
@@ -672,7 +733,7 @@ def _scenarios() -> dict[str, Scenario]:
              *(_wall("common.point.stale", "gw-cem-02", tag, 20.0, _STALE_S) for tag in GW_CEM_02_POINTS)),
         ),
     ]
-    return {s.name: s for s in [*out, *_full_scenarios()]}
+    return {s.name: s for s in [*out, *_full_scenarios(), *_trust_scenarios()]}
 
 
 # --------------------------------------------------------------------------
@@ -1025,8 +1086,100 @@ def _full_scenarios() -> list[Scenario]:
     ]
 
 
+# --------------------------------------------------------------------------
+# Data trust (issue 14, rules/catalog/data_trust.yaml), on county_full.yaml
+# --------------------------------------------------------------------------
+#
+#: A frozen value may equal the last normal readings by chance (one decimal, noise of a few tenths):
+#: the frozen segment may start this many samples before the fault.
+STUCK_CHANCE_SAMPLES = 3
+_STUCK = {"window_s": 1800.0, "band": 0.0, "on_delay_s": 1800.0}
+_COPIED = {"window_s": 300.0, "on_delay_s": 1500.0}
+_IMPOSSIBLE = {"on_delay_s": 60.0}
+_SKEW = {"limit_s": 60.0, "on_delay_s": 300.0}
+_BASELINE_AGE_S = 28800.0
+
+
+def stuck_window(window_s: float, on_delay_s: float) -> tuple[float, float]:
+    """A point frozen from ``at_s``: the segment starts at the first frozen reading (or a few normal readings
+    earlier that happen to equal it), holds for the window, then the on-delay (+ one sample)."""
+    return (window_s + on_delay_s - STUCK_CHANCE_SAMPLES * SAMPLE_SLACK_S,
+            window_s + on_delay_s + 2 * SAMPLE_SLACK_S)
+
+
+def copied_window(window_s: float, on_delay_s: float) -> tuple[float, float]:
+    """A series copied from ``at_s``: the first aligned window wholly copied starts within one window,
+    is judged when the window after it closes (two windows), then the on-delay, counted in whole windows
+    (judgements come once a window, at its first reading)."""
+    return 2 * window_s + on_delay_s, 3 * window_s + on_delay_s + SAMPLE_SLACK_S
+
+
+def _trust_scenarios() -> list[Scenario]:
+    def sc(name: str, title: Text, desc: Text, faults: tuple[Fault, ...], expects: tuple[Expected, ...]) -> Scenario:
+        return Scenario(name, title, desc, faults, expects, site=FULL)
+
+    return [
+        # CO-1111 frozen at 6.0 ppm (inside its [0, 13] band: no threshold moves; the step is < 10 ppm/min).
+        sc("stuck_co_analyser",
+           Text("煤粉仓CO分析仪数值冻结", "coal-bin CO analyser frozen"),
+           Text("煤粉仓CO浓度 CO-1111 自 +60 s 起恒为 6.0 ppm（分析仪冻结或被人为写死）。",
+                "Coal-bin CO-1111 reads a constant 6.0 ppm from +60 s (analyser frozen, or the value hard-coded)."),
+           (StepTo("gwf-cem-01", "CO-1111", 60.0, value=6.0),),
+           (_data("trust.stuck", "gwf-cem-01", "CO-1111", 60.0, stuck_window(_STUCK["window_s"], _STUCK["on_delay_s"]),
+                  _STUCK, candidate=True),)),
+        # TT-1102 (filter outlet) reports TT-1101's (inlet) values: both series are identical from then on.
+        sc("copied_filter_temperature",
+           Text("收尘器出口温度复制入口温度数据", "filter outlet temperature copied from the inlet's"),
+           Text("煤磨收尘器出口温度 TT-1102 自 +60 s 起上报入口温度 TT-1101 的数值（复制数据）。",
+                "Coal-mill filter outlet temperature TT-1102 reports the inlet TT-1101's values from +60 s "
+                "(copied data)."),
+           (CopyOf("gwf-cem-01", "TT-1102", 60.0, source="TT-1101"),),
+           tuple(_data("trust.copied", "gwf-cem-01", tag, 60.0,
+                       copied_window(_COPIED["window_s"], _COPIED["on_delay_s"]), _COPIED, candidate=True)
+                 for tag in ("TT-1101", "TT-1102"))),
+        # TT-1112 reads -3276.8 °C: a 16-bit register's 0x8000 "no value" read as tenths of a degree.
+        sc("impossible_temperature",
+           Text("煤粉仓锥部温度出现物理上不可能的数值", "coal-bin cone temperature physically impossible"),
+           Text("煤粉仓锥部温度 TT-1112 自 +60 s 起为 -3276.8 °C（寄存器无效值 0x8000 被当作温度上报）。",
+                "Coal-bin cone temperature TT-1112 reads -3276.8 °C from +60 s (a register's 0x8000 'no value' "
+                "reported as a temperature)."),
+           (StepTo("gwf-cem-01", "TT-1112", 60.0, value=-3276.8),),
+           (_data("trust.impossible", "gwf-cem-01", "TT-1112", 60.0, step_window((-3276.8, -3276.8), -273.15, False,
+                                                                                 _IMPOSSIBLE["on_delay_s"]),
+                  _IMPOSSIBLE, candidate=True),)),
+    ]
+
+
+def _trust_registry_scenarios() -> dict[str, Scenario]:
+    """Trust incidents the simulator cannot play yet: a gateway clock (``simulate`` sends the host's time) and
+    a registry event (a bag change). The pure-evaluator tests play them (tests/unit/test_trust_shapes.py)."""
+    out = [
+        Scenario("gateway_clock_fast",
+                 Text("网关时钟快5分半钟", "gateway clock 5.5 minutes fast"),
+                 Text("铸造厂熔炼网关 gwf-fdy-01 的时钟自 +60 s 起快 330 s：所有读数被判为未来时间进入死信，"
+                      "测点随之中断。", "Foundry melt-shop gateway gwf-fdy-01's clock runs 330 s fast from +60 s: "
+                      "every reading is dead-lettered as from the future and its points fall silent."),
+                 (ClockAhead("gwf-fdy-01", 60.0, ahead_s=330.0),),
+                 (Expected("trust.clock_skew", "gwf-fdy-01", "gwf-fdy-01", "wall", 60.0,
+                           *wall_window(_SKEW["on_delay_s"]), True, dict(_SKEW)),),
+                 site=FULL),
+        Scenario("dust_baseline_not_recorded_after_bag_change",
+                 Text("换袋后未重新记录压差基准值", "no new pressure-difference baseline after a bag change"),
+                 Text("抛丸除尘器自 +60 s 起更换滤袋，8 小时内未重新记录进出口压差基准值 PDT-3501。",
+                      "The shot-blast collector's bags are changed at +60 s and no new baseline is recorded for "
+                      "PDT-3501 within 8 h."),
+                 (BagsChanged("gwf-fdy-03", "PDT-3501", 60.0),),
+                 (Expected("trust.dp.baseline_age", "gwf-fdy-03", "PDT-3501", "wall", 60.0,
+                           *wall_window(_BASELINE_AGE_S), True, {"max_age_s": _BASELINE_AGE_S, "on_delay_s": 0.0}),),
+                 site=FULL),
+    ]
+    return {s.name: s for s in out}
+
+
 #: Every named scenario, by name.
 SCENARIOS: dict[str, Scenario] = _scenarios()
+#: Trust scenarios that ``simulate`` cannot play (a gateway clock, a registry event): see _trust_registry_scenarios.
+TRUST_REGISTRY_SCENARIOS: dict[str, Scenario] = _trust_registry_scenarios()
 
 
 def get_scenario(name: str) -> Scenario:

@@ -1,8 +1,8 @@
 """A stand-in for Grafana's HTTP API, on 127.0.0.1, for `riskwatch grafana push` tests.
 
 Grafana itself cannot run on this machine (no Grafana package or image can be
-installed here), so this server implements just the endpoints grafana-client
-calls for a push, with Grafana's behaviour where it matters: bearer-token
+installed here), so this server implements just the endpoints `grafana push`
+calls, with Grafana's behaviour where it matters: bearer-token
 auth (401 otherwise), 404 for a missing folder, 409 for a folder uid that
 exists, dashboards saved by uid into an existing folder, 412 when a dashboard
 with that uid exists and ``overwrite`` is false, version bumped on each save.

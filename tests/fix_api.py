@@ -18,8 +18,8 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from api import auth
-from api.app import create_app
+from api.http import auth
+from api.http.app import create_app
 from core import registry
 from core.clock import FakeClock
 from core.settings import Settings

@@ -104,8 +104,9 @@ def expand_secret(v: object) -> object:
         m = _ENV_REF.match(v.strip())
         if m:
             value = os.environ.get(m.group(1))
-            if value is None:
-                raise ValueError(f"environment variable {m.group(1)} is not set")
+            if not value:  # an empty secret is a missing one (`VAR=` left blank in an env file)
+                raise ValueError(f"environment variable {m.group(1)} is not set"
+                                 + (" (it is empty)" if value == "" else ""))
             return value
     return v
 

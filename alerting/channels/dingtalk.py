@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
 from alerting.channels import _http
 from alerting.channels.base import Contact, Message, Receipt, SecretField, redact_url, secret_value
+from core.timeconst import MS_PER_S
 
 log = logging.getLogger("riskwatch.alerting.channels")
 
@@ -67,7 +68,7 @@ class DingTalkChannel:
         secret = secret_value(self._cfg.secret)
         if not secret:
             return url
-        ts = int(self._clock() * 1000)
+        ts = int(self._clock() * MS_PER_S)
         query = urllib.parse.urlencode({"timestamp": ts, "sign": dingtalk_sign(secret, ts)})
         return f"{url}{'&' if '?' in url else '?'}{query}"
 

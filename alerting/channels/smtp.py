@@ -89,11 +89,11 @@ class _DataReply:
         return code, text
 
 
-class _SMTP(_DataReply, smtplib.SMTP):
+class _SMTP(_DataReply, smtplib.SMTP):  # type: ignore[misc]  # data() narrows SMTP.data, on purpose
     pass
 
 
-class _SMTPS(_DataReply, smtplib.SMTP_SSL):
+class _SMTPS(_DataReply, smtplib.SMTP_SSL):  # type: ignore[misc]  # as _SMTP
     pass
 
 

@@ -9,7 +9,9 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from api import cli, cli_server
+from api import cli
+from api.cli import server as cli_server
+from api.run.demo import show_sensor_tickets
 from hazards import ledger
 from hazards import workflow as wf
 from hazards.model import Actor, Plan
@@ -94,6 +96,6 @@ def test_the_demo_table_of_sensor_tickets(db_url: str) -> None:
                    RETURNING id""", (f"p:{pid}", pid)).fetchone()[0]  # type: ignore[index]
             intake.open_or_attach(conn, cid)
     out = StringIO()
-    n = cli_server.show_sensor_tickets(Console(file=out, width=240), db_url, since=0.0)
+    n = show_sensor_tickets(Console(file=out, width=240), db_url, since=0.0)
     assert n == 1 and "冷却水联锁未动作" in out.getvalue() and "待判定" in out.getvalue()
     assert "/api/v1/hazards/1/confirm" in out.getvalue()

@@ -6,8 +6,12 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psycopg
+
+from core import accounts
 from core.services import LocalServices
 
 RISKWATCH = str(Path(sys.executable).parent / "riskwatch")
@@ -43,5 +47,14 @@ def test_demo_runs_to_completion(tmp_path: Path) -> None:
         assert "Webhook ✓签名 signed" in notices, notices
         assert (tmp_path / "rw" / "demo-alerting.yaml").exists()
         assert "Traceback" not in res.stderr and "ERROR" not in res.stderr
+        # the console's address and a bureau and an enterprise login that really log in
+        assert "控制台 web console: http://127.0.0.1:8080/console" in res.stdout
+        logins = dict(re.findall(r"^ +(duty|chief|ent-\S+) +(\S+) +", res.stdout, re.MULTILINE))
+        assert {"duty", "chief"} <= set(logins) and any(u.startswith("ent-") for u in logins), res.stdout
+        with psycopg.connect(LocalServices(tmp_path / "rw").db_url) as conn:
+            for user, password in logins.items():
+                assert accounts.login(conn, user, password, "127.0.0.1", time.time()).session_id, user
+        # the plants stop at the end: what follows if nobody files a stop
+        assert "若不报备停产（停产报备）" in res.stdout and "POST /api/v1/stops" in res.stdout
     finally:
         LocalServices(tmp_path / "rw").destroy()

@@ -33,8 +33,8 @@ from tests.conftest import Site, sql_one, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-# The riskwatch CLI with this commands registered (a no-op once api.cli registers them itself).
-CLI = [sys.executable, "-c", "from api import cli, cli_server; cli_server.register(cli.app); cli.main()"]
+# The riskwatch CLI, as the console script runs it.
+CLI = [sys.executable, "-c", "from api.cli import main; main()"]
 RULE = "mach.cooling.interlock"
 
 

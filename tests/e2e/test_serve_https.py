@@ -30,7 +30,7 @@ from tests.conftest import sql_one
 
 pytestmark = pytest.mark.integration
 
-CLI = [sys.executable, "-c", "from api import cli, cli_server; cli_server.register(cli.app); cli.main()"]
+CLI = [sys.executable, "-c", "from api.cli import main; main()"]
 
 
 def make_certs(where: Path) -> tuple[Path, Path, Path]:

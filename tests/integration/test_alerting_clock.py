@@ -17,12 +17,13 @@ from fastapi.testclient import TestClient
 from alerting.channels.webhook import verify_signature
 from alerting.config import load_config
 from alerting.dispatcher import Dispatcher
-from api.app import create_app
+from api.http.app import create_app
 from core.clock import FakeClock
 from core.settings import Settings
 from hazards import ledger, workflow
 from hazards.model import Actor
 from rules import actions
+from rules.model import load_catalog
 from tests.alerting_fixtures import HttpReceiver, SmtpSink
 from tests.fix_alerting import RULE, clear_alarm, load_site, raise_alarm, routing_file
 
@@ -46,7 +47,8 @@ class Env:
         path = routing_file(self.tmp, smtp_port=self.smtp.port, webhook_url=self.hook.url, secret=SECRET,
                             **routing)  # type: ignore[arg-type]
         self.d = Dispatcher(self.db_url, load_config(path), public_url="http://riskwatch.test",
-                            link_secret=LINK_KEY.encode(), clock=self.clock, rng=random.Random(7))
+                            link_secret=LINK_KEY.encode(), clock=self.clock, rng=random.Random(7),
+                            titles=load_catalog().titles())
         return self.d
 
     def pump(self) -> None:

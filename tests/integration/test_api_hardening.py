@@ -19,7 +19,7 @@ import pytest
 from openpyxl import load_workbook
 
 from alerting import ack
-from api.metrics import METHODS
+from api.http.metrics import METHODS
 from tests.fix_alerting import RULE, raise_alarm
 from tests.fix_api import T0, Api, api_fixture  # noqa: F401
 
@@ -70,7 +70,9 @@ def _datetime_query_routes(api: Api) -> list[tuple[str, list[str], dict[str, Any
     """Every GET route of the OpenAPI document with a date-time query parameter, with the other required ones."""
     doc = api.client.app.openapi()  # type: ignore[attr-defined]
     point = api.point_id("gw-a1", "TT-101")
-    fill = {"point_id": point, "year": 2025, "month": 11}
+    fill = {"point_id": point, "year": 2025, "month": 11, "from": "2025-10-01T00:00:00+08:00"}
+    # path parameters of such routes: an object both roles may see (plant-a's control room, a default position)
+    path_fill = {"position_id": "cr-plant-a"}
     out = []
     for path, ops in doc["paths"].items():
         op = ops.get("get")
@@ -85,7 +87,7 @@ def _datetime_query_routes(api: Api) -> list[tuple[str, list[str], dict[str, Any
         names = [p["name"] for p in params if p["in"] == "query" and is_dt(p)]
         if names:
             required = {p["name"]: fill[p["name"]] for p in params if p.get("required") and p["in"] == "query"}
-            out.append((path, names, required))
+            out.append((path.format(**path_fill), names, required))
     return out
 
 

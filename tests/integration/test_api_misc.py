@@ -14,9 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 
-from api.app import create_app
-from api.metrics import Metrics
-from api.serve import HazardTicker
+from api.http.app import create_app
+from api.http.metrics import Metrics
+from api.run.serve import HazardTicker
 from core.clock import FakeClock
 from core.services import COLLECTOR_USER, HEALTH_USER, LocalMosquitto, free_port
 from core.settings import Settings

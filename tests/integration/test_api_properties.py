@@ -27,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from api.app import create_app
+from api.http.app import create_app
 from core.clock import FakeClock
 from core.db import migrate
 from core.services import LocalPostgres

@@ -21,7 +21,7 @@ import httpx
 import pytest
 import uvicorn
 
-from api.app import create_app
+from api.http.app import create_app
 from core.clock import FakeClock
 from core.services import free_port
 from core.settings import ApiSettings, Settings
@@ -101,7 +101,7 @@ def _length(data: bytes) -> int:
 
 
 def _send_slowly(server: Server, path: str, body: bytes, *, chunked: bool, out: dict[str, object]) -> None:
-    """Send the body in 64 KiB pieces, 5 ms apart, stopping when the server has answered."""
+    """Send the body in 64 KiB pieces, 20 ms apart, stopping when the server has answered."""
     sock = socket.create_connection(("127.0.0.1", server.port))
     extra = "Transfer-Encoding: chunked\r\n" if chunked else f"Content-Length: {len(body)}\r\n"
     sent = 0
@@ -109,7 +109,7 @@ def _send_slowly(server: Server, path: str, body: bytes, *, chunked: bool, out: 
     try:
         sock.sendall(_head(server, path, extra))
         for i in range(0, len(body), 65536):
-            if select.select([sock], [], [], 0.005)[0]:
+            if select.select([sock], [], [], 0.02)[0]:
                 break  # answered: stop sending
             piece = body[i:i + 65536]
             sock.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n" if chunked else piece)

@@ -120,7 +120,7 @@ def test_a_killed_private_broker_is_started_again(broker: LocalMosquitto) -> Non
         wait_for(lambda: broker.running() and broker.pid() != pid, timeout=15, message="the broker restarted")
         assert broker.restarts == 1
         # it serves again: a TLS login with the health account works
-        from api import health
+        from api.http import health
         from core.settings import MqttUrl
 
         check = health.broker(MqttUrl.parse(broker.url(HEALTH_USER)))
@@ -140,7 +140,7 @@ def test_concurrent_enable_disable_through_the_api_never_fails(db_url: str, brok
     import psycopg
     import uvicorn
 
-    from api.app import create_app
+    from api.http.app import create_app
     from core import registry
     from core.services import free_port
     from core.settings import Settings

@@ -25,7 +25,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from api import health
+from api.http import health
 from core.services import COLLECTOR_USER, HEALTH_USER
 from core.settings import MqttUrl
 from simulators.gateway import GatewayPublisher, GatewayStats

@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 
-from api import auth
+from api.http import auth
 from core import registry
 from core.db import migrate
 from core.services import LocalPostgres, pg_bindir
@@ -35,7 +35,7 @@ INIT_SCRIPT = Path(__file__).resolve().parents[2] / "deploy/timescaledb/initdb/1
 
 # What the dashboards show; anything else in `grafana` is a view nobody reviewed.
 VIEWS = {"readings", "readings_1m", "enterprises", "plants", "gateways", "devices", "points", "alarms",
-         "alarm_events", "dead_letters", "hazard_counts", "open_hazards"}
+         "alarm_events", "dead_letters", "hazard_counts", "open_hazards", "alarm_positions", "position_alarm_events"}
 # Column names that must never reach Grafana, whatever view they would come through.
 SECRET_COLUMNS = {"credential_hash", "token_hash", "tip_reporter_name", "tip_reporter_contact", "tip_internal",
                   "reward_status", "reward_amount_yuan", "reward_note", "principal_phone", "principal_email",

@@ -16,7 +16,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from api.cli_grafana import register
+from api.cli.grafana import register
 from api.grafana.push import GrafanaPushError
 from core import registry
 from core.services import pg_bindir
@@ -36,7 +36,7 @@ def app(db_url: str) -> typer.Typer:
 
     @a.callback()
     def _main(ctx: typer.Context) -> None:
-        ctx.obj = SimpleNamespace(db_url=db_url)  # what api.cli's Context offers
+        ctx.obj = SimpleNamespace(db_url=db_url)  # what api.cli.context.Context offers
 
     register(a)
     return a
@@ -54,7 +54,7 @@ def test_render_writes_valid_dashboards(app: typer.Typer, tmp_path: Path) -> Non
         ids = [p["id"] for p in d["panels"]]
         assert len(ids) == len(set(ids)) and ids
         for p in d["panels"]:
-            assert p["type"] in ("row", "timeseries", "table", "stat", "state-timeline"), p["type"]
+            assert p["type"] in ("row", "timeseries", "table", "stat", "state-timeline", "bargauge"), p["type"]
             assert {"x", "y", "w", "h"} <= set(p["gridPos"])
             for t in p.get("targets", []):
                 assert t["rawSql"] and t["format"] in ("time_series", "table") and t["refId"]
@@ -140,3 +140,15 @@ def test_grants_apply_revokes_a_stray_grant_and_checks(app: typer.Typer, db_url:
             False,)
     again = CliRunner().invoke(app, ["grafana", "grants", "--apply"])
     assert again.exit_code == 0 and "revoked 0 other grants" in again.output
+
+
+def test_rendered_bureau_dashboard_has_the_alarm_health_row(app: typer.Typer, tmp_path: Path) -> None:
+    out = CliRunner().invoke(app, ["grafana", "render", str(tmp_path / "dash")])
+    assert out.exit_code == 0, out.output
+    bureau = json.loads((tmp_path / "dash" / "rw-bureau.json").read_text(encoding="utf-8"))
+    titles = [p["title"] for p in bureau["panels"]]
+    row = titles.index("报警系统健康 Alarm-system health (ISA-18.2 / EEMUA 191)")
+    assert [p["type"] for p in bureau["panels"][row:]] == ["row", "timeseries", "bargauge", "stat", "table"]
+    # the row sits below every earlier panel of the overview (Grafana lays out by gridPos)
+    below = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in bureau["panels"][:row])
+    assert bureau["panels"][row]["gridPos"]["y"] >= below

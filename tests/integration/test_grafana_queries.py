@@ -5,7 +5,7 @@ Mosquitto into the real collector (rule engine included) with a cooling-water
 leak played half-way, so readings, rollups, alarms, alarm events, a hazard
 candidate, gateway status and a dead letter all exist. Then each panel
 target, annotation and variable query is expanded with Grafana's macros
-(simulators.grafana_sql) for a 1-hour and a 30-day range and run:
+(simulators.fakes.grafana_sql) for a 1-hour and a 30-day range and run:
 
 - time series: rows, the time column first (timestamptz), sorted, every
   other column numeric (a text ``metric`` column names series, as Grafana
@@ -36,7 +36,7 @@ import pytest
 from api.grafana import POINT_UID, GeneratedDashboard, TargetSpec, generate
 from api.grafana import queries as q
 from core.services import LocalMosquitto
-from simulators.grafana_sql import QueryContext, expand
+from simulators.fakes.grafana_sql import QueryContext, expand
 from simulators.run import default_site_path, simulate
 from simulators.scenarios import SCENARIOS
 from tests.conftest import CollectorProcess, Site, pub_args, sql_one, wait_for

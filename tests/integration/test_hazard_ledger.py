@@ -11,8 +11,8 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from api.metrics import Metrics
-from api.serve import HazardTicker
+from api.http.metrics import Metrics
+from api.run.serve import HazardTicker
 from core.clock import FakeClock
 from hazards import intake, ledger, store
 from hazards import workflow as wf

@@ -17,12 +17,13 @@ from fastapi.testclient import TestClient
 
 from alerting.config import load_config
 from alerting.dispatcher import Dispatcher
-from api.app import create_app
+from api.http.app import create_app
 from core.clock import FakeClock
 from core.services import free_port
 from core.settings import Settings
 from hazards import ledger, workflow
 from hazards.model import Actor
+from rules.model import load_catalog
 from tests.alerting_fixtures import HttpReceiver, SmtpSink
 from tests.fix_alerting import load_site, raise_alarm, routing_file
 from tests.fix_api import make_tokens
@@ -54,7 +55,7 @@ def test_webhook_credentials_never_leak_and_enterprises_see_only_their_own(
     path = routing_file(tmp_path, smtp_port=smtp_sink.port, webhook_url=hook_url, max_attempts=2,
                         backoff_initial="1s", backoff_max="1s", repeat_interval="0")
     d = Dispatcher(db_url, load_config(path), public_url="http://riskwatch.test", link_secret=b"k", clock=clock,
-                   rng=random.Random(1))
+                   rng=random.Random(1), titles=load_catalog().titles())
     try:
         with psycopg.connect(db_url) as conn:
             raise_alarm(conn, points["CO-101"], clock.now())

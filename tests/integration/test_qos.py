@@ -16,6 +16,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 
+from core.clock import SystemClock
 from core.services import COLLECTOR_USER
 from core.settings import MqttUrl
 from ingest.collector import Collector
@@ -51,7 +52,7 @@ def pub(site: Site, gateway: str, topic: str, payload: bytes, *, qos: int = 1, r
 def in_process(mini_site: Site, caplog: pytest.LogCaptureFixture) -> Iterator[Collector]:
     """The real collector in a thread of this process, so the test can read its stats (and caplog its log)."""
     caplog.set_level(logging.INFO, logger="riskwatch.collector")
-    col = Collector(mini_site.db_url, MqttUrl.parse(mini_site.broker.url(COLLECTOR_USER)))
+    col = Collector(mini_site.db_url, MqttUrl.parse(mini_site.broker.url(COLLECTOR_USER)), clock=SystemClock())
     t = threading.Thread(target=col.run, name="collector", daemon=True)
     t.start()
     wait_for(lambda: col.stats.mqtt_connects >= 1, timeout=20, message="collector connected")

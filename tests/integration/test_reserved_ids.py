@@ -23,7 +23,7 @@ import pytest
 from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
 
-from api.app import create_app
+from api.http.app import create_app
 from core import registry
 from core.clock import FakeClock
 from core.errors import ConfigError

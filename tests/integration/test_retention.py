@@ -11,13 +11,13 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from api.cli_grafana import register
+from api.cli.grafana import register
 from api.grafana import queries as q
 from core.errors import ConfigError
 from core.retention import RetentionPolicy, run_retention
 from ingest.batch import Batch
 from ingest.store import store_batch
-from simulators.grafana_sql import QueryContext, expand
+from simulators.fakes.grafana_sql import QueryContext, expand
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from api import health
+from api.http import health
 from core.services import COLLECTOR_USER, LocalMosquitto
 from core.settings import MqttUrl
 from core.tls import Issued, make_ca, make_client

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.readings import Readings
 from rules.compile import DeviceRow, GatewayRow, PlantRow, PointRow, RegistryView, compile_rules
 from rules.evaluate import (
-    BatchArrays,
     Index,
     InstState,
     PointState,
@@ -150,7 +150,7 @@ class Harness:
         v = np.array([r[2] for r in rows], float)
         q = np.array([r[3] if len(r) > 3 else 0 for r in rows], np.int16)  # type: ignore[misc]
         now_s = now if now is not None else T0 + max(r[0] for r in rows)
-        u, trs = evaluate_batch(BatchArrays(pid, t, v, q), self.state, self.index, now_s)
+        u, trs = evaluate_batch(Readings(pid, t, v, q), self.state, self.index, now_s)
         note_gateways(u, {"gw": now_s}, {})
         apply(self.state, u)
         return self._fmt(trs)
@@ -335,7 +335,7 @@ def test_normal_data_trips_nothing_and_takes_the_fast_path(catalog: Catalog) -> 
                  (k, 4, 1000 + rng.normal() * 20)]
     assert h.feed(rows[:40]) == []
     # after the first look at each instance, normal readings step no single-point instance at all
-    arr = BatchArrays(np.array([r[1] for r in rows[40:]], np.int32),
+    arr = Readings(np.array([r[1] for r in rows[40:]], np.int32),
                       np.array([int((T0 + r[0]) * US) for r in rows[40:]], np.int64),
                       np.array([r[2] for r in rows[40:]]), np.zeros(len(rows) - 40, np.int16))
     u, trs = evaluate_batch(arr, h.state, h.index, T0 + 600)

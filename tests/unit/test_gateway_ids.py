@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from api.supervision import diff, gateway_disable_needs_approval, split, stale_fields
+from api.http.supervision import diff, gateway_disable_needs_approval, split, stale_fields
 from core import registry
 from core.errors import SourceError
 from core.services import COLLECTOR_USER, HEALTH_USER

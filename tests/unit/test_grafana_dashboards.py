@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -64,3 +65,26 @@ def test_build_all_from_a_view() -> None:
         n = sum(len(p.get("targets", [])) for p in js["panels"]) + len(js.get("annotations", {}).get("list", [])) \
             + len(js.get("templating", {}).get("list", []))
         assert n == len(d.targets)
+
+
+def test_bureau_dashboard_has_the_alarm_health_row() -> None:
+    bureau = build_all(site(), "ds-x")[0].to_json()
+    panels = bureau["panels"]
+    row = next(i for i, p in enumerate(panels) if p["type"] == "row")
+    assert panels[row]["title"] == "报警系统健康 Alarm-system health (ISA-18.2 / EEMUA 191)"
+    health = panels[row + 1:]
+    assert [p["type"] for p in health] == ["timeseries", "bargauge", "stat", "table"]
+    rate, flood, standing, top = health
+    # EEMUA 191's 1 per 10 minutes and the flood above 10, drawn as dashed lines on the rate chart
+    assert [(s["value"], s["color"]) for s in rate["fieldConfig"]["defaults"]["thresholds"]["steps"]] == \
+        [(None, "green"), (1, "orange"), (10, "red")]
+    assert rate["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"] == "dashed"
+    assert flood["fieldConfig"]["defaults"]["unit"] == "percent"
+    assert flood["options"]["reduceOptions"] == {"values": True, "calcs": [], "fields": "洪水时间占比 % time in flood"}
+    assert standing["options"]["reduceOptions"]["fields"] == "长期报警 standing > 24 h"
+    sqls = [t["rawSql"] for p in health for t in p["targets"]]
+    # only the enterprise-free position views of migration 0017, half-open ranges like hazards.records.health
+    assert all(re.findall(r"grafana\.(\w+)", s) and set(re.findall(r"grafana\.(\w+)", s))
+               <= {"position_alarm_events", "alarm_positions"} for s in sqls)
+    assert not any("$__timeFilter" in s or "enterprise" in s or "public." in s for s in sqls)
+    assert "温度高 Temperature high" in top["targets"][0]["rawSql"]  # rule titles from the catalog

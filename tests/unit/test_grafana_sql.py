@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from simulators.grafana_sql import (
+from simulators.fakes.grafana_sql import (
     MacroError,
     QueryContext,
     calculate_interval,

@@ -20,9 +20,10 @@ import numpy.typing as npt
 import pytest
 
 from core.errors import ConfigError
+from core.readings import Readings
 from core.registry import SiteSpec
 from rules.compile import DeviceRow, GatewayRow, PlantRow, PointRow, RegistryView, compile_rules
-from rules.evaluate import BatchArrays, Index, PointState, State, apply, evaluate_batch
+from rules.evaluate import Index, PointState, State, apply, evaluate_batch
 from rules.model import (
     DeviationRule,
     DifferenceRule,
@@ -601,7 +602,7 @@ def _data_alarms(site: SiteSpec, scenario: Scenario | None, seed: int) -> tuple[
     msgs = sorted(((m[2][0], gw, m) for gw, rec in pubs.items() for m in rec.messages), key=lambda x: x[0])
     out: dict[tuple[str, str], float] = {}
     for _, gw, (tags, values, times) in msgs:
-        batch = BatchArrays(np.array([ids[(gw, t)] for t in tags], np.int32), np.array(times, np.int64) * 1000,
+        batch = Readings(np.array([ids[(gw, t)] for t in tags], np.int32), np.array(times, np.int64) * 1000,
                             np.array(values, np.float64), np.zeros(len(tags), np.int16))
         u, transitions = evaluate_batch(batch, state, index, time.time())
         apply(state, u)

@@ -26,15 +26,17 @@ import numpy as np
 import pytest
 
 from core.errors import SourceError
+from core.readings import Readings
 from core.registry import SiteSpec
-from rules.compile import compile_rules
-from rules.evaluate import BatchArrays, Index, PointState, State, apply, evaluate_batch
+from rules.compile import RegistryView, compile_rules
+from rules.evaluate import Index, PointState, State, apply, evaluate_batch
 from rules.model import (
     Catalog,
     Composite,
     CompositeRule,
     DeviationRule,
     DifferenceRule,
+    ImpossibleRule,
     InterlockRule,
     RateRule,
     StateRule,
@@ -56,9 +58,18 @@ from tests.unit.test_catalog import (
     rules_of,
     state_trips,
 )
-from tests.unit.test_scenarios import _creds, _registry, recorders
+from tests.unit.test_scenarios import _creds, recorders
+from tests.unit.test_scenarios import _registry as _registry_ids
 
 MIN = 60_000
+
+
+def _registry(site: SiteSpec) -> tuple[RegistryView, dict[tuple[str, str], int]]:
+    """The site as the registry holds it, units included (the data-trust rules bind by unit), and its ids."""
+    _, ids = _registry_ids(site)
+    reg = registry_view(site)
+    assert {p.id: (p.gateway_id, p.tag) for p in reg.points} == {v: k for k, v in ids.items()}
+    return reg, ids
 SITES = ("county.yaml", "county_full.yaml")
 FULL = {n: s for n, s in SCENARIOS.items() if s.site == "county_full.yaml"}
 
@@ -162,8 +173,25 @@ def test_every_basis_has_a_scenario_that_fires_a_rule_citing_it(catalog: Catalog
                      if _cites(catalog.rules[e.rule_id.partition(":")[0]][1].basis, needle)]
             assert cited, f"{label}: scenario {name} fires no rule citing {needle}"
     covered = {n for _, _, names in BASES for n in names}
-    # every county_full scenario belongs to a basis, except the fire-water one (GB 50440 / GB 35181)
-    assert set(FULL) - covered == {"fire_water_supply_loss"}
+    # every county_full scenario belongs to a basis, except the fire-water one (GB 50440 / GB 35181) and the
+    # data-trust ones (their own table: TRUST_SHAPES)
+    assert set(FULL) - covered == {"fire_water_supply_loss"} | {n for _, names in TRUST_SHAPES for n in names}
+
+
+#: The data-trust shapes (issue 14) and the county_full scenarios the simulator plays for each; the clock and
+#: bag-change ones are in simulators.scenarios.TRUST_REGISTRY_SCENARIOS (tests/unit/test_trust_shapes.py).
+TRUST_SHAPES: list[tuple[str, tuple[str, ...]]] = [
+    ("stuck", ("stuck_co_analyser",)),
+    ("copied", ("copied_filter_temperature",)),
+    ("impossible", ("impossible_temperature",)),
+]
+
+
+def test_every_data_trust_shape_has_a_scenario_raising_its_candidate(catalog: Catalog) -> None:
+    for shape, names in TRUST_SHAPES:
+        for name in names:
+            fired = [e for e in FULL[name].expects if catalog.rules[e.rule_id.partition(":")[0]][1].shape == shape]
+            assert fired and all(e.candidate for e in fired), (shape, name)
 
 
 def test_full_scenarios_assume_the_catalog_and_the_site(catalog: Catalog, full: SiteSpec) -> None:
@@ -212,7 +240,7 @@ def _activations(site: SiteSpec, sc: Scenario | None, gateways: list[str], durat
     msgs = sorted(((m[2][0], gw, m) for gw, rec in made.items() for m in rec.messages), key=lambda x: x[0])
     out: dict[tuple[str, str], tuple[float, bool]] = {}
     for _, gw, (tags, values, times) in msgs:
-        batch = BatchArrays(np.array([ids[(gw, t)] for t in tags], np.int32), np.array(times, np.int64) * 1000,
+        batch = Readings(np.array([ids[(gw, t)] for t in tags], np.int32), np.array(times, np.int64) * 1000,
                             np.array(values, np.float64), np.zeros(len(tags), np.int16))
         u, transitions = evaluate_batch(batch, state, index, time.time())
         apply(state, u)
@@ -243,7 +271,7 @@ def test_the_evaluator_detects_the_scenario_and_nothing_else(full: SiteSpec, nam
 # --- (c) a clean day over county_full raises nothing ----------------------------------------------
 
 
-def _day_batches(site: SiteSpec, seed: int, chunk_s: int = 1800) -> Iterator[BatchArrays]:
+def _day_batches(site: SiteSpec, seed: int, chunk_s: int = 1800) -> Iterator[Readings]:
     """A simulated day of every county_full point at 1 Hz, straight from the signal models, in chunks.
 
     These are the values a backfill sends (tests/unit/test_scenarios.py shows backfill and real time
@@ -262,7 +290,7 @@ def _day_batches(site: SiteSpec, seed: int, chunk_s: int = 1800) -> Iterator[Bat
                 tt.append(t_ms * 1000)
                 vv.append(m.value(t_s))
         p = np.concatenate(pid)
-        yield BatchArrays(p, np.concatenate(tt), np.concatenate(vv), np.zeros(p.size, np.int16))
+        yield Readings(p, np.concatenate(tt), np.concatenate(vv), np.zeros(p.size, np.int16))
 
 
 def test_a_clean_simulated_day_over_county_full_raises_no_alarm(full: SiteSpec) -> None:
@@ -285,6 +313,13 @@ def test_a_clean_simulated_day_over_county_full_raises_no_alarm(full: SiteSpec) 
     catalog = load_catalog()
     for label, needle, _ in BASES:
         assert any(_cites(catalog.rules[b][1].basis, needle) for b in bases), label
+    # and through the data-trust shapes (issue 14) on every analog point: nothing stuck, copied or impossible
+    # on a normal day (the band-0 stuck rule and the copy hash see every reading)
+    analog = {p.id for p in reg.points if p.unit}
+    for shape in ("stuck", "copied", "impossible"):
+        bound = {i.point_id for i in compiled.instances if i.shape == shape}
+        assert bound and bound <= analog, shape
+    assert {i.point_id for i in compiled.instances if i.shape == "stuck"} == analog
 
 
 def test_no_bound_limit_can_trip_inside_county_full_normal_bands(catalog: Catalog, full: SiteSpec) -> None:
@@ -316,6 +351,14 @@ def test_no_bound_limit_can_trip_inside_county_full_normal_bands(catalog: Catalo
                 why = condition_trips(r.when, pts)
             elif isinstance(r, CompositeRule):
                 why = condition_trips(Composite(**{r.shape: r.conditions}), pts)
+            elif isinstance(r, ImpossibleRule):
+                b = r.bounds.get(subject.unit)
+                if b is None:
+                    continue
+                lo, hi = band(subject)
+                why = ([f"normal band reaches {lo:g} below the physical bound {b.lo:g}"] if b.lo is not None
+                       and lo < b.lo else []) + ([f"normal band reaches {hi:g} above {b.hi:g}"] if b.hi is not None
+                                                 and hi > b.hi else [])
             elif isinstance(r, RateRule):
                 continue  # rates: the clean day above
             else:

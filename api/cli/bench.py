@@ -1,0 +1,51 @@
+"""`riskwatch bench`: figures measured on private services (simulators.bench, through api.run), printed as one table."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from api.cli.context import console, err, progress
+
+__all__ = ["register"]
+
+
+def register(root: typer.Typer) -> None:
+    root.command("bench")(bench)
+
+
+def bench(
+    quick: Annotated[bool, typer.Option("--quick", help="A short run (well under 3 minutes).")] = False,
+    only: Annotated[str, typer.Option("--only", help="Comma-separated parts: db,broker,e2e,latency,grafana,"
+                                                     "alerting.")] = "db,broker,e2e,latency,grafana,alerting",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    duration: Annotated[float | None, typer.Option("--duration", help="Seconds per throughput part.")] = None,
+    points: Annotated[int | None, typer.Option("--points", help="Registry size (default 100k; 2k quick).")] = None,
+    batch: Annotated[int, typer.Option("--batch", help="Readings per message in the batched run.")] = 100,
+    procs: Annotated[int, typer.Option("--procs", help="Publisher processes.")] = 2,
+) -> None:
+    """Measure on private services and print figures (medians, percentiles, ratios)."""
+    import json
+
+    from rich.table import Table
+
+    from api.run.simulate import bench as run_bench
+
+    parts = [p.strip() for p in only.split(",") if p.strip()]
+    with progress(f"bench {','.join(parts)}") as advance:
+        def step(msg: str) -> None:
+            err.print(f"[dim]{msg}[/]")
+            advance(msg)
+
+        fig = run_bench(parts, quick, progress=step, duration=duration, points=points, batch=batch, procs=procs)
+    if as_json:
+        print(json.dumps(fig.data, indent=2))
+        return
+    t = Table(title="riskwatch bench" + (" --quick" if quick else ""), title_justify="left")
+    t.add_column("指标 figure")
+    t.add_column("数值 value", justify="right")
+    t.add_column("说明 note")
+    for row in fig.rows:
+        t.add_row(*row)
+    console.print(t)

@@ -1,0 +1,109 @@
+"""`riskwatch bench`: figures measured on private services, all in one run.
+
+Parts (each prints medians and ratios, never pass/fail), in this order on the same services:
+``db`` (binary COPY ceiling), ``grafana`` (panel queries, simulators.bench.grafana_panels), ``broker``
+(QoS1 ceiling), ``e2e`` (batched and single-reading end to end), ``latency`` (breach -> alarm committed)
+and ``alerting`` (breach -> webhook received, simulators.bench.alert_latency).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from simulators.bench.alert_latency import add_figures, alert_latency
+from simulators.bench.grafana_panels import run as grafana_run
+from simulators.bench.harness import (
+    BENCH_CATALOG,
+    Bench,
+    Figures,
+    _site,
+    alarm_latency,
+    broker_ceiling,
+    db_ceiling,
+    end_to_end,
+    pct,
+)
+
+__all__ = ["run"]
+
+
+def run(parts: list[str], quick: bool, progress: Callable[[str], None], *, duration: float | None = None,
+        points: int | None = None, batch: int = 100, procs: int = 2) -> Figures:
+    """Every part on the same private services, in one run, so ratios compare like with like."""
+    fig = Figures()
+    dur = duration or (8.0 if quick else 30.0)
+    n_points = points or (2_000 if quick else 100_000)
+    with Bench() as bench:
+        db = e2e_b = e2e_1 = broker = None
+        if "db" in parts:
+            rows = 300_000 if quick else 2_000_000
+            progress(f"db: binary COPY of {rows:,} rows")
+            db, _ = db_ceiling(bench.services.db_url, rows, 20_000, 10_000)
+            fig.add("db_copy_rows_per_s", "数据库上限 DB ceiling: binary COPY", db, "rows/s",
+                    "median of batches of 20k rows")
+        if "grafana" in parts:
+            progress("grafana: 30 days of one 1 Hz point; panel queries from rollups and raw")
+            g = grafana_run(bench.services.db_url, quick)
+            fig.data.update(g)
+            fig.add("grafana_30d_rollup_ms", "Grafana 30天面板 30-day panel (rollups) median",
+                    g["grafana_30d_rollup_ms"], "ms", "target ≤ 50 ms")
+            fig.add("grafana_24h_raw_ms", "Grafana 24小时面板 24-hour panel (raw) median",
+                    g["grafana_24h_raw_ms"], "ms", "target ≤ 100 ms")
+        if not {"broker", "e2e", "latency", "alerting"} & set(parts):
+            return fig
+        gws = max(procs, 2) + 1
+        site = _site(gateways=gws, points_per_gateway=max(1, n_points // gws))
+        progress(f"loading a registry of {n_points:,} points")
+        creds = bench.load(site)
+        cat = bench.dir / "bench-catalog.yaml"
+        cat.write_text(BENCH_CATALOG)
+        t_load = time.monotonic()
+        bench.start_collector(cat)
+        fig.data["collector_start_s"] = time.monotonic() - t_load
+        if "broker" in parts:
+            progress(f"broker: single-reading messages, QoS1, {procs} publishers, {dur:g} s")
+            broker = broker_ceiling(bench, creds, site, seconds=dur, procs=procs)
+            fig.add("broker_msgs_per_s", "消息代理上限 broker ceiling: QoS1 publish→receive", broker, "msg/s",
+                    f"{procs} publisher processes, no processing")
+        if "e2e" in parts:
+            for b in (batch, 1):
+                n = int(dur * (100_000 if b > 1 else 10_000))
+                progress(f"e2e: {n:,} readings, {b} per message, {procs} publisher processes, rules on")
+                r = end_to_end(bench, creds, site, cat, batch=b, readings=n, procs=procs, progress=progress)
+                key = "batched" if b > 1 else "single"
+                fig.add(f"e2e_{key}_readings_per_s", f"端到端 end to end, {b}/msg: stored", r.rate, "readings/s",
+                        f"sent {r.sent:,}, stored {r.stored:,}" + (" ✓" if r.stored == r.sent else " ✗ LOST"))
+                fig.add(f"e2e_{key}_collector_cpu", f"  collector CPU ({key})", r.cpu * 100, "% of a core", "")
+                fig.data[f"e2e_{key}_sent"] = r.sent
+                fig.data[f"e2e_{key}_stored"] = r.stored
+                fig.data[f"e2e_{key}_lost"] = r.sent - r.stored
+                if b > 1:
+                    e2e_b = r.rate
+                else:
+                    e2e_1 = r.rate
+                fig.data["collector_peak_rss_mb"] = r.rss / 2**20
+            fig.add("collector_peak_rss_mb", f"采集进程峰值内存 collector peak RSS ({n_points:,} points)",
+                    fig.data["collector_peak_rss_mb"], "MB", "target ≤ 300 MB at 100k points")
+        if "latency" in parts:
+            load = (e2e_b / 2) if e2e_b else (2_000.0 if quick else 5_000.0)
+            n = 60 if quick else 300
+            progress(f"latency: {n} breaches under {load:,.0f} readings/s background load")
+            lat = alarm_latency(bench, creds, site, load_rate=load, breaches=n, interval_s=0.25, progress=progress)
+            fig.add("alarm_latency_p50_ms", "越限→报警提交 breach→alarm committed p50", pct(lat, 50) * 1000, "ms",
+                    f"{len(lat)}/{n} breaches at {load:,.0f} readings/s" + (" (half the e2e rate)" if e2e_b else ""))
+            fig.add("alarm_latency_p99_ms", "越限→报警提交 breach→alarm committed p99", pct(lat, 99) * 1000, "ms",
+                    "target ≤ 300 ms")
+            fig.data["alarm_latency_samples"] = len(lat)
+        if "alerting" in parts:
+            n, load = (50 if quick else 200), 2_000.0
+            progress(f"alerting: {n} breaches → signed webhooks under {load:,.0f} readings/s background load")
+            ar = alert_latency(bench, creds, site, load_rate=load, breaches=n, interval_s=0.2,
+                                              progress=progress)
+            add_figures(fig, ar, breaches=n, load=load)
+        bench.stop_collector()
+        if db and e2e_b:
+            fig.add("ratio_e2e_db", "比值 end to end ÷ DB ceiling", e2e_b / db * 100, "%", "target ≥ 75 % or ≥ 150k/s")
+        if broker and e2e_1:
+            fig.add("ratio_single_broker", "比值 single-reading ÷ broker ceiling", e2e_1 / broker * 100, "%", "")
+    return fig
