@@ -15,12 +15,13 @@ readings, so dropping raw chunks never loses a minute of the long-range view.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 
 from core.errors import ConfigError
+from core.retention_operational import OperationalRetention, purge_operational
 
 DEFAULT_RAW_DAYS = 30.0
 DEFAULT_ROLLUP_DAYS = 400.0  # more than a year: the same month last year stays comparable
@@ -30,6 +31,8 @@ DEFAULT_ROLLUP_DAYS = 400.0  # more than a year: the same month last year stays 
 class RetentionPolicy:
     raw_days: float = DEFAULT_RAW_DAYS
     rollup_days: float = DEFAULT_ROLLUP_DAYS
+    #: outbox, notifications + deliveries, dead letters (core/retention_operational.py)
+    operational: OperationalRetention = field(default_factory=OperationalRetention)
 
     def __post_init__(self) -> None:
         if not self.raw_days > 0:
@@ -46,6 +49,7 @@ class RetentionResult:
     raw_chunks: list[str]  # dropped (or, in a dry run, that would be dropped)
     rollup_chunks: list[str]
     dry_run: bool = False
+    rows: dict[str, int] = field(default_factory=dict)  # deleted (dry run: would be) per operational table
 
 
 def run_retention(conn: psycopg.Connection, policy: RetentionPolicy, now: datetime | None = None,
@@ -60,4 +64,5 @@ def run_retention(conn: psycopg.Connection, policy: RetentionPolicy, now: dateti
             f"SELECT {fn}('readings', older_than => %s::timestamptz)", (raw_cut,))]
         rollup = [str(r[0]) for r in conn.execute(
             f"SELECT {fn}('readings_1m', older_than => %s::timestamptz)", (rollup_cut,))]
-    return RetentionResult(raw_cut, rollup_cut, raw, rollup, dry_run)
+        rows = purge_operational(conn, policy.operational, now, dry_run)
+    return RetentionResult(raw_cut, rollup_cut, raw, rollup, dry_run, rows)

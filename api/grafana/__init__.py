@@ -3,7 +3,7 @@
 `generate` reads the database and the catalog and builds every dashboard;
 `render` writes them as JSON files (for Grafana's file provisioning);
 `push` creates or updates the folder and the dashboards through Grafana's HTTP
-API (grafana-client), idempotently: uids are stable, so pushing again
+API (httpx, api/grafana/http_client.py), idempotently: uids are stable, so pushing again
 updates in place.
 """
 

@@ -1,4 +1,4 @@
-"""Create or update the riskwatch folder and its dashboards in a running Grafana (grafana-client).
+"""Create or update the riskwatch folder and its dashboards in a running Grafana (its HTTP API, over httpx).
 
 Idempotent: the folder and every dashboard have fixed uids; the folder is
 created only when missing (its title updated when it differs) and dashboards
@@ -8,13 +8,12 @@ same dashboards, each with a new version.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from grafana_client.api import GrafanaApi
-from grafana_client.client import GrafanaClientError, GrafanaException
-
 from api.grafana.dashboards import FOLDER_TITLE, FOLDER_UID, GeneratedDashboard
+from api.grafana.http_client import GrafanaHTTP, GrafanaHTTPError, GrafanaUnreachable
 from core.errors import RiskwatchError
 
 
@@ -29,37 +28,36 @@ class PushResult:
     dashboards: list[tuple[str, str]]  # (uid, url or status from Grafana)
 
 
-def _folder(api: GrafanaApi, uid: str, title: str) -> bool:
+def _folder(api: GrafanaHTTP, uid: str, title: str) -> bool:
     """Ensure the folder exists with this title; return True if it was created."""
-    try:
-        current: dict[str, Any] = api.folder.get_folder(uid)  # type: ignore[no-untyped-call]
-    except GrafanaClientError as exc:
-        if exc.status_code != 404:
-            raise
-        api.folder.create_folder(title, uid=uid)  # type: ignore[no-untyped-call]
+    current: dict[str, Any] | None = api.get_folder(uid)
+    if current is None:
+        api.create_folder(title, uid)
         return True
     if current.get("title") != title:
-        api.folder.update_folder(uid, title=title, overwrite=True)  # type: ignore[no-untyped-call]
+        api.update_folder(uid, title)
     return False
 
 
 def push(url: str, token: str, dashboards: list[GeneratedDashboard], folder_uid: str = FOLDER_UID,
-         folder_title: str = FOLDER_TITLE, timeout: float = 10.0) -> PushResult:
-    """Push dashboards into the folder (both created or updated in place)."""
-    api = GrafanaApi.from_url(url, credential=token, timeout=timeout)
+         folder_title: str = FOLDER_TITLE, timeout: float = 10.0,
+         progress: Callable[[str], None] | None = None) -> PushResult:
+    """Push dashboards into the folder (both created or updated in place); `progress` is called with each
+    dashboard's uid once Grafana saved it (a CLI progress bar advances on it)."""
     step = "folder"
+    out: list[tuple[str, str]] = []
     try:
-        created = _folder(api, folder_uid, folder_title)
-        out = []
-        for d in dashboards:
-            step = f"dashboard {d.uid}"
-            body = d.to_json()
-            body.pop("id", None)  # Grafana matches by uid
-            res = api.dashboard.update_dashboard({"dashboard": body, "folderUid": folder_uid, "overwrite": True,
-                                                  "message": "riskwatch grafana push"})
-            out.append((d.uid, str(res.get("url") or res.get("status") or "")))
-    except GrafanaException as exc:
+        with GrafanaHTTP(url, token, timeout=timeout) as api:
+            created = _folder(api, folder_uid, folder_title)
+            for d in dashboards:
+                step = f"dashboard {d.uid}"
+                body = d.to_json()
+                body.pop("id", None)  # Grafana matches by uid
+                res = api.save_dashboard({"dashboard": body, "folderUid": folder_uid, "overwrite": True,
+                                          "message": "riskwatch grafana push"})
+                out.append((d.uid, str(res.get("url") or res.get("status") or "")))
+                if progress is not None:
+                    progress(d.uid)
+    except (GrafanaHTTPError, GrafanaUnreachable) as exc:
         raise GrafanaPushError(f"grafana push failed at {step}: {exc}") from exc
-    except OSError as exc:
-        raise GrafanaPushError(f"grafana push failed at {step}: cannot reach {url}: {exc}") from exc
     return PushResult(folder_uid, created, out)
