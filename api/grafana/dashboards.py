@@ -4,7 +4,8 @@
   alarms, gateways online, then a row per device with a panel per point whose
   thresholds are the rule setpoints of that point, and alarm annotations;
 - the bureau overview (``rw-bureau``): candidate and open confirmed hazards and overdue rectifications by industry and
-  enterprise, alarms per hour, gateway online rate, dead letters;
+  enterprise, alarms per hour, gateway online rate, dead letters, and the alarm-system health row (alarms per
+  10 minutes, % time in flood, standing alarms and top-10 bad actors per operator position);
 - point detail (``rw-point``) with ``$plant`` and ``$point`` variables.
 
 Every query is collected with what it must return (`TargetSpec`), so tests and
@@ -21,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from grafana_foundation_sdk.builders import bargauge, stat, statetimeline, table, timeseries
 from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import dashboard as db
-from grafana_foundation_sdk.builders import stat, statetimeline, table, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
@@ -303,7 +304,57 @@ def bureau_dashboard(site: SiteView, ds: dm.DataSourceRef) -> GeneratedDashboard
                                 "原因 why")), 12, 8)
     b.panel(_add_query(table.Panel().title("最近死信 Recent dead letters"), b, q.dead_letters_recent(), "table",
                        columns=("接收 received", "网关 gateway", "原因 reason", "详情 detail", "主题 topic")), 12, 8)
+    _alarm_health_row(b, site)
     return b.done()
+
+
+def _alarm_health_row(b: _Builder, site: SiteView) -> None:
+    """Alarm-system health per operator position (ISA-18.2 / EEMUA 191), the figures of hazards.records.health.
+
+    Rate bands drawn on the chart: EEMUA 191's 1 per 10 minutes (a long-term average under it is very likely
+    acceptable) and ISA-18.2's flood, more than 10 in 10 minutes."""
+    b.row("报警系统健康 Alarm-system health (ISA-18.2 / EEMUA 191)")
+    bands = _thresholds([dm.Threshold(None, "green"), dm.Threshold(q.ACCEPTABLE_PER_10MIN, "orange"),
+                         dm.Threshold(q.FLOOD_ABOVE, "red")])
+    per_10min = timeseries.Panel().title("每10分钟报警数（按操作岗位） Alarms per 10 minutes by operator position")
+    b.panel(_add_query(per_10min
+                       .description("EEMUA 191：长期平均每10分钟少于1条很可能可接受；每10分钟超过10条为报警泛滥"
+                                    " (under 1 per 10 min very likely acceptable; more than 10 per 10 min is a flood)."
+                                    " 时间按整10分钟对齐 (clock-aligned 10-minute intervals).")
+                       .draw_style(cm.GraphDrawStyle.BARS).fill_opacity(60).unit("short").decimals(0).min(0)
+                       .thresholds(bands)
+                       .thresholds_style(cb.GraphThresholdsStyleConfig().mode(cm.GraphTresholdsStyleMode.DASHED)),
+                       b, q.alarms_per_10min_by_position()), 24, 9)
+    flood_pct = "洪水时间占比 % time in flood"
+    b.panel(_add_query(bargauge.Panel().title("报警泛滥时间占比（按岗位） % of time in flood by position")
+                       .description("所选时间范围内报警数超过10条的10分钟区间占比；ISA-18.2 目标 < 1 %"
+                                    " (share of 10-minute intervals with more than 10 alarms; target under ~1 %).")
+                       .unit("percent").decimals(1).min(0).max(100)
+                       .thresholds(_thresholds([dm.Threshold(None, "green"), dm.Threshold(1, "orange"),
+                                                dm.Threshold(5, "red")]))
+                       .reduce_options(cb.ReduceDataOptions().values(True).calcs([]).fields(flood_pct))
+                       .orientation(cm.VizOrientation.HORIZONTAL).display_mode(cm.BarGaugeDisplayMode.BASIC),
+                       b, q.time_in_flood_by_position(), "table",
+                       columns=("岗位 position", flood_pct, "洪水分钟 flood minutes")), 8, 8)
+    b.panel(_add_query(stat.Panel().title("长期报警（持续 > 24 小时，按岗位） Standing alarms (active > 24 h)")
+                       .description("时间范围结束时仍处于报警且已持续超过24小时 (active at the end of the range for"
+                                    " more than 24 hours).")
+                       .unit("none").decimals(0)
+                       .thresholds(_thresholds([dm.Threshold(None, "green"), dm.Threshold(1, "orange"),
+                                                dm.Threshold(5, "red")]))
+                       .reduce_options(cb.ReduceDataOptions().values(True).calcs([]).fields("长期报警 standing > 24 h"))
+                       .color_mode(cm.BigValueColorMode.BACKGROUND).graph_mode(cm.BigValueGraphMode.NONE),
+                       b, q.standing_alarms_by_position(), "table",
+                       columns=("岗位 position", "长期报警 standing > 24 h")), 6, 8)
+    b.panel(_add_query(table.Panel().title("前10位频发报警（按岗位） Top-10 bad actors by position")
+                       .description("ISA-18.2：前10位报警占比宜在 1 %–5 % 以内 (the top 10 should make up ~1-5 %"
+                                    " of all alarms at most).")
+                       .no_value("无报警 no alarms")
+                       .override_by_name("占比 share %", [dm.DynamicConfigValue("unit", "percent"),
+                                                          dm.DynamicConfigValue("decimals", 1)]),
+                       b, q.bad_actors_by_position(_titles_table(site.rule_titles)), "table",
+                       columns=("岗位 position", "排名 rank", "报警 alarm", "规则 rule", "对象 subject", "次数 alarms",
+                                "占比 share %")), 10, 8)
 
 
 # --- one point ----------------------------------------------------------------------------------

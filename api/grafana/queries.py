@@ -309,3 +309,97 @@ def point_options() -> str:
 FROM grafana.points pt JOIN grafana.devices d ON d.id = pt.device_id
 WHERE d.plant_id = '$plant'
 ORDER BY d.code, pt.tag"""
+
+
+# --- alarm-system health per operator position (ISA-18.2 / EEMUA 191; hazards/records/health.py) ------------------
+# From grafana.position_alarm_events and grafana.alarm_positions (core/migrations/0017_grafana_alarm_health.sql).
+# The figures follow hazards.records.health: an alarm is an annunciated activation at or above the position's
+# minimum severity; a flood is a clock-aligned 10-minute interval with more than 10 alarms; the share of time in
+# flood divides by the intervals of the range, ceil(range / 10 min), as `health.compute` does (both agree
+# exactly when the range starts on a 10-minute boundary); standing is active at the range's end for over 24 h.
+
+FLOOD_ABOVE = 10  # hazards.records.health.FLOOD_ABOVE
+ACCEPTABLE_PER_10MIN = 1  # EEMUA 191: a long-term average under 1 per 10 minutes is very likely acceptable
+TOP_N = 10  # hazards.records.health.TOP_N
+
+_ALARM = "e.event = 'activate' AND e.annunciate"
+# Half-open [from, to) like health.compute, not $__timeFilter's BETWEEN: an alarm on the boundary of two adjacent
+# ranges counts in one of them, and a range ending on 10-minute boundary does not start an extra interval.
+_IN_RANGE = "e.time >= $__timeFrom() AND e.time < $__timeTo()"
+
+
+def position_label(alias: str) -> str:
+    return f"{alias}.position_id || ' ' || {alias}.name"
+
+
+def alarms_per_10min_by_position() -> str:
+    return f"""SELECT time_bucket('10 minutes', e.time) AS "time", e.position_id AS metric,
+       count(*)::float8 AS "报警/10分钟 alarms per 10 min"
+FROM grafana.position_alarm_events e
+WHERE {_IN_RANGE} AND {_ALARM}
+GROUP BY 1, 2
+ORDER BY 1, 2"""
+
+
+def time_in_flood_by_position() -> str:
+    return f"""WITH buckets AS (
+    SELECT e.position_id, count(*) AS alarms
+    FROM grafana.position_alarm_events e
+    WHERE {_IN_RANGE} AND {_ALARM}
+    GROUP BY e.position_id, time_bucket('10 minutes', e.time)),
+range AS (SELECT greatest(ceil(extract(epoch FROM $__timeTo()::timestamptz - $__timeFrom()::timestamptz) / 600.0),
+                          1) AS intervals)
+SELECT {position_label('p')} AS "岗位 position",
+       (100.0 * count(b.position_id) FILTER (WHERE b.alarms > {FLOOD_ABOVE}) / r.intervals)::float8
+           AS "洪水时间占比 % time in flood",
+       (count(b.position_id) FILTER (WHERE b.alarms > {FLOOD_ABOVE}) * 10)::float8 AS "洪水分钟 flood minutes"
+FROM grafana.alarm_positions p CROSS JOIN range r
+LEFT JOIN buckets b ON b.position_id = p.position_id
+GROUP BY p.position_id, p.name, r.intervals
+ORDER BY 2 DESC, p.position_id"""
+
+
+def standing_alarms_by_position() -> str:
+    """Alarms active at the end of the range and active for more than 24 hours then.
+
+    Active since more than 24 h before the end = the alarm's last activate/clear before (end - 24 h) is an
+    activation and no clear came in [end - 24 h, end). No time filter on purpose: a standing alarm may have been
+    raised long before the range."""
+    return """WITH t AS (SELECT $__timeTo()::timestamptz AS end_at,
+                  $__timeTo()::timestamptz - interval '24 hours' AS cut),
+before AS (
+    SELECT DISTINCT ON (e.position_id, e.rule_id, e.subject) e.position_id, e.rule_id, e.subject, e.event
+    FROM grafana.position_alarm_events e, t
+    WHERE e.time < t.cut
+    ORDER BY e.position_id, e.rule_id, e.subject, e.time DESC),
+standing AS (
+    SELECT b.position_id FROM before b, t
+    WHERE b.event = 'activate' AND NOT EXISTS (
+        SELECT FROM grafana.position_alarm_events c
+        WHERE c.position_id = b.position_id AND c.rule_id = b.rule_id AND c.subject = b.subject
+          AND c.event = 'clear' AND c.time >= t.cut AND c.time < t.end_at))
+SELECT p.position_id || ' ' || p.name AS "岗位 position", count(s.position_id)::float8 AS "长期报警 standing > 24 h"
+FROM grafana.alarm_positions p LEFT JOIN standing s ON s.position_id = p.position_id
+GROUP BY p.position_id, p.name
+ORDER BY 2 DESC, p.position_id"""
+
+
+def bad_actors_by_position(titles: str) -> str:
+    """The TOP_N most frequent alarms (rule × subject) of each position with their share of its alarms; ties in
+    the order of hazards.records.health (rule, then subject, by code point: COLLATE "C")."""
+    return f"""WITH counts AS (
+    SELECT e.position_id, e.rule_id, e.subject, count(*) AS alarms
+    FROM grafana.position_alarm_events e
+    WHERE {_IN_RANGE} AND {_ALARM}
+    GROUP BY 1, 2, 3),
+ranked AS (
+    SELECT c.*, row_number() OVER (PARTITION BY c.position_id
+                                   ORDER BY c.alarms DESC, c.rule_id COLLATE "C", c.subject COLLATE "C") AS rank,
+           sum(c.alarms) OVER (PARTITION BY c.position_id) AS total
+    FROM counts c)
+SELECT r.position_id AS "岗位 position", r.rank AS "排名 rank", coalesce(t.title, r.rule_id) AS "报警 alarm",
+       r.rule_id AS "规则 rule", r.subject AS "对象 subject", r.alarms AS "次数 alarms",
+       (100.0 * r.alarms / r.total)::float8 AS "占比 share %"
+FROM ranked r LEFT JOIN {titles} ON t.rule_id = split_part(r.rule_id, ':', 1)
+WHERE r.rank <= {TOP_N}
+ORDER BY r.position_id, r.rank"""
