@@ -21,12 +21,20 @@ What arrives (issue 15), all on one `rw/v1/#` subscription at QoS1:
   publish (the MQTT clear of a retained message) is ignored and forgets the topic's entries.
 - after each commit, per gateway with a `seq` in the batch, the highest `seq` durably stored is published
   (retained, QoS1) to rw/v1/{gateway}/stored: gateways with a store-and-forward buffer keep data until then.
+
+Several collectors (`leases`, issue 15; see ingest.leases and docs/scaling.md): instead of `rw/v1/#` the
+collector subscribes to `rw/v1/{gateway}/#` for each gateway it holds by lease, renewed every few seconds in
+the flush loop. Each batch checks its gateways' leases in its own transaction (`Leases.fence`): readings, dead
+letters and confirmations of every message are stored (the unique key makes that safe whoever stores them),
+but only the gateways still held at their claim's epoch reach the rule engine, so rule state is written by
+one collector per gateway. On a claim the engine reloads the recorded state before the subscription starts.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import random
 import ssl
 import threading
@@ -36,22 +44,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
 import orjson
 import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from core import registry
-from core.clock import Clock, SystemClock
+from core.clock import Clock
 from core.errors import ConfigError, ServiceError
 from core.mqtt import configure
 from core.settings import CollectorSettings, IngestLimits, MqttUrl
+from core.timeconst import MS_PER_S
 from ingest import topics
 from ingest.batch import Batch, DeadLetter
 from ingest.decode import MessageRejected, decode_json_v1, decode_status, decode_status_at
+from ingest.leases import Leases
 from ingest.store import store_batch
 
 log = logging.getLogger("riskwatch.collector")
@@ -76,6 +88,20 @@ class BatchProcessor(Protocol):
     def tick(self, conn: psycopg.Connection) -> None: ...
 
 
+class ScopedProcessor(BatchProcessor, Protocol):
+    """A processor with per-gateway state, for a collector of a group (ingest.leases).
+
+    `scope` is set by the collector: inside a transaction of the processor's own (the tick), it returns the
+    gateways whose state the processor may write, their leases locked until that transaction commits.
+    `handover` runs after this collector claimed gateways, before it subscribes to them: the processor
+    reloads what was recorded for them (the previous owner's committed state).
+    """
+
+    scope: Callable[[psycopg.Connection], frozenset[str]] | None
+
+    def handover(self, conn: psycopg.Connection, gained: list[str]) -> None: ...
+
+
 @dataclass
 class CollectorStats:
     messages: int = 0
@@ -90,6 +116,10 @@ class CollectorStats:
     ignored: int = 0  # the service's own traffic (stored, cmd) and retained clears: nothing to store
     retained_replays: int = 0  # retained messages replayed by the broker and already handled once
     confirmations: int = 0  # rw/v1/{gw}/stored messages published
+    fenced_messages: int = 0  # stored, but kept from the rules: their gateway is not (or no longer) ours
+    lease_rounds: int = 0
+    leases_gained: int = 0
+    leases_lost: int = 0
     last_commit_s: float = 0.0
     max_inbox: int = 0  # most messages waiting at once: bounded by the MQTT receive window
     started: float = field(default_factory=time.monotonic)
@@ -112,14 +142,19 @@ class Collector:
         mqtt_url: MqttUrl,
         settings: CollectorSettings | None = None,
         limits: IngestLimits | None = None,
-        clock: Clock | None = None,
+        *,
+        clock: Clock,
         processors: list[BatchProcessor] | None = None,
+        leases: Leases | None = None,
     ):
+        """`clock` is the process's one clock, given by the composition root (api.run) and shared with the
+        rule engine, so arrivals and the engine's ticks read the same time. `leases`: one collector of a group
+        (per-gateway subscriptions by lease); None: the only collector, on `rw/v1/#`."""
         self.db_url = db_url
         self.mqtt_url = mqtt_url
         self.settings = settings or CollectorSettings()
         self.limits = limits or IngestLimits()
-        self.clock = clock or SystemClock()
+        self.clock = clock
         self.processors = processors or []
         self.stats = CollectorStats()
         self._inbox: deque[_Msg] = deque()
@@ -136,6 +171,18 @@ class Collector:
         self._snapshot_at = 0.0
         self._confirmed: dict[str, int] = {}  # per gateway the highest seq published as `stored`
         self.client_id = self._resolve_client_id()
+        self.leases = leases
+        self._sub_lock = threading.Lock()
+        self._subscribed: set[str] = set()  # gateways whose rw/v1/{gw}/# this connection subscribed to
+        self._want: frozenset[str] = frozenset()  # the leases held, as the MQTT side reads them (under _sub_lock)
+        self._unsub_due: dict[str, float] = {}  # gateways lost, to unsubscribe at (monotonic s): see _resubscribe
+        self._resync = True  # after a (re)connect: drop a previous run's per-gateway subscriptions
+        self._lease_at = -math.inf
+        self._resyncing: dict[str, _Resync] = {}  # gateways claimed whose confirmations wait for a re-send
+        if leases is not None:
+            for p in self.processors:
+                if hasattr(p, "handover"):
+                    p.scope = self._fence_held  # type: ignore[attr-defined]  # ScopedProcessor
         self._client = self._make_client()
 
     # --- MQTT side (paho network thread) -------------------------------------------------
@@ -180,7 +227,7 @@ class Collector:
         c.enable_logger(mqtt_log)
         return c
 
-    def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: mqtt.ReasonCode, _p: object) -> None:
+    def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object) -> None:
         if rc.is_failure:
             log.error("MQTT connect refused by %s: %s", self.mqtt_url.redacted(), rc)
             if rc.value in (0x86, 0x87, 0x8C):  # bad credentials / not authorised / bad auth method
@@ -193,6 +240,10 @@ class Collector:
         self.stats.mqtt_connects += 1
         log.info("MQTT connected to %s as %s (session present: %s)", self.mqtt_url.redacted(),
                  self.client_id, getattr(_f, "session_present", None))
+        if self.leases is not None:
+            self._subscribe_held(client)
+            self._connected.set()
+            return
         # The whole tree, so a topic outside the contract is dead-lettered rather than never seen; no_local keeps
         # the collector's own `stored` confirmations from coming back to it. Subscribing at QoS1 caps delivery
         # at QoS1: a gateway's QoS2 publish reaches us as QoS1, acknowledged after commit. Receiving QoS2 would be
@@ -204,19 +255,112 @@ class Collector:
         client.unsubscribe([topics.TELEMETRY_FILTER, topics.STATUS_FILTER])
         self._connected.set()
 
+    # --- several collectors: per-gateway subscriptions by lease --------------------------------
+
+    def _subscribe_held(self, client: mqtt.Client) -> None:
+        """On (re)connect in a group: one `rw/v1/{gw}/#` per gateway held (QoS1, no_local, as above)."""
+        assert self.leases is not None
+        with self._sub_lock:
+            # A session of a single collector holds rw/v1/#: it would deliver every gateway to us.
+            client.unsubscribe([topics.ALL_FILTER, topics.TELEMETRY_FILTER, topics.STATUS_FILTER])
+            held = sorted(self._want)
+            if held:
+                client.subscribe([(_gateway_filter(g), SubscribeOptions(qos=1, noLocal=True)) for g in held])
+            self._subscribed = set(held)
+            self._resync = True
+
+    def _resubscribe(self, gained: list[str], lost: list[str], known: list[str]) -> None:
+        """Follow the leases: subscribe to what was gained; unsubscribe what was lost two renewals later.
+
+        The overlap is for the gateway's next owner, which subscribes at its next round (within renew_s): a
+        QoS1 message published while nobody subscribes is acknowledged by the broker and delivered to nobody.
+        Meanwhile both receive the gateway's messages; ours are stored (the unique key absorbs the doubles)
+        without reaching our rules. After a (re)connect also unsubscribe every other known gateway: a
+        persistent session of an earlier run still holds the subscriptions of the gateways it held then.
+        Messages already queued for them arrive anyway and are stored without reaching the rules (`_flush`)."""
+        assert self.leases is not None
+        now = time.monotonic()
+        for g in lost:
+            self._unsub_due.setdefault(g, now + 2 * self.leases.settings.renew_s)
+        with self._sub_lock:
+            self._want = frozenset(self.leases.held)
+            for g in list(self._unsub_due):
+                if g in self._want:
+                    del self._unsub_due[g]  # held again
+            if not self._connected.is_set():
+                return  # _subscribe_held does it all at the next connect
+            due = {g for g, at in self._unsub_due.items() if at <= now}
+            for g in due:
+                del self._unsub_due[g]
+            drop = due & self._subscribed
+            if self._resync and known:
+                drop |= set(known) - self._want
+                self._resync = False
+            add = [g for g in gained if g not in self._subscribed]
+            if add:
+                self._client.subscribe([(_gateway_filter(g), SubscribeOptions(qos=1, noLocal=True))
+                                        for g in sorted(add)])
+                self._subscribed.update(add)
+            for i in range(0, len(drop), 500):
+                part = sorted(drop)[i:i + 500]
+                self._client.unsubscribe([_gateway_filter(g) for g in part])
+            self._subscribed -= drop
+
+    def _lease_round(self) -> None:
+        """Every renew_s: renew, rebalance, claim; reload the rule state of what was claimed, then subscribe."""
+        assert self.leases is not None
+        now = time.monotonic()
+        if now - self._lease_at < self.leases.settings.renew_s:
+            return
+        self._lease_at = now
+        try:
+            conn = self._ensure_db()
+            change = self.leases.round(conn)
+            if change.gained:
+                for p in self.processors:
+                    handover = getattr(p, "handover", None)
+                    if handover is not None:
+                        handover(conn, change.gained)
+            known = list(self._registry(conn).gateways) if self._resync else []
+        except psycopg.Error as exc:
+            # Leases run out unrenewed while the database is away; the fence keeps our batches honest meanwhile.
+            log.warning("lease round skipped: %s", exc)
+            self._rollback_quietly()
+            return
+        self.stats.lease_rounds += 1
+        self.stats.leases_gained += len(change.gained)
+        self.stats.leases_lost += len(change.lost)
+        for g in change.lost:
+            self._resyncing.pop(g, None)
+        for g in change.gained:
+            self._resyncing[g] = _Resync()
+        self._resubscribe(change.gained, change.lost, known)
+
+    def _fence_held(self, conn: psycopg.Connection) -> frozenset[str]:
+        """The processors' scope: every gateway held, checked (and locked) in the caller's transaction."""
+        assert self.leases is not None
+        return self.leases.fence(conn, list(self.leases.held))
+
+    def _rollback_quietly(self) -> None:
+        if self._conn is not None and not self._conn.closed:
+            try:
+                self._conn.rollback()
+            except psycopg.Error:
+                pass
+
     def _on_pre_connect(self, _c: mqtt.Client, _u: object) -> None:
         # paho doubles its reconnect delay; a random extra wait keeps a fleet of
         # collectors (or a restarted broker's clients) from reconnecting in step.
         if self.stats.mqtt_connects:
             self._stop.wait(random.uniform(0.0, 1.0))
 
-    def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, rc: mqtt.ReasonCode, _p: object) -> None:
+    def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object) -> None:
         self._connected.clear()
         if not self._stop.is_set():
             log.warning("MQTT disconnected (%s); reconnecting with backoff", rc)
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        self._inbox.append(_Msg(msg.mid, msg.topic, msg.payload, self._generation, bool(msg.retain), msg.qos))
+        self._inbox.append(_Msg(msg.mid, msg.topic, bytes(msg.payload), self._generation, bool(msg.retain), msg.qos))
         n = len(self._inbox)
         if n > self.stats.max_inbox:
             self.stats.max_inbox = n
@@ -247,7 +391,7 @@ class Collector:
 
     def run(self, ready: Callable[[], None] | None = None) -> None:
         """Run until stop(); flush what has arrived, then disconnect cleanly."""
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho leaves it untyped
         props.SessionExpiryInterval = self.settings.session_expiry_s
         props.ReceiveMaximum = self.settings.receive_maximum
         self._connect(props)
@@ -296,11 +440,7 @@ class Collector:
                 p.tick(self._ensure_db())
             except psycopg.Error as exc:
                 log.warning("tick skipped: %s", exc)
-                if self._conn is not None and not self._conn.closed:
-                    try:
-                        self._conn.rollback()
-                    except psycopg.Error:
-                        pass
+                self._rollback_quietly()
 
     def _loop(self) -> None:
         pending: list[_Msg] = []
@@ -308,6 +448,8 @@ class Collector:
         backoff = 0.0
         while True:
             stopping = self._stop.is_set()
+            if not stopping and self.leases is not None:
+                self._lease_round()
             if not stopping and self.processors:
                 self._tick()
             if not pending:
@@ -338,9 +480,19 @@ class Collector:
                 self._wake.clear()
                 continue
             if stopping and not self._inbox:
+                self._leave()
                 return
             self._wake.wait(self.settings.batch_max_age_s)
             self._wake.clear()
+
+    def _leave(self) -> None:
+        """A clean stop of a group member: hand its gateways over now rather than after the lease ttl."""
+        if self.leases is None or not self.leases.held:
+            return
+        try:
+            self.leases.leave(self._ensure_db())
+        except psycopg.Error as exc:
+            log.warning("could not release leases (%s); they run out in %g s", exc, self.leases.settings.ttl_s)
 
     # --- database side --------------------------------------------------------------------
 
@@ -375,13 +527,20 @@ class Collector:
             conn = self._ensure_db()
             for p in self.processors:
                 p.prepare(conn)
-            batch = self._build(conn, msgs)
+            spans: list[tuple[str, int, int]] | None = [] if self.leases is not None else None
+            seq_log: list[tuple[str, int]] = []
+            batch = self._build(conn, msgs, spans, seq_log)
             now = self.clock.now()
             hooks = []
+            lost: list[str] = []
+            owned: frozenset[str] | None = None
             with conn.transaction():
                 res = store_batch(conn, batch)
+                ruled = batch
+                if spans is not None:
+                    ruled, lost, owned = self._fenced(conn, batch, spans)
                 for p in self.processors:
-                    hooks.append(p.process(conn, batch, now))
+                    hooks.append(p.process(conn, ruled, now))
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             self.stats.db_errors += 1
             log.warning("database unavailable (%s); holding %d messages unacknowledged", exc, len(msgs))
@@ -405,8 +564,80 @@ class Collector:
         for hook in hooks:
             hook()
         self._ack(msgs)
-        self._confirm(res.confirmed)
+        self._confirm(res.confirmed if owned is None else self._handover_confirmed(res.confirmed, owned, seq_log))
+        if lost and self.leases is not None:
+            gone = self.leases.forget(lost)
+            for g in gone:
+                self._resyncing.pop(g, None)
+            self.stats.leases_lost += len(gone)
+            log.warning("leases of %s taken over by another collector: %s", self.client_id, gone)
+            self._resubscribe([], gone, [])
         return True
+
+    def _handover_confirmed(self, confirmed: dict[str, int], owned: frozenset[str],
+                            seq_log: list[tuple[str, int]]) -> dict[str, int]:
+        """A group member's `stored` confirmations: only for gateways it holds, and none that a handover voids.
+
+        Confirming `seq` n tells a gateway that everything up to n is stored, which a single collector can say
+        because the broker delivers a gateway's messages to its one session in order. After a claim that no
+        longer holds: messages published before our subscription went to the previous owner's session (a dead
+        collector's keeps them), so our highest stored seq says nothing about those below it. So after a claim
+        the confirmation waits for the gateway to re-send its unconfirmed backlog (a confirming gateway does
+        when confirmations stall): a seq at or below one already seen since the claim starts that backlog, and
+        from there on our session holds, in order, everything the gateway has not seen confirmed. We then
+        confirm the highest seq committed since, until it reaches the stored maximum (normal confirmations
+        again). A gateway not held is never confirmed by us: its owner does.
+        """
+        out = {g: s for g, s in confirmed.items() if g in owned and g not in self._resyncing}
+        for g, seq in seq_log:
+            r = self._resyncing.get(g)
+            if r is None or g not in owned:
+                continue
+            if not r.armed and seq <= r.max_seen:
+                r.armed = True
+            r.max_seen = max(r.max_seen, seq)
+            if r.armed:
+                r.best = max(r.best, seq)
+        for g, r in list(self._resyncing.items()):
+            if g in owned and r.armed and r.best >= 0:
+                out[g] = r.best
+                if r.best >= confirmed.get(g, -1):
+                    del self._resyncing[g]  # caught up: the stored maximum is ours to confirm again
+        return out
+
+    def _fenced(self, conn: psycopg.Connection, batch: Batch,
+                spans: list[tuple[str, int, int]]) -> tuple[Batch, list[str], frozenset[str]]:
+        """The part of a stored batch the rules may see (gateways held at their epoch), the leases lost and the
+        gateways held.
+
+        Inside the batch's transaction: the fence locks the lease rows until the commit. Messages of other
+        gateways (in flight when a lease moved, or queued in our session from an earlier run) are stored and
+        acknowledged like any other; their rule state is the owner's business.
+        """
+        assert self.leases is not None
+        gws = {g for g, _, _ in spans}
+        owned = self.leases.fence(conn, sorted(gws))
+        lost = sorted((gws & set(self.leases.held)) - owned)
+        if owned == gws:
+            return batch, lost, owned
+        keep = np.zeros(len(batch.point_ids), bool)
+        fenced = 0
+        for g, a, b in spans:
+            if g in owned:
+                keep[a:b] = True
+            else:
+                fenced += 1
+        self.stats.fenced_messages += fenced
+        idx = np.flatnonzero(keep).tolist()
+        return Batch(
+            point_ids=[batch.point_ids[i] for i in idx], times_us=[batch.times_us[i] for i in idx],
+            values=[batch.values[i] for i in idx], qualities=[batch.qualities[i] for i in idx],
+            status={g: v for g, v in batch.status.items() if g in owned},
+            replayed={g: v for g, v in batch.replayed.items() if g in owned},
+            last_seen={g: v for g, v in batch.last_seen.items() if g in owned},
+            skew={g: v for g, v in batch.skew.items() if g in owned},
+            messages=batch.messages - fenced,
+        ), lost, owned
 
     def _confirm(self, confirmed: dict[str, int]) -> None:
         """Publish, after the commit, each gateway's highest durably stored `seq` (retained, QoS1).
@@ -416,7 +647,7 @@ class Collector:
         the batch's transaction), so it never goes down, across restarts too; within a run nothing lower than
         what was already published is sent again. paho queues it while the broker is away.
         """
-        ts = int(time.time() * 1000)
+        ts = int(time.time() * MS_PER_S)
         for gw, seq in sorted(confirmed.items()):
             if seq <= self._confirmed.get(gw, -1):
                 continue
@@ -469,7 +700,11 @@ class Collector:
                 if m.generation == gen and m.qos in (1, 2):
                     self._client.ack(m.mid, m.qos)
 
-    def _build(self, conn: psycopg.Connection, msgs: list[_Msg]) -> Batch:
+    def _build(self, conn: psycopg.Connection, msgs: list[_Msg],
+               spans: list[tuple[str, int, int]] | None = None,
+               seq_log: list[tuple[str, int]] | None = None) -> Batch:
+        """Decode msgs into one batch. `spans` (a group member's): per message of a known gateway, (gateway,
+        first, end) of its readings in the batch's lists, for the fence."""
         batch = Batch(messages=len(msgs))
         snap = self._registry(conn)
         now = self.clock.now()
@@ -507,6 +742,8 @@ class Collector:
                                              "rw/v1/{gateway}/status", None, m.payload[:DEAD_PAYLOAD_MAX]))
                 continue
             gw, kind = route[0], route[1]
+            if spans is not None:
+                spans.append((gw, len(batch.point_ids), len(batch.point_ids)))
             if key is not None:
                 if kind == "status":
                     status_keys[i] = key  # settled below, once its dead letters (if any) are known
@@ -547,6 +784,10 @@ class Collector:
                 continue
             if d.seq is not None:
                 batch.add_seq(gw, d.seq)
+                if seq_log is not None and spans is not None and not m.retain:
+                    seq_log.append((gw, d.seq))
+            if d.ts_us is not None and not m.retain:
+                batch.skew[gw] = max(batch.skew.get(gw, -math.inf), d.ts_us / 1e6 - now)
             for rej in d.rejected:
                 batch.dead.append(DeadLetter(gw, m.topic, rej.reason, rej.detail, rej.index,
                                              _reading_bytes(rej.raw)))
@@ -561,6 +802,8 @@ class Collector:
                 batch.times_us += d.times_us
                 batch.values += d.values
                 batch.qualities += d.qualities
+                if spans is not None:
+                    spans[-1] = (gw, spans[-1][1], len(batch.point_ids))
                 continue
             for pid, tag, t_us, v, q in zip(pids, d.tags, d.times_us, d.values, d.qualities, strict=True):
                 if pid < 0:
@@ -570,6 +813,8 @@ class Collector:
                 batch.times_us.append(t_us)
                 batch.values.append(v)
                 batch.qualities.append(q)
+            if spans is not None:
+                spans[-1] = (gw, spans[-1][1], len(batch.point_ids))
         starts.append(len(batch.dead))
         # An invalid retained status is dead-lettered the first time only; its replays still reach the engine.
         drop: list[tuple[int, int]] = []
@@ -603,6 +848,20 @@ class Collector:
         ).fetchall()
         conn.commit()  # the batch's own transaction must start afresh, not as a savepoint of this read
         return {(str(t), bytes(d)) for t, d in rows}
+
+
+@dataclass(slots=True)
+class _Resync:
+    """A gateway claimed by this collector, until its confirmations are trustworthy (_handover_confirmed)."""
+
+    max_seen: int = -1
+    armed: bool = False
+    best: int = -1
+
+
+def _gateway_filter(gateway_id: str) -> str:
+    """A group member's subscription for one gateway: its whole subtree, so bad topics are still seen."""
+    return f"{topics.PREFIX}{gateway_id}/#"
 
 
 def _quiet_shutdown(record: logging.LogRecord) -> bool:
