@@ -1,0 +1,227 @@
+"""The store-and-forward buffer: SQLite on the box's disk, holding every reading until riskwatch stored it.
+
+Two tables. `staged` receives readings the moment a source produced them (one transaction per poll), so a
+crash a millisecond later loses nothing. `seal` moves staged readings into `messages`: one encoded telemetry
+message per row under a new `seq`, in the same transaction. Rows leave `messages` only when the collector's
+`rw/v1/{gateway}/stored` confirmation covers their seq (`confirm`), never on a PUBACK: a broker that PUBACKed
+and then crashed before saving has lost the message, the collector never had it.
+
+Durability: WAL with `synchronous=FULL`. With NORMAL a power cut may roll back the last commits of the WAL;
+a sealed message may already have been published and confirmed by then, and after the rollback the same seq
+would be handed out again for other readings, which the confirmation would then wrongly cover. FULL costs one
+fsync per commit; commits are per poll batch and per seal, a few per second, far below what a box's flash does.
+
+Numbering: a fresh buffer starts at the wall clock in microseconds, so an agent reinstalled with an empty
+buffer still numbers above what the collector confirmed for the gateway before (the confirmation never goes
+down); after that the counter is persisted. A confirmation above the last seq handed out is ignored: it is a
+previous installation's or a forgery, and honouring it would drop data.
+
+Bounded size: `max_readings` over both tables. `drop_oldest` deletes the oldest messages (then staged
+readings), `refuse` drops new readings; both count the drop in `meta.dropped` and report it to the caller,
+which logs it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ingest.edge.formats import Format, JsonV1, Reading
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS staged(id INTEGER PRIMARY KEY AUTOINCREMENT, tag TEXT NOT NULL, ts_ms INTEGER NOT NULL,
+                                  v REAL NOT NULL, q INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS messages(seq INTEGER PRIMARY KEY, payload BLOB NOT NULL, n INTEGER NOT NULL,
+                                    oldest_ms INTEGER NOT NULL);
+"""
+
+ConfirmOutcome = Literal["advanced", "stale", "ahead"]
+
+
+@dataclass(frozen=True)
+class Depth:
+    """What the buffer holds: sealed messages, readings (sealed + staged), the oldest reading's time."""
+
+    messages: int
+    readings: int
+    oldest_ms: int | None
+    dropped: int
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    outcome: ConfirmOutcome
+    deleted: int  # messages removed
+
+
+class Buffer:
+    """Thread-safe (one lock around one connection): sources add from the agent's loop, the publisher thread
+    reads and confirms."""
+
+    def __init__(self, path: str | Path, *, max_readings: int = 2_000_000,
+                 when_full: Literal["drop_oldest", "refuse"] = "drop_oldest",
+                 fmt: Format | None = None, clock: Callable[[], float] = time.time):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_readings = max_readings
+        self.when_full = when_full
+        self.fmt = fmt or JsonV1()
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        with self._tx():
+            if self._meta("next_seq") is None:
+                first = int(self.clock() * 1_000_000)
+                self._set("next_seq", first)
+                self._set("confirmed", first - 1)
+                self._set("dropped", 0)
+        self._count = self._readings_in_db()
+
+    # -- internals (lock held) ---------------------------------------------------------------------------
+
+    def _tx(self) -> _Tx:
+        return _Tx(self._db)
+
+    def _meta(self, key: str) -> int | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def _set(self, key: str, value: int) -> None:
+        self._db.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = "
+                         "excluded.value", (key, value))
+
+    def _readings_in_db(self) -> int:
+        staged = self._db.execute("SELECT count(*) FROM staged").fetchone()[0]
+        sealed = self._db.execute("SELECT coalesce(sum(n), 0) FROM messages").fetchone()[0]
+        return int(staged) + int(sealed)
+
+    def _make_room(self, incoming: int) -> int:
+        """Drop the oldest until `incoming` more fit; returns readings dropped."""
+        dropped = 0
+        while self._count + incoming > self.max_readings:
+            row = self._db.execute("SELECT seq, n FROM messages ORDER BY seq LIMIT 1").fetchone()
+            if row is not None:
+                self._db.execute("DELETE FROM messages WHERE seq = ?", (row[0],))
+                self._count -= int(row[1])
+                dropped += int(row[1])
+                continue
+            over = self._count + incoming - self.max_readings
+            cur = self._db.execute("DELETE FROM staged WHERE id IN (SELECT id FROM staged ORDER BY id LIMIT ?)",
+                                   (over,))
+            self._count -= cur.rowcount
+            dropped += cur.rowcount
+            if cur.rowcount == 0:
+                break
+        return dropped
+
+    # -- API ---------------------------------------------------------------------------------------------
+
+    def add(self, readings: Sequence[Reading]) -> int:
+        """Store readings durably; returns how many were dropped to respect the size bound (0 normally)."""
+        if not readings:
+            return 0
+        with self._lock, self._tx():
+            dropped = 0
+            rows = list(readings)
+            if self._count + len(rows) > self.max_readings:
+                if self.when_full == "refuse":
+                    room = max(0, self.max_readings - self._count)
+                    dropped = len(rows) - room
+                    rows = rows[:room]
+                else:
+                    dropped = self._make_room(min(len(rows), self.max_readings))
+                    if len(rows) > self.max_readings:
+                        dropped += len(rows) - self.max_readings
+                        rows = rows[-self.max_readings:]
+            self._db.executemany("INSERT INTO staged(tag, ts_ms, v, q) VALUES (?, ?, ?, ?)",
+                                 [(r.tag, r.ts_ms, r.v, r.q) for r in rows])
+            self._count += len(rows)
+            if dropped:
+                self._set("dropped", (self._meta("dropped") or 0) + dropped)
+            return dropped
+
+    def seal(self, max_readings: int) -> int | None:
+        """Turn up to `max_readings` staged readings (oldest first) into one message; its seq, or None."""
+        with self._lock, self._tx():
+            rows = self._db.execute("SELECT id, tag, ts_ms, v, q FROM staged ORDER BY id LIMIT ?",
+                                    (max_readings,)).fetchall()
+            if not rows:
+                return None
+            seq = self._meta("next_seq")
+            assert seq is not None
+            readings = [Reading(r[1], r[2], r[3], r[4]) for r in rows]
+            payload = self.fmt.encode(seq, int(self.clock() * 1000), readings)
+            self._db.execute("INSERT INTO messages(seq, payload, n, oldest_ms) VALUES (?, ?, ?, ?)",
+                             (seq, payload, len(rows), min(r.ts_ms for r in readings)))
+            self._db.execute("DELETE FROM staged WHERE id <= ?", (rows[-1][0],))
+            self._set("next_seq", seq + 1)
+            return seq
+
+    def after(self, seq: int, limit: int) -> list[tuple[int, bytes]]:
+        """Sealed messages with a seq above `seq`, in seq order (what to send next)."""
+        with self._lock:
+            return [(int(s), bytes(p)) for s, p in self._db.execute(
+                "SELECT seq, payload FROM messages WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))]
+
+    def confirm(self, seq: int) -> Confirmation:
+        """The collector stored everything up to `seq`: delete those messages."""
+        with self._lock, self._tx():
+            last = (self._meta("next_seq") or 0) - 1
+            confirmed = self._meta("confirmed") or 0
+            if seq > last:
+                return Confirmation("ahead", 0)
+            if seq <= confirmed:
+                return Confirmation("stale", 0)
+            row = self._db.execute("SELECT count(*), coalesce(sum(n), 0) FROM messages WHERE seq <= ?",
+                                   (seq,)).fetchone()
+            self._db.execute("DELETE FROM messages WHERE seq <= ?", (seq,))
+            self._set("confirmed", seq)
+            self._count -= int(row[1])
+            return Confirmation("advanced", int(row[0]))
+
+    @property
+    def confirmed_seq(self) -> int:
+        with self._lock:
+            return self._meta("confirmed") or 0
+
+    @property
+    def last_seq(self) -> int:
+        """The last seq handed out (confirmed_seq when nothing was sealed yet in this buffer's life)."""
+        with self._lock:
+            return (self._meta("next_seq") or 1) - 1
+
+    def depth(self) -> Depth:
+        with self._lock:
+            m = self._db.execute("SELECT count(*), min(oldest_ms) FROM messages").fetchone()
+            s = self._db.execute("SELECT min(ts_ms) FROM staged").fetchone()
+            oldest = [x for x in (m[1], s[0]) if x is not None]
+            return Depth(int(m[0]), self._count, min(oldest) if oldest else None, self._meta("dropped") or 0)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class _Tx:
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error) on an autocommit connection."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+__all__ = ["Buffer", "Confirmation", "Depth"]

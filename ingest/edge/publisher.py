@@ -1,0 +1,323 @@
+"""The northbound link: sends the buffer to the broker and deletes what the collector confirms.
+
+A fresh paho client per connection attempt, so nothing paho queued for a dead connection can be re-sent
+out of order behind our back: after every (re)connect the whole unconfirmed buffer goes out again, in seq
+order, before anything newer. Within one connection messages are published in seq order and the broker
+delivers them to the collector in that order, so "the highest seq stored" (the collector's retained
+`rw/v1/{gateway}/stored`) implies every lower seq reached it too, and the buffer may drop up to it.
+
+After a connect, and after confirmations stalled for `resend_after_s` while connected, the first unconfirmed
+message is sent alone as a probe until it is confirmed (see `_serve`): "the highest seq stored" is only a
+safe summary once the collector is known to be subscribed behind this connection. Re-sends are duplicates at
+worst, which the collector's unique key absorbs.
+
+Reconnects back off exponentially with full jitter between `backoff_initial_s` and `backoff_max_s`, reset
+after a connection that lasted a minute.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+
+from core.mqtt import configure
+from core.settings import MqttUrl
+from ingest import topics
+from ingest.edge.buffer import Buffer
+from ingest.edge.formats import Format
+
+log = logging.getLogger("riskwatch.edge.publisher")
+
+OFFLINE = b'{"online": false}'
+
+
+def next_backoff(attempt: int, initial: float, maximum: float, rnd: Callable[[], float] = random.random) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(max, initial * 2^attempt)], at least initial/2."""
+    cap = min(maximum, initial * float(2 ** min(attempt, 30)))
+    return max(initial / 2, cap * rnd())
+
+
+@dataclass
+class LinkState:
+    """What the publisher knows, for the status message and tests (read under `Publisher.lock`)."""
+
+    connected: bool = False
+    connects: int = 0
+    disconnects: int = 0
+    published: int = 0
+    acked: int = 0
+    resends: int = 0
+    last_error: str | None = None
+    clock_skew_ms: int | None = None
+    confirmations: list[int] = field(default_factory=list)
+
+
+class Publisher:
+    def __init__(self, gateway: str, url: MqttUrl, buffer: Buffer, fmt: Format, *, window: int = 100,
+                 resend_after_s: float = 15.0, keepalive_s: int = 20, backoff_initial_s: float = 0.5,
+                 backoff_max_s: float = 30.0, max_clock_skew_s: float = 5.0,
+                 status: Callable[[], dict[str, Any]] | None = None, status_interval_s: float = 10.0,
+                 clock: Callable[[], float] = time.time):
+        self.gateway = gateway
+        self.url = url
+        self.buffer = buffer
+        self.fmt = fmt
+        self.window = window
+        self.resend_after_s = resend_after_s
+        self.keepalive_s = keepalive_s
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.max_clock_skew_s = max_clock_skew_s
+        self.status = status or (lambda: {})
+        self.status_interval_s = status_interval_s
+        self.clock = clock
+        self.lock = threading.Condition()
+        self.state = LinkState()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client: mqtt.Client | None = None
+        self._inflight = 0
+        self._progress_at = time.monotonic()
+        self._fatal_refusal = False
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"edge-publisher-{self.gateway}", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """New sealed messages: send them now rather than at the next tick."""
+        with self.lock:
+            self.lock.notify_all()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Publish a retained offline status if connected, then disconnect (a clean stop fires no will)."""
+        self._stop.set()
+        self.wake()
+        if self._thread is not None:
+            self._thread.join(timeout + 5)
+
+    # -- paho callbacks (network thread) -------------------------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: Any, _p: object) -> None:
+        with self.lock:
+            if rc.is_failure:
+                self.state.last_error = f"broker refused connection: {rc.getName()}"
+                self._fatal_refusal = rc.getName() in ("Bad user name or password", "Not authorized")
+            else:
+                self.state.connected = True
+                self.state.connects += 1
+                self.state.last_error = None
+            self.lock.notify_all()
+        if not rc.is_failure:
+            client.subscribe(topics.stored(self.gateway), qos=1)
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, rc: Any, _p: object) -> None:
+        with self.lock:
+            if self.state.connected:
+                self.state.disconnects += 1
+            self.state.connected = False
+            if rc.is_failure:
+                self.state.last_error = f"connection lost: {rc.getName()}"
+            self.lock.notify_all()
+
+    def _on_publish(self, _c: mqtt.Client, _u: object, _mid: int, _rc: object, _p: object) -> None:
+        with self.lock:
+            self._inflight = max(0, self._inflight - 1)
+            self.state.acked += 1
+            self.lock.notify_all()
+
+    def _on_stored(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        try:
+            doc = orjson.loads(msg.payload)
+        except orjson.JSONDecodeError:
+            doc = None
+        seq = doc.get("seq") if isinstance(doc, dict) else None
+        ts = doc.get("ts") if isinstance(doc, dict) else None
+        if type(seq) is not int:
+            if msg.payload:
+                log.warning("%s: unusable confirmation %r ignored", self.gateway, msg.payload[:100])
+            return
+        if type(ts) is int and not msg.retain:
+            # A live confirmation was stamped by the collector right after its commit: local time minus that
+            # is our clock's offset plus one broker hop. Retained replays carry an old ts, so they are skipped.
+            skew = int(self.clock() * 1000) - ts
+            with self.lock:
+                self.state.clock_skew_ms = skew
+            if abs(skew) > self.max_clock_skew_s * 1000:
+                log.warning("%s: local clock is %+.1f s off riskwatch's (limit %.1f s): readings are stamped "
+                            "with this clock; fix NTP on the box", self.gateway, skew / 1000, self.max_clock_skew_s)
+        result = self.buffer.confirm(seq)
+        with self.lock:
+            self.state.confirmations.append(seq)
+            del self.state.confirmations[:-1000]
+            if result.outcome == "advanced":
+                self._progress_at = time.monotonic()
+            self.lock.notify_all()
+        if result.outcome == "ahead":
+            log.warning("%s: confirmation of seq %d above the last seq sent (%d) ignored (a previous "
+                        "installation's numbering, or forged)", self.gateway, seq, self.buffer.last_seq)
+
+    # -- the connection loop (own thread) -----------------------------------------------------------------
+
+    def _new_client(self) -> mqtt.Client:
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.gateway, protocol=MQTTProtocolVersion.MQTTv311,
+                        clean_session=True)
+        configure(c, self.url)
+        c.max_inflight_messages_set(0)  # our window bounds it; paho must never hold back a lower seq
+        c.max_queued_messages_set(0)
+        c.will_set(topics.status(self.gateway), OFFLINE, qos=1, retain=True)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_publish = self._on_publish
+        c.message_callback_add(topics.stored(self.gateway), self._on_stored)
+        return c
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            began = time.monotonic()
+            self._connection()
+            if self._stop.is_set():
+                break
+            attempt = 0 if time.monotonic() - began > 60 else attempt + 1
+            delay = next_backoff(attempt, self.backoff_initial_s,
+                                 self.backoff_max_s if not self._fatal_refusal else max(self.backoff_max_s, 60))
+            with self.lock:
+                err = self.state.last_error
+            log.warning("%s: broker %s:%d unavailable (%s); retrying in %.1f s (attempt %d)", self.gateway,
+                        self.url.host, self.url.port, err or "no connection", delay, attempt)
+            self._stop.wait(delay)
+
+    def _connection(self) -> None:
+        c = self._new_client()
+        self._client = c
+        with self.lock:
+            self._inflight = 0
+            self.state.connected = False
+            self.state.last_error = None  # this attempt's outcome, not the previous one's
+        try:
+            c.connect(self.url.host, self.url.port, keepalive=self.keepalive_s)
+        except (OSError, ssl.SSLError) as exc:
+            with self.lock:
+                self.state.last_error = f"{type(exc).__name__}: {exc}"
+            return
+        c.loop_start()
+        try:
+            with self.lock:
+                self.lock.wait_for(lambda: self.state.connected or self.state.last_error is not None
+                                   or self._stop.is_set(), 15)
+                ok = self.state.connected
+            if not ok:
+                with self.lock:
+                    self.state.last_error = self.state.last_error or "no CONNACK within 15 s"
+                return
+            log.info("%s: connected to %s:%d; re-sending from seq %d", self.gateway, self.url.host, self.url.port,
+                     self.buffer.confirmed_seq + 1)
+            self._serve(c)
+        finally:
+            c.disconnect()
+            c.loop_stop()
+            self._client = None
+
+    def _publish(self, c: mqtt.Client, topic: str, payload: bytes, retain: bool = False) -> bool:
+        info = c.publish(topic, payload, qos=1, retain=retain)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return False
+        with self.lock:
+            self._inflight += 1
+            self.state.published += 1
+        return True
+
+    def _serve(self, c: mqtt.Client) -> None:
+        """Connected: probe, then send everything after the last confirmation and keep up; health every interval.
+
+        Probe first: after a connect (and after any stall) only the first unconfirmed message goes out, alone,
+        until a confirmation covers it. A broker that restarted without the collector's session accepts
+        messages for nobody until the collector subscribes again; had the whole backlog gone out, the collector
+        would confirm a later seq and the lost ones with it. A confirmed probe proves the collector is
+        subscribed behind this connection; from then on the broker delivers in order. Costs one round trip
+        per reconnect.
+        """
+        for topic, payload, retain in self.fmt.on_connect_messages(self.gateway):
+            self._publish(c, topic, payload, retain)
+        cursor = self.buffer.confirmed_seq
+        probe: int | None = None  # the seq sent alone; None once the collector confirmed it (streaming)
+        probing = True
+        next_status = 0.0
+        self._progress_at = time.monotonic()
+        while not self._stop.is_set():
+            with self.lock:
+                if not self.state.connected:
+                    return
+                room = self.window - self._inflight
+            if time.monotonic() >= next_status:
+                self._publish(c, topics.status(self.gateway), orjson.dumps(self._status_doc()), retain=True)
+                next_status = time.monotonic() + self.status_interval_s
+            confirmed = self.buffer.confirmed_seq
+            if probing and probe is not None and confirmed >= probe:
+                probing = False
+                log.debug("%s: probe %d confirmed; streaming", self.gateway, probe)
+            if probing:
+                room = 1 if cursor <= confirmed else 0
+            if room > 0:
+                batch = self.buffer.after(cursor, room)
+                for seq, payload in batch:
+                    if not self._publish(c, self.fmt.telemetry_topic(self.gateway), payload):
+                        return  # the connection went away; the next one re-sends from the confirmation
+                    cursor = seq
+                    if probing:
+                        probe = seq
+            confirmed = self.buffer.confirmed_seq
+            cursor = max(cursor, confirmed)
+            with self.lock:
+                stalled = (cursor > confirmed and time.monotonic() - self._progress_at > self.resend_after_s)
+            if stalled:
+                log.info("%s: no confirmation for %.0f s; probing again from seq %d", self.gateway,
+                         self.resend_after_s, confirmed + 1)
+                with self.lock:
+                    self.state.resends += cursor - confirmed
+                    self._progress_at = time.monotonic()
+                cursor = confirmed
+                probing, probe = True, None
+                continue
+            with self.lock:
+                self.lock.wait(0.2)
+        # clean stop: say so, since a clean disconnect does not fire the will
+        if self._stop.is_set():
+            self._publish(c, topics.status(self.gateway), OFFLINE, retain=True)
+            with self.lock:
+                self.lock.wait_for(lambda: self._inflight == 0 or not self.state.connected, 3)
+
+    def _status_doc(self) -> dict[str, Any]:
+        d = self.buffer.depth()
+        now_ms = int(self.clock() * 1000)
+        with self.lock:
+            skew = self.state.clock_skew_ms
+        doc: dict[str, Any] = {
+            "online": True, "ts": now_ms,
+            "buffer": {"messages": d.messages, "readings": d.readings, "dropped": d.dropped,
+                       "oldest_age_s": None if d.oldest_ms is None else round((now_ms - d.oldest_ms) / 1000, 3),
+                       "confirmed_seq": self.buffer.confirmed_seq, "last_seq": self.buffer.last_seq},
+            "clock_skew_ms": skew,
+        }
+        doc.update(self.status())
+        return doc
+
+    def connected(self) -> bool:
+        with self.lock:
+            return self.state.connected
+
+
+__all__ = ["LinkState", "Publisher", "next_backoff"]
