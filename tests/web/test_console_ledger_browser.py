@@ -1,0 +1,234 @@
+"""The ledger flow in a real browser (issue 13, acceptance criteria 1–2): Debian's Chromium, headless, driven by
+Playwright, against `riskwatch serve` on real TimescaleDB and Mosquitto (TLS).
+
+A duty officer sees a scenario breach (published through MQTT by the gateway simulator) on the board and
+acknowledges it; the candidate hazard it opened is confirmed from the queue after its evidence chart has
+rendered. The plant's enterprise officer sees the confirmed hazard, files an incomplete 五落实 plan (the
+missing fields are shown), then a complete one, starts, uploads a photo, submits. A duty officer sees no
+verify button and a forged verify is refused; a section chief verifies and closes. The 动态清零 count goes
+0 → 1 → 0. Another enterprise's officer, crawling every page it can reach, never sees the ticket, its
+enterprise or its photo. Desktop and 390×844; one screenshot per page under .riskwatch/screenshots/.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+import psycopg
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from core import accounts
+from core.services import LocalMosquitto
+from simulators.run import default_site_path, simulate
+from simulators.scenarios import SCENARIOS
+from tests.conftest import Site, sql_one, wait_for
+from tests.web import test_console_browser as cb
+from tests.web.test_console_browser import PASSWORD, VIEWPORTS, Server, Shots, live, login, new_context, session_cookie
+from tests.web.test_console_ledger_http import png
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+playwright, browser = cb.playwright, cb.browser  # the module-scoped Chromium fixtures, shared
+
+RULE = "mach.cooling.interlock"
+PLANT_ENTERPRISE, OTHER_ENTERPRISE = "dy-foundry", "qsl-cement"
+PLANT_NAME = "鼎业铸造"
+USERS = {"duty": ("duty_officer", None, "王值班"), "chief": ("section_chief", None, "李科长"),
+         "dy": ("enterprise_officer", PLANT_ENTERPRISE, "鼎业安全员"),
+         "qsl": ("enterprise_officer", OTHER_ENTERPRISE, "青石岭安全员")}
+
+
+@pytest.fixture
+def served(db_url: str, broker: LocalMosquitto, tmp_path: Path) -> Iterator[tuple[Server, Site]]:
+    site = Site(db_url, broker, default_site_path())
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for name, (role, ent, display) in USERS.items():
+            accounts.create_user(conn, name, PASSWORD, role, enterprise_id=ent, display_name=display)
+    s = Server(db_url, broker, tmp_path)
+    s.start()
+    yield s, site
+    s.stop()
+
+
+def open_now(page: Page, shot: Shots, name: str) -> int:
+    page.goto("/console/reports/clearance")
+    expect(page.locator("h1")).to_have_text("动态清零")
+    expect(page.locator("[data-testid=clearance-chart]")).to_have_attribute("data-rendered", "1", timeout=10_000)
+    shot(page, name)
+    return int(page.locator("[data-testid=open-major-now]").inner_text())
+
+
+def fits(page: Page) -> None:
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), page.url
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_ledger_flow_in_chromium(viewport: str, served: tuple[Server, Site], browser: Browser,
+                                 tmp_path: Path) -> None:
+    s, site = served
+    shot = Shots(viewport)
+    offsite: list[str] = []
+    duty_ctx, dy_ctx, chief_ctx, qsl_ctx = (new_context(browser, viewport, s.base, offsite) for _ in range(4))
+
+    duty = duty_ctx.new_page()
+    login(duty, "duty")
+    live(duty)
+    assert open_now(duty, shot, "clearance-before") == 0
+    duty.goto("/console/")
+    live(duty)
+
+    # --- a breach through MQTT: the alarm on the board, acknowledged ---------------------------------
+    sc = SCENARIOS["cooling_water_leak"]
+    end_s = max(e.at_s + e.latest_s for e in sc.expects) + 30
+    start_ms = int(time.time() * 1000) - int((end_s + 30) * 1000)
+    res = simulate(site.spec, "127.0.0.1", site.broker.state.mqtt_port, site.credentials, duration_s=end_s,
+                   rate_hz=1.0, batch=50, log_path=None, realtime=False, start_ms=start_ms, scenario=sc, seed=5,
+                   tls=site.tls)
+    assert res.acked
+    row = duty.locator(f'li.alarm[data-rule="{RULE}"]').first
+    expect(row).to_be_visible(timeout=60_000)
+    row.locator("input[name=comment]").fill("已通知企业停炉检查")
+    row.get_by_role("button", name="确认", exact=True).click()
+    expect(duty.locator("h1")).to_have_text("实时报警看板")
+    assert sql_one(site.db_url, "SELECT acked_by FROM alarms WHERE rule_id = %s", (RULE,)) == "duty"
+
+    # --- the candidate it opened, confirmed from the queue once its evidence chart has rendered -------
+    wait_for(lambda: sql_one(site.db_url, "SELECT count(*) FROM hazards WHERE rule_id = %s", (RULE,)) == 1,
+             timeout=20, message="the candidate's ticket")
+    hid = int(sql_one(site.db_url, "SELECT id FROM hazards WHERE rule_id = %s", (RULE,)))  # type: ignore[arg-type]
+    duty.click("nav a[href='/console/candidates']")
+    expect(duty.locator("h1")).to_have_text("候选隐患")
+    card = duty.locator(f'article.candidate[data-hazard="{hid}"]')
+    expect(card.locator(".basis")).to_contain_text("第七条")
+    expect(card.locator(".where")).to_contain_text(PLANT_NAME)
+    chart = card.locator("[data-testid=evidence-chart]").first
+    expect(chart).to_have_attribute("data-rendered", "1", timeout=10_000)
+    assert chart.locator("canvas").count() >= 1
+    shot(duty, "candidates")
+    card.locator("form[action$='/act/confirm'] input[name=comment]").fill("联锁未动作，确认为重大事故隐患")
+    card.get_by_test_id("confirm").click()
+    expect(duty.locator(f'article.candidate[data-hazard="{hid}"]')).to_have_count(0)
+    assert sql_one(site.db_url, "SELECT status FROM hazards WHERE id = %s", (hid,)) == "confirmed"
+    shot(duty, "candidates-after-confirm")
+    assert open_now(duty, shot, "clearance-confirmed") == 1
+
+    # --- the enterprise officer: plan (incomplete first), start, photo, submit -------------------------
+    dy = dy_ctx.new_page()
+    login(dy, "dy")
+    dy.click("nav a[href='/console/hazards']")
+    expect(dy.locator("h1")).to_have_text("隐患台账")
+    shot(dy, "hazards-enterprise")
+    dy.locator(f'tr[data-hazard="{hid}"] a').first.click()
+    expect(dy.locator("[data-testid=hazard-status]")).to_have_attribute("data-status", "confirmed")
+    shot(dy, "hazard-confirmed")
+    plan = dy.locator("form[data-action=file_plan]")
+    plan.locator("input[name=responsible_person]").fill("王强（设备部经理）")
+    plan.locator("input[name=funds_yuan]").fill("85000")
+    plan.get_by_role("button").click()
+    expect(dy.locator("[data-testid=form-error]")).to_contain_text("整改措施")
+    missing = dy.locator("form[data-action=file_plan] label.missing")
+    expect(missing).to_have_count(3)  # measures, deadline, contingency plan
+    assert sorted(missing.evaluate_all("ls => ls.map(l => l.dataset.field)")) == [
+        "contingency_plan", "deadline", "measures"]
+    shot(dy, "plan-incomplete")
+    assert sql_one(site.db_url, "SELECT status FROM hazards WHERE id = %s", (hid,)) == "confirmed"
+    plan = dy.locator("form[data-action=file_plan]")
+    assert plan.locator("input[name=responsible_person]").input_value() == "王强（设备部经理）"  # kept
+    plan.locator("textarea[name=measures]").fill("更换回水管路，加装流量差联锁断电装置")
+    plan.locator("input[name=deadline]").fill((date.today() + timedelta(days=60)).isoformat())
+    plan.locator("textarea[name=contingency_plan]").fill("整改期间停用1#中频炉，专人值守")
+    plan.get_by_role("button").click()
+    expect(dy.locator("[data-testid=hazard-status]")).to_have_attribute("data-status", "plan_filed")
+    expect(dy.locator("[data-testid=plan]")).to_contain_text("更换回水管路")
+    dy.locator("form[data-action=start_rectification] button").click()
+    expect(dy.locator("[data-testid=hazard-status]")).to_have_attribute("data-status", "rectifying")
+    photo = tmp_path / "整改后.png"
+    photo.write_bytes(png(40, 30))
+    dy.locator("[data-testid=upload] input[type=file]").set_input_files(str(photo))
+    dy.locator("[data-testid=upload] input[name=note]").fill("回水管路更换后")
+    dy.locator("[data-testid=upload] button").click()
+    img = dy.locator("img.photo").first
+    expect(img).to_be_visible()
+    wait_for(lambda: img.evaluate("i => i.complete && i.naturalWidth") == 40, timeout=10, message="photo shown")
+    file_href = dy.locator("[data-testid=file-link]").first.get_attribute("href")
+    assert file_href
+    shot(dy, "hazard-photo")
+    dy.locator("form[data-action=submit] input[name=comment]").fill("已更换回水管路并完成联锁调试")
+    dy.locator("form[data-action=submit] button").click()
+    expect(dy.locator("[data-testid=hazard-status]")).to_have_attribute("data-status", "submitted")
+    expect(dy.locator("form[data-action=verify]")).to_have_count(0)
+    shot(dy, "hazard-submitted")
+    fits(dy)
+
+    # --- a duty officer cannot close it: no button, and a forged verify is refused -------------------
+    duty.goto(f"/console/hazards/{hid}")
+    expect(duty.locator("[data-testid=hazard-status]")).to_have_attribute("data-status", "submitted")
+    expect(duty.locator("form[data-action=verify]")).to_have_count(0)
+    expect(duty.locator("form[data-action=send_back]")).to_have_count(1)
+    shot(duty, "hazard-duty")
+    token = duty.locator("form[data-action=send_back] input[name=csrf]").input_value()
+    forged = httpx.post(f"{s.base}/console/hazards/{hid}/act/verify", data={"csrf": token, "comment": "越权销号"},
+                        cookies={"rw_session": session_cookie(duty_ctx)})
+    assert forged.status_code == 403 and "科长" in forged.text
+    assert sql_one(site.db_url, "SELECT status FROM hazards WHERE id = %s", (hid,)) == "submitted"
+
+    # --- the section chief verifies and closes ----------------------------------------------------------
+    chief = chief_ctx.new_page()
+    login(chief, "chief")
+    chief.goto(f"/console/hazards/{hid}")
+    img = chief.locator("img.photo").first
+    wait_for(lambda: img.evaluate("i => i.complete && i.naturalWidth") == 40, timeout=10, message="photo (chief)")
+    chief.locator("form[data-action=verify] input[name=comment]").fill("现场核查合格，准予销号")
+    chief.locator("form[data-action=verify] button").click()
+    expect(chief.locator("[data-testid=hazard-status]")).to_have_attribute("data-status", "closed")
+    timeline = chief.locator("[data-testid=timeline]")
+    for who in ("duty", "dy", "chief"):
+        expect(timeline.locator(".actor", has_text=re.compile(f"^{who}$")).first).to_be_visible()
+    shot(chief, "hazard-closed")
+    assert open_now(chief, shot, "clearance-after-close") == 0
+    fits(chief)
+
+    # --- the other enterprise: its crawl never meets dy's ticket, name, plant or photo -----------------
+    qsl = qsl_ctx.new_page()
+    login(qsl, "qsl")
+    secrets = (PLANT_ENTERPRISE, PLANT_NAME, "gw-fdy-01", RULE, f"/hazards/{hid}")
+    cookies = {"rw_session": session_cookie(qsl_ctx)}
+    seen: dict[str, int] = {}
+    todo = ["/console/"]
+    with httpx.Client(base_url=s.base, cookies=cookies, timeout=10) as c:
+        while todo:
+            path = todo.pop()
+            if path in seen or len(seen) > 100:
+                continue
+            r = c.get(path)
+            seen[path] = r.status_code
+            if not r.headers.get("content-type", "").startswith("text/html"):
+                continue
+            for secret in secrets:
+                assert secret not in r.text, (path, secret)
+            for ref in re.findall(r'(?<![\w-])(?:href|src|data-rows)="([^"]+)"', r.text):
+                u = urlsplit(urljoin(s.base + path, ref.replace("&amp;", "&")))
+                if u.path.startswith("/console/") and "/lang/" not in u.path and "/static/" not in u.path:
+                    todo.append(u.path + (f"?{u.query}" if u.query else ""))
+        assert "/console/hazards" in seen and "/console/reports/clearance" in seen
+        assert c.get(f"/console/hazards/{hid}").status_code == 404
+        assert c.get(file_href).status_code == 404
+    for name in ("hazards", "reports/clearance"):
+        qsl.goto(f"/console/{name}")
+        html = qsl.content()
+        assert PLANT_NAME not in html and PLANT_ENTERPRISE not in html
+        shot(qsl, f"{name.replace('/', '-')}-other-enterprise")
+        fits(qsl)
+    qsl.goto(f"/console/hazards/{hid}")
+    shot(qsl, "hazard-other-enterprise-404")
+    assert PLANT_NAME not in qsl.content()
+
+    assert offsite == [], offsite
+    for ctx in (duty_ctx, dy_ctx, chief_ctx, qsl_ctx):
+        ctx.close()
