@@ -16,6 +16,8 @@ password file and ACL `gateway add` and `registry load` must keep in step.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import threading
 import time
@@ -39,8 +41,8 @@ from core import registry
 from core.services import LocalServices
 from core.settings import MqttUrl, Settings
 
-__all__ = ["NOT_RUNNING", "Col", "Context", "console", "ctx_of", "err", "now", "print_list", "progress",
-           "stop_on_signals"]
+__all__ = ["NOT_RUNNING", "Col", "Context", "console", "ctx_of", "err", "fit_to_terminal", "now", "print_list",
+           "progress", "stop_on_signals"]
 
 #: What a command says when the private services it needs are stopped (exit code 3, as `services status`).
 NOT_RUNNING = ("私有服务未运行 the private services are not running ({names}); 请先启动 start them with: "
@@ -49,6 +51,15 @@ _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+
+
+def fit_to_terminal() -> None:
+    """Size both consoles for this command. Rich reads COLUMNS once, when a Console is made (at import); a shell or a
+    test harness may change it between commands, and a list command lays its ids out for the width it is given."""
+    cols = os.environ.get("COLUMNS", "")
+    width = int(cols) if cols.isdigit() and int(cols) > 0 else shutil.get_terminal_size().columns
+    console.width = width
+    err.width = width
 
 
 class Context:

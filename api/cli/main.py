@@ -16,7 +16,7 @@ import psycopg
 import typer
 
 from api.cli import alarms, alerting, backup, edge, grafana, hazards, logfmt, registry, server, services, tokens, users
-from api.cli.context import Context, err
+from api.cli.context import Context, err, fit_to_terminal
 from api.run.settings import load_settings
 from core.errors import RiskwatchError, SourceError
 
@@ -37,6 +37,7 @@ def _main(
     if log_format not in logfmt.FORMATS:
         raise typer.BadParameter(f"{log_format!r}: text or json", param_hint="--log-format")
     logfmt.configure(logging.INFO if verbose else logging.WARNING, log_format)
+    fit_to_terminal()
     ctx.obj = Context(load_settings())
 
 
