@@ -49,6 +49,14 @@ def _enterprise(r: Row) -> Row:
     return r
 
 
+def enterprise_names(conn: psycopg.Connection, scope: str | None, enterprise_id: str | None) -> dict[str, str]:
+    """id -> name of the enterprises in scope (one, when `enterprise_id` is given), in id order."""
+    rows = conn.execute("SELECT id, name FROM enterprises WHERE (%(s)s::text IS NULL OR id = %(s)s)"
+                        " AND (%(e)s::text IS NULL OR id = %(e)s) ORDER BY id",
+                        {"s": scope, "e": enterprise_id}).fetchall()
+    return {str(i): str(n) for i, n in rows}
+
+
 def list_enterprises(conn: psycopg.Connection, scope: str | None, limit: int, offset: int) -> tuple[list[Row], int]:
     where, args = _where([("e.id = %s", scope)])
     rows = _rows(conn, f"{_ENT}{where} ORDER BY e.id LIMIT %s OFFSET %s", [*args, limit, offset])

@@ -155,9 +155,7 @@ def enterprises(who: Auth, conn: Conn, now: Now, granularity: GranQ = "month", f
                         "nothing is missing (the same check as `riskwatch registry check`).")
 def mandatory_missing(who: Auth, conn: Conn, enterprise_id: EntQ = None) -> MandatoryMissingList:
     _check_scope(conn, who, enterprise_id, None)
-    names: dict[str, str] = dict(conn.execute(
-        "SELECT id, name FROM enterprises WHERE (%(s)s::text IS NULL OR id = %(s)s)"
-        " AND (%(e)s::text IS NULL OR id = %(e)s) ORDER BY id", {"s": who.scope, "e": enterprise_id}).fetchall())
+    names = qr.enterprise_names(conn, who.scope, enterprise_id)
     missing: dict[str, list[MissingPointPublic]] = {str(k): [] for k in names}
     for m in missing_mandatory(conn):
         if m.enterprise in missing:
