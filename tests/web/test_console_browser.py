@@ -266,8 +266,14 @@ def test_console_in_chromium(viewport: str, served: tuple[Server, Site, str], br
     row.locator("input[name=comment]").fill(note)
     row.get_by_role("button", name="确认", exact=True).click()
     expect(duty.locator("h1")).to_have_text("实时报警看板")
-    shown = httpx.get(f"{s.base}/api/v1/alarms/{RULE}/{subject}",
-                      headers={"Authorization": f"Bearer {bureau_token}"}).json()
+
+    def shown_alarm() -> dict[str, object]:
+        return httpx.get(f"{s.base}/api/v1/alarms/{RULE}/{subject}",  # type: ignore[no-any-return]
+                         headers={"Authorization": f"Bearer {bureau_token}"}).json()
+
+    # the board was on screen before the click, so the heading proves nothing about the POST: wait for it
+    wait_for(lambda: shown_alarm().get("acked_by") is not None, timeout=15, message="the acknowledgement committed")
+    shown = shown_alarm()
     assert (shown["acked_by"], shown["ack_comment"]) == ("duty", note), shown
     assert shown["state"] in ("ack", "normal")  # acknowledged (normal when it had already cleared)
     shot(duty, "board-acked")

@@ -96,7 +96,9 @@ def test_ledger_flow_in_chromium(viewport: str, served: tuple[Server, Site], bro
     row.locator("input[name=comment]").fill("已通知企业停炉检查")
     row.get_by_role("button", name="确认", exact=True).click()
     expect(duty.locator("h1")).to_have_text("实时报警看板")
-    assert sql_one(site.db_url, "SELECT acked_by FROM alarms WHERE rule_id = %s", (RULE,)) == "duty"
+    # the board was already on screen before the click, so the heading says nothing about the POST: wait for it
+    wait_for(lambda: sql_one(site.db_url, "SELECT acked_by FROM alarms WHERE rule_id = %s", (RULE,)) == "duty",
+             timeout=15, message="the acknowledgement committed")
 
     # --- the candidate it opened, confirmed from the queue once its evidence chart has rendered -------
     wait_for(lambda: sql_one(site.db_url, "SELECT count(*) FROM hazards WHERE rule_id = %s", (RULE,)) == 1,
