@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -236,8 +237,10 @@ _UPSERT_POINT = """
         updated_at = now()"""
 
 
-def upsert_site(conn: psycopg.Connection, site: SiteSpec) -> LoadResult:
-    """Insert or update everything in the site, in one transaction. Idempotent."""
+def upsert_site(conn: psycopg.Connection, site: SiteSpec,
+                on_points: Callable[[int], None] | None = None) -> LoadResult:
+    """Insert or update everything in the site, in one transaction. Idempotent. `on_points(n)` is told after
+    each device how many of its points were written (a progress bar's step)."""
     n_dev = n_pt = 0
     with conn.transaction():
         for e in site.enterprises:
@@ -290,6 +293,8 @@ def upsert_site(conn: psycopg.Connection, site: SiteSpec) -> LoadResult:
                              pt.serviced_at)
                             for pt in d.points])
                     n_pt += len(d.points)
+                    if on_points is not None:
+                        on_points(len(d.points))
     return LoadResult(
         enterprises=len(site.enterprises),
         plants=sum(len(e.plants) for e in site.enterprises),

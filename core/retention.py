@@ -15,6 +15,7 @@ readings, so dropping raw chunks never loses a minute of the long-range view.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -24,6 +25,8 @@ from core.errors import ConfigError
 from core.retention_operational import OperationalRetention, purge_operational
 
 DEFAULT_RAW_DAYS = 30.0
+#: What `run_retention` does, in order (each reported to `on_step`).
+RETENTION_STEPS = ("readings", "readings_1m", "operational tables")
 DEFAULT_ROLLUP_DAYS = 400.0  # more than a year: the same month last year stays comparable
 
 
@@ -53,8 +56,10 @@ class RetentionResult:
 
 
 def run_retention(conn: psycopg.Connection, policy: RetentionPolicy, now: datetime | None = None,
-                  dry_run: bool = False) -> RetentionResult:
-    """Drop chunks older than the policy's ages, in one transaction; return what went."""
+                  dry_run: bool = False, on_step: Callable[[str], None] | None = None) -> RetentionResult:
+    """Drop chunks older than the policy's ages, in one transaction; return what went. `on_step(name)` is told
+    as each of the RETENTION_STEPS is done (a progress bar's step)."""
+    step = on_step or (lambda _name: None)
     now = now or datetime.now(UTC)
     raw_cut = now - timedelta(days=policy.raw_days)
     rollup_cut = now - timedelta(days=policy.rollup_days)
@@ -62,7 +67,10 @@ def run_retention(conn: psycopg.Connection, policy: RetentionPolicy, now: dateti
     with conn.transaction():
         raw = [str(r[0]) for r in conn.execute(
             f"SELECT {fn}('readings', older_than => %s::timestamptz)", (raw_cut,))]
+        step("readings")
         rollup = [str(r[0]) for r in conn.execute(
             f"SELECT {fn}('readings_1m', older_than => %s::timestamptz)", (rollup_cut,))]
+        step("readings_1m")
         rows = purge_operational(conn, policy.operational, now, dry_run)
+        step("operational tables")
     return RetentionResult(raw_cut, rollup_cut, raw, rollup, dry_run, rows)

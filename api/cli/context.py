@@ -21,7 +21,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,7 +42,7 @@ from core.services import LocalServices
 from core.settings import MqttUrl, Settings
 
 __all__ = ["NOT_RUNNING", "Col", "Context", "console", "ctx_of", "err", "fit_to_terminal", "now", "print_list",
-           "progress", "stop_on_signals"]
+           "progress", "Progress", "stop_on_signals"]
 
 #: What a command says when the private services it needs are stopped (exit code 3, as `services status`).
 NOT_RUNNING = ("私有服务未运行 the private services are not running ({names}); 请先启动 start them with: "
@@ -249,26 +249,51 @@ def _print_table(title: str, cols: Sequence[Col], cells: list[list[str]]) -> Non
     console.print(t)
 
 
-@contextmanager
-def progress(description: str, total: int | None = None) -> Iterator[Callable[[str], None]]:
-    """A progress bar (or, without a total, a spinner with the elapsed time) on stderr for long CLI work.
+class Progress:
+    """What `progress()` yields: `advance(label, n)` for steps done, `update(done, total, label)` for work
+    whose size is learnt on the way (a simulation's samples). A no-op off a terminal."""
 
-    Yields `advance(label)`: one step done. Shown only on a terminal and never in `--log-format json`
-    (stderr is then a stream of JSON objects), so scripts and tests read the same output as before.
+    def __init__(self, bar: Any = None, task: Any = None):
+        self._bar, self._task = bar, task
+
+    def __call__(self, label: str = "", n: int = 1) -> None:
+        self.advance(label, n)
+
+    def advance(self, label: str = "", n: int = 1) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, advance=n, label=label)
+
+    def update(self, done: float, total: float | None = None, label: str = "") -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, total=total, label=label)
+
+
+@contextmanager
+def progress(description: str, total: int | None = None, *, bar: bool | None = None) -> Iterator[Progress]:
+    """A progress bar (with `total`, or `bar=True` when the total comes later through `update`), else a
+    spinner with the elapsed time, on stderr for long CLI work.
+
+    Shown only on a terminal and never in `--log-format json` (stderr is then a stream of JSON objects),
+    so scripts and tests read the same output as before.
     """
     if not err.is_terminal:
-        yield lambda _label: None
+        yield Progress()
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        SpinnerColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from rich.progress import Progress as Bar
 
-    columns = [SpinnerColumn(), TextColumn("{task.description}")]
+    columns: list[Any] = [SpinnerColumn(), TextColumn("{task.description}")]
     if total is not None:
         columns += [BarColumn(), MofNCompleteColumn()]
+    elif bar:
+        columns += [BarColumn(), TaskProgressColumn()]
     columns += [TimeElapsedColumn(), TextColumn("{task.fields[label]}")]
-    with Progress(*columns, console=err, transient=True) as bar:
-        task = bar.add_task(description, total=total, label="")
-
-        def advance(label: str) -> None:
-            bar.update(task, advance=1, label=label)
-
-        yield advance
+    with Bar(*columns, console=err, transient=True) as b:
+        yield Progress(b, b.add_task(description, total=total, label=""))

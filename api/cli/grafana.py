@@ -165,13 +165,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Drop raw chunks older than --raw-days and rollup chunks older than --rollup-days; delete old outbox rows,
         notifications, deliveries and dead letters."""
-        from core.retention import RetentionPolicy, run_retention
+        from core.retention import RETENTION_STEPS, RetentionPolicy, run_retention
 
         policy = RetentionPolicy(raw_days, rollup_days, OperationalRetention(
             outbox_days, notifications_days, deliveries_days, dead_letter_days))
         what = "保留期清理 retention" + (" (dry run)" if dry_run else "")
-        with psycopg.connect(_db_url(ctx)) as conn, progress(what):
-            res = run_retention(conn, policy, dry_run=dry_run)
+        with psycopg.connect(_db_url(ctx)) as conn, progress(what, total=len(RETENTION_STEPS)) as bar:
+            res = run_retention(conn, policy, dry_run=dry_run, on_step=bar.advance)
         verb = "将删除 would drop" if dry_run else "已删除 dropped"
         console.print(f"{verb} {len(res.raw_chunks)} raw chunks (readings before {res.raw_cutoff:%Y-%m-%d %H:%M} UTC)"
                       f" and {len(res.rollup_chunks)} rollup chunks (readings_1m before "

@@ -55,9 +55,11 @@ def registry_load(ctx: typer.Context, file: Path) -> None:
     with progress(f"校验 validating {file}"):
         site = registry.parse_site(file)
     run_migrations(c.db_url)
-    with psycopg.connect(c.db_url) as conn, progress(f"载入 loading {file.name}"):
-        res = registry.upsert_site(conn, site)
-        synced = c.sync_broker(conn)
+    with psycopg.connect(c.db_url) as conn:
+        with progress(f"载入 loading {file.name} (points)", total=len(site.points())) as bar:
+            res = registry.upsert_site(conn, site, on_points=lambda n: bar.advance(n=n))
+        with progress("同步代理 syncing the broker's password file and ACL"):
+            synced = c.sync_broker(conn)
     console.print(
         f"已载入 loaded {file}: {res.enterprises} enterprises, {res.plants} plants, "
         f"{res.gateways} gateways, {res.devices} devices, {res.points} points"

@@ -124,8 +124,10 @@ def simulate(
                       credentials=credentials, gateways=gateway, seed=seed, scenario=scenario, start_ago=start_ago,
                       backfill=backfill)
     try:
-        with progress(f"模拟 simulating {duration:g} s"):
-            res = run_simulation(ctx_of(ctx), opts, stop=stop_on_signals(), say=err.print)
+        with progress(f"模拟 simulating {duration:g} s", bar=True) as bar:
+            res = run_simulation(ctx_of(ctx), opts, stop=stop_on_signals(), say=err.print,
+                                 progress=lambda p: bar.update(p.samples_done, p.samples_total,
+                                                               f"{p.readings_sent} readings sent"))
     except NeedCredentials as exc:
         raise typer.BadParameter(str(exc), param_hint="--credentials") from exc
     console.print(f"已发送 sent {res.readings_sent} readings in {res.messages_sent} messages "

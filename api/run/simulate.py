@@ -18,7 +18,7 @@ from core.errors import ConfigError
 from simulators.bench import Figures
 from simulators.bench import run as bench_run
 from simulators.gateway import tls_context
-from simulators.run import SimResult, default_site_path, load_site
+from simulators.run import SimProgress, SimResult, default_site_path, load_site
 from simulators.run import simulate as run_simulation
 from simulators.scenarios import SCENARIOS, Scenario, get_scenario
 
@@ -63,8 +63,10 @@ def site_for(site: Path | None, scenario: Scenario | None) -> Path:
     return scenario.site_path if scenario is not None else default_site_path()
 
 
-def simulate(c: RunContext, o: SimOptions, *, stop: threading.Event, say: Callable[[str], None]) -> SimResult:
-    """Publish simulated plant data through one real MQTT client per gateway, until done or `stop`."""
+def simulate(c: RunContext, o: SimOptions, *, stop: threading.Event, say: Callable[[str], None],
+             progress: Callable[[SimProgress], None] | None = None) -> SimResult:
+    """Publish simulated plant data through one real MQTT client per gateway, until done or `stop`;
+    `progress` hears how far the samples are (a progress bar)."""
     sc = get_scenario(o.scenario) if o.scenario else None
     path = site_for(o.site, sc)
     spec = load_site(path)
@@ -87,7 +89,7 @@ def simulate(c: RunContext, o: SimOptions, *, stop: threading.Event, say: Callab
         say(f"scenario {sc.name}: {sc.title.zh} — {sc.description.en}")
     return run_simulation(spec, mq.host, mq.port, creds, duration_s=o.duration, rate_hz=o.rate, batch=o.batch,
                           log_path=log_path, seed=o.seed, gateways=o.gateways or None, stop=stop,
-                          realtime=not o.backfill, start_ms=start_ms, scenario=sc,
+                          realtime=not o.backfill, start_ms=start_ms, scenario=sc, progress=progress,
                           # the gateways trust the broker's CA that the collector's URL names (mqtts); no client cert
                           tls=tls_context(mq.cafile) if mq.tls else None)
 
