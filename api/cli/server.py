@@ -6,17 +6,31 @@ It is idempotent, so a test harness may register onto an app that already has th
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from api.cli import bench
+from api.cli import bench, logfmt
 from api.cli.context import console, ctx_of, err, progress, stop_on_signals
 from core.db import migrate
 
 __all__ = ["register"]
+
+#: `collect --log-format json` / `serve --log-format json`: the global option, also accepted after the command
+#: (where an operator writing a systemd unit puts it).
+LogFormat = Annotated[str | None, typer.Option(
+    "--log-format", help="text | json (as `riskwatch --log-format`, which it overrides).", show_default=False)]
+
+
+def _log_format(fmt: str | None) -> None:
+    if fmt is None:
+        return
+    if fmt not in logfmt.FORMATS:
+        raise typer.BadParameter(f"{fmt!r}: text or json", param_hint="--log-format")
+    logfmt.configure(logging.getLogger().level, fmt)
 
 
 def register(root: typer.Typer) -> None:
@@ -38,8 +52,10 @@ def collect(
     lease_ttl: Annotated[float, typer.Option("--lease-ttl", help="With --group: seconds a lease lasts.")] = 8.0,
     lease_renew: Annotated[float, typer.Option("--lease-renew", help="With --group: seconds between renewals.")]
     = 2.0,
+    log_format: LogFormat = None,
 ) -> None:
     """Run the MQTT -> TimescaleDB collector with the rule engine until SIGTERM / Ctrl-C."""
+    _log_format(log_format)
     from api.run.collect import collect as run_collect
     from ingest.leases import LeaseSettings
 
@@ -70,11 +86,13 @@ def serve(
     forwarded_allow_ips: Annotated[str, typer.Option(
         "--forwarded-allow-ips", help="Comma-separated proxy addresses whose X-Forwarded-* headers are trusted.")]
     = "127.0.0.1",
+    log_format: LogFormat = None,
 ) -> None:
     """Run the HTTP API, the collector (rules + hazard intake) and the hazards tick until SIGTERM.
 
     Outside loopback with alerting, RISKWATCH_PUBLIC_URL must be set (the address in e-mailed links).
     """
+    _log_format(log_format)
     from api.run.serve import serve as run_serve
     from api.run.serve_config import ServeNetwork, check_network
 

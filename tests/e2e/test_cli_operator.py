@@ -276,12 +276,14 @@ def test_a_command_never_starts_stopped_private_services(data_dir: Path, tmp_pat
     assert LocalServices(data_dir).status() == {"postgres": False, "mosquitto": False}
 
 
-def test_json_logs_parse(db_url: str, broker: LocalMosquitto, tmp_path: Path) -> None:
+@pytest.mark.parametrize("argv", [["--log-format", "json", "-v", "collect"], ["-v", "collect", "--log-format", "json"]],
+                         ids=["global", "after-the-command"])
+def test_json_logs_parse(argv: list[str], db_url: str, broker: LocalMosquitto, tmp_path: Path) -> None:
     broker.write_auth([])
     broker.reload()
     env = {**os.environ, "RISKWATCH_DB_URL": db_url, "RISKWATCH_MQTT_URL": broker.url(COLLECTOR_USER),
            "RISKWATCH_DATA_DIR": str(tmp_path / "data")}
-    proc = subprocess.Popen([RISKWATCH, "--log-format", "json", "-v", "collect"], env=env,
+    proc = subprocess.Popen([RISKWATCH, *argv], env=env,
                             stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     lines: list[str] = []
     try:
