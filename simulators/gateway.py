@@ -157,6 +157,8 @@ class GatewayPublisher:
         self._connects = 0
         self._disconnects = 0
         self._seq = 0
+        #: added to the host's time in each message's own ``ts`` (a gateway clock running off; scenarios)
+        self.clock_offset_ms = 0
         self._started = False
         self._closed = False
         self._unplugged = False
@@ -295,7 +297,8 @@ class GatewayPublisher:
                                                         f"{self.stall_timeout_s:g} s")
                 self._cond.wait(min(left, 0.5))
         self._check()
-        payload = encode_telemetry(self._seq + 1, int(time.time() * 1000), tags, values, times_ms)
+        payload = encode_telemetry(self._seq + 1, int(time.time() * 1000) + self.clock_offset_ms, tags, values,
+                                   times_ms)
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise PayloadTooLarge(f"{len(tags)} readings encode to {len(payload)} bytes")
         self._seq += 1
@@ -512,7 +515,7 @@ class ConfirmingPublisher(GatewayPublisher):
         self._check()
         with self._send_lock:
             seq = self._seq + 1
-            payload = encode_telemetry(seq, int(time.time() * 1000), tags, values, times_ms)
+            payload = encode_telemetry(seq, int(time.time() * 1000) + self.clock_offset_ms, tags, values, times_ms)
             if len(payload) > MAX_PAYLOAD_BYTES:
                 raise PayloadTooLarge(f"{len(tags)} readings encode to {len(payload)} bytes")
             with self._cond:

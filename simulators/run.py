@@ -92,6 +92,14 @@ class Unpluggable(Protocol):
 
 
 @runtime_checkable
+class ClockShiftable(Protocol):
+    """A publisher whose clock can run off (needed by scenarios with a ClockAhead fault): each message's own
+    ``ts`` is its host's time plus ``clock_offset_ms``."""
+
+    clock_offset_ms: int
+
+
+@runtime_checkable
 class Windowed(Protocol):
     """A publisher that can wait for its unacknowledged messages to drop (backfill back-pressure)."""
 
@@ -203,6 +211,8 @@ class _Gateway:
     # Per point: offset from start_ms (ms) from which it is no longer sent (a dead sensor).
     stop_ms: list[float | None] = field(default_factory=list)
     unplug_s: float | None = None  # data-time offset at which the gateway loses power
+    # (data-time offset ms, ms ahead) of a gateway clock running fast from that offset (ClockAhead)
+    ahead: tuple[float, int] | None = None
     unplugged_at_ms: int | None = None
     unplug_acked: bool = True
     buf_tags: list[str] = field(default_factory=list)
@@ -213,11 +223,13 @@ class _Gateway:
         if not self.stop_ms:
             self.stop_ms = [None] * len(self.tags)
         self._tag_row = np.array(self.tags, dtype=object)
+        self._start_ms = 0
 
     def generate(self, ts_ms: npt.NDArray[np.int64], start_ms: int) -> None:
         """Buffer the readings of these sample times, all points of one sample together."""
         if self.unplugged_at_ms is not None:
             return
+        self._start_ms = start_ms
         offset = ts_ms - start_ms
         t = offset / 1000.0
         n, n_pts = len(ts_ms), len(self.tags)
@@ -232,6 +244,8 @@ class _Gateway:
                     alive = np.ones((n, n_pts), dtype=np.bool_)
                 alive[:, p] = offset < stop
         tags = np.broadcast_to(self._tag_row, (n, n_pts))
+        if self.ahead is not None:  # the gateway stamps what it samples with its own (fast) clock
+            ts_ms = np.where(offset >= self.ahead[0], ts_ms + self.ahead[1], ts_ms)
         times = np.broadcast_to(ts_ms[:, None], (n, n_pts))
         if alive is None:  # row-major: sample by sample, points in site order
             self.buf_tags.extend(tags.ravel().tolist())
@@ -250,6 +264,9 @@ class _Gateway:
                 tags = self.buf_tags[:n]
                 values = self.buf_values[:n]
                 times = self.buf_times[:n]
+                if self.ahead is not None and isinstance(self.publisher, ClockShiftable):
+                    # once it stamps readings with the fast clock, the message's own ts is fast too
+                    self.publisher.clock_offset_ms = self.ahead[1] if self._clock_fast(times[-1]) else 0
                 try:
                     self.publisher.publish_telemetry(tags, values, times)
                     break
@@ -262,6 +279,10 @@ class _Gateway:
                 gid = self.id
                 out.write("".join(f"{gid},{tg},{ts},{v}\n" for tg, v, ts in zip(tags, values, times,
                                                                                    strict=True)))
+
+    def _clock_fast(self, sent_ms: int) -> bool:
+        assert self.ahead is not None
+        return sent_ms - self.ahead[1] >= self._start_ms + self.ahead[0]
 
     def unplug(self, batch: int, out: IO[str] | None, at_ms: int, ack_timeout_s: float) -> None:
         """Send what was sampled before the cut, then cut the connection."""
@@ -323,6 +344,7 @@ def simulate(site: SiteSpec, host: str, port: int, credentials: dict[str, str], 
     models = site_models(site, seed)
     stops: dict[tuple[str, str], float] = {}
     unplugs: dict[str, float] = {}
+    clocks: dict[str, tuple[float, float]] = {}
     if scenario is not None:
         absent = [g for g in scenario.gateways if g not in chosen]
         if absent:
@@ -330,6 +352,7 @@ def simulate(site: SiteSpec, host: str, port: int, credentials: dict[str, str], 
                               f"which this run does not include (enabled, with points)")
         models = scenario.apply(models)
         stops, unplugs = scenario.stops(), scenario.unplugs()
+        clocks = scenario.clocks()
     _check_time_window(start_ms, duration_s, realtime)
     if publisher_factory is not None and tls is not None:
         raise ConfigError("tls applies to the MQTT publisher; a publisher_factory brings its own transport")
@@ -344,8 +367,12 @@ def simulate(site: SiteSpec, host: str, port: int, credentials: dict[str, str], 
             tags = list(models[g])
             gw = _Gateway(g, tags, list(models[g].values()), pub,
                           stop_ms=[stops[(g, t)] * 1000.0 if (g, t) in stops else None for t in tags],
-                          unplug_s=unplugs.get(g))
+                          unplug_s=unplugs.get(g),
+                          ahead=(clocks[g][0] * 1000.0, round(clocks[g][1] * 1000)) if g in clocks else None)
             gws.append(gw)
+            if gw.ahead is not None and not isinstance(pub, ClockShiftable):
+                raise ConfigError(f"scenario runs {g}'s clock fast, but its publisher {type(pub).__name__} "
+                                  f"has no clock_offset_ms")
             if gw.unplug_s is not None and not isinstance(pub, Unpluggable):
                 raise ConfigError(f"scenario unplugs {g}, but its publisher {type(pub).__name__} "
                                   f"has no unplug()")

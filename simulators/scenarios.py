@@ -217,7 +217,8 @@ class CopyOf(_PointFault):
 class ClockAhead:
     """From ``at_s`` the gateway's clock runs ``ahead_s`` fast: every timestamp it sends (readings and the
     message's own ``ts``) is ``ahead_s`` in the future. Past ingest's ``max_future_s`` every reading is
-    dead-lettered. Played by the pure-evaluator tests; ``simulate`` does not shift gateway clocks yet."""
+    dead-lettered. ``simulate`` plays it: the readings sampled from ``at_s`` and the messages carrying them
+    are stamped ``ahead_s`` fast (a publisher with ``clock_offset_ms``, simulators.run.ClockShiftable)."""
 
     gateway: str
     at_s: float
@@ -535,6 +536,10 @@ class Scenario:
     def unplugs(self) -> dict[str, float]:
         """gateway -> at_s of gateways losing power."""
         return {f.gateway: f.at_s for f in self.faults if isinstance(f, Unplug)}
+
+    def clocks(self) -> dict[str, tuple[float, float]]:
+        """gateway -> (at_s, ahead_s) of gateway clocks running fast."""
+        return {f.gateway: (f.at_s, f.ahead_s) for f in self.faults if isinstance(f, ClockAhead)}
 
     def check(self, models: Mapping[str, Mapping[str, SignalModel]]) -> None:
         """Raise ScenarioError naming every fault that points at no gateway/point of the site."""
@@ -1147,13 +1152,6 @@ def _trust_scenarios() -> list[Scenario]:
            (_data("trust.impossible", "gwf-cem-01", "TT-1112", 60.0, step_window((-3276.8, -3276.8), -273.15, False,
                                                                                  _IMPOSSIBLE["on_delay_s"]),
                   _IMPOSSIBLE, candidate=True),)),
-    ]
-
-
-def _trust_registry_scenarios() -> dict[str, Scenario]:
-    """Trust incidents the simulator cannot play yet: a gateway clock (``simulate`` sends the host's time) and
-    a registry event (a bag change). The pure-evaluator tests play them (tests/unit/test_trust_shapes.py)."""
-    out = [
         Scenario("gateway_clock_fast",
                  Text("网关时钟快5分半钟", "gateway clock 5.5 minutes fast"),
                  Text("铸造厂熔炼网关 gwf-fdy-01 的时钟自 +60 s 起快 330 s：所有读数被判为未来时间进入死信，"
@@ -1163,6 +1161,13 @@ def _trust_registry_scenarios() -> dict[str, Scenario]:
                  (Expected("trust.clock_skew", "gwf-fdy-01", "gwf-fdy-01", "wall", 60.0,
                            *wall_window(_SKEW["on_delay_s"]), True, dict(_SKEW)),),
                  site=FULL),
+    ]
+
+
+def _trust_registry_scenarios() -> dict[str, Scenario]:
+    """Trust incidents the simulator cannot play: a registry event (a bag change; nothing the gateway sends
+    changes). The pure-evaluator tests play them (tests/unit/test_trust_shapes.py)."""
+    out = [
         Scenario("dust_baseline_not_recorded_after_bag_change",
                  Text("换袋后未重新记录压差基准值", "no new pressure-difference baseline after a bag change"),
                  Text("抛丸除尘器自 +60 s 起更换滤袋，8 小时内未重新记录进出口压差基准值 PDT-3501。",
@@ -1178,7 +1183,7 @@ def _trust_registry_scenarios() -> dict[str, Scenario]:
 
 #: Every named scenario, by name.
 SCENARIOS: dict[str, Scenario] = _scenarios()
-#: Trust scenarios that ``simulate`` cannot play (a gateway clock, a registry event): see _trust_registry_scenarios.
+#: Trust scenarios that ``simulate`` cannot play (a registry event): see _trust_registry_scenarios.
 TRUST_REGISTRY_SCENARIOS: dict[str, Scenario] = _trust_registry_scenarios()
 
 

@@ -165,17 +165,22 @@ def mini(db_url: str, broker: LocalMosquitto) -> Site:
     return Site(db_url, broker, Path(__file__).resolve().parent.parent / "fixtures" / "mini_site.yaml")
 
 
-@pytest.fixture
-def engine_collector(mini: Site) -> Iterator[tuple[Collector, MovableClock]]:
+def _engine_collector(site: Site) -> Iterator[tuple[Collector, MovableClock]]:
+    """An in-process collector and rule engine on a clock the test can move."""
     clock = MovableClock()
     engine = RuleEngine(catalog=load_catalog(), clock=clock, tick_s=0.2)
-    col = Collector(mini.db_url, MqttUrl.parse(mini.broker.url(COLLECTOR_USER)), clock=clock, processors=[engine])
+    col = Collector(site.db_url, MqttUrl.parse(site.broker.url(COLLECTOR_USER)), clock=clock, processors=[engine])
     t = threading.Thread(target=col.run, name="collector", daemon=True)
     t.start()
     wait_for(lambda: col.stats.mqtt_connects >= 1, timeout=20, message="collector connected")
     yield col, clock
     col.stop()
     t.join(30)
+
+
+@pytest.fixture
+def engine_collector(mini: Site) -> Iterator[tuple[Collector, MovableClock]]:
+    yield from _engine_collector(mini)
 
 
 def _pub(site: Site, gateway: str, payload: bytes) -> None:
@@ -207,6 +212,41 @@ def test_a_gateway_clock_5_minutes_fast_is_dead_lettered_and_raises_a_candidate(
     assert sql_one(mini.db_url, "SELECT count(DISTINCT gateway_id) FROM alarm_events WHERE rule_id = "
                                 "'trust.clock_skew'") == 1
     assert col.stats.dead_letters >= 3
+
+
+@pytest.mark.slow
+def test_simulate_plays_a_fast_gateway_clock_through_mqtt(db_url: str, broker: LocalMosquitto) -> None:
+    """`simulate --scenario gateway_clock_fast`: from at_s the gateway stamps its readings and messages 330 s
+    fast; in real time the collector dead-letters every such reading as from the future, keeps what came
+    before, and the clock-skew rule raises its candidate once the on-delay has run on the collector's clock."""
+    sc = SCENARIOS["gateway_clock_fast"]
+    [fault] = sc.faults
+    [e] = sc.expects
+    site = Site(db_url, broker, sc.site_path)
+    runner = _engine_collector(site)
+    col, clock = next(runner)
+    try:
+        # 50 s of history at once, then live: the clock turns fast 10 s into the live part
+        start_ms = int(time.time() * 1000) - int((fault.at_s - 10) * 1000)
+        res = simulate(site.spec, "127.0.0.1", broker.state.mqtt_port, site.credentials,
+                       duration_s=fault.at_s + 15, rate_hz=1.0, batch=50, log_path=None, realtime=True,
+                       start_ms=start_ms, scenario=sc, seed=5, gateways=list(sc.gateways), tls=site.tls)
+        assert res.acked
+        fast = "SELECT count(*) FROM dead_letters WHERE reason = 'timestamp_out_of_range' AND gateway_id = %s"
+        wait_for(lambda: sql_one(db_url, fast, (e.gateway,)) > 0, timeout=30, message="fast readings dead-lettered")
+        cut = datetime.fromtimestamp((start_ms + fault.at_s * 1000) / 1000, UTC)
+        wait_for(lambda: sql_one(db_url, "SELECT count(*) FROM readings") > 0, timeout=30, message="history stored")
+        # what was sampled before the clock turned is stored; nothing stamped by the fast clock is
+        assert sql_one(db_url, "SELECT max(time) FROM readings") < cut
+        assert sql_one(db_url, "SELECT count(*) FROM dead_letters WHERE gateway_id <> %s", (e.gateway,)) == 0
+        alarm = "SELECT count(*) FROM alarm_events WHERE rule_id = %s AND event = 'activate' AND gateway_id = %s"
+        time.sleep(1.0)
+        assert sql_one(db_url, alarm, (e.rule_id, e.gateway)) == 0  # the on-delay runs
+        clock.offset += e.assumes["on_delay_s"] + 1  # type: ignore[operator]
+        wait_for(lambda: sql_one(db_url, alarm, (e.rule_id, e.gateway)) == 1, timeout=20, message="clock-skew alarm")
+        assert sql_one(db_url, "SELECT count(*) FROM hazard_candidates WHERE rule_id = %s", (e.rule_id,)) == 1
+    finally:
+        next(runner, None)
 
 
 # --- the data-trust scenarios through real Mosquitto -> collector -> TimescaleDB -------------------------

@@ -48,6 +48,7 @@ from simulators.scenarios import (
     PDT_801_BASELINE,
     PT_501_BAND,
     SCENARIOS,
+    ClockAhead,
     Expected,
     Ramp,
     Scenario,
@@ -100,6 +101,8 @@ class Recorder:
     acked: int = 0
     max_pending: int = 0
     windows: list[int] = field(default_factory=list)
+    clock_offset_ms: int = 0  # simulators.run.ClockShiftable: a gateway clock running fast
+    offsets: list[int] = field(default_factory=list)  # the clock offset each message was stamped with
 
     def start(self, timeout: float = 10.0) -> None:
         pass
@@ -108,6 +111,7 @@ class Recorder:
                           times_ms: Sequence[int]) -> int:
         assert self.unplugged_after is None, "published after the unplug"
         self.messages.append((list(tags), list(values), list(times_ms)))
+        self.offsets.append(self.clock_offset_ms)
         self.sent_wall_ms.append(time.time() * 1000)
         if not self.lazy_acks:
             self.acked = len(self.messages)
@@ -322,7 +326,7 @@ def test_a_scenario_changes_exactly_its_points_from_at_s(name: str) -> None:
 
     expected: dict[tuple[str, str], float] = {}
     for f in scenario.faults:
-        if isinstance(f, Unplug):
+        if isinstance(f, Unplug | ClockAhead):  # every point of the gateway: cut, or stamped fast
             expected.update({(f.gateway, tag): f.at_s for tag in site_models(site)[f.gateway]})
         elif not (isinstance(f, StepTo) and f.at_s == 0):  # a guard that holds a state: no change
             # several faults on one point: the first one changes it
@@ -338,6 +342,18 @@ def test_a_scenario_changes_exactly_its_points_from_at_s(name: str) -> None:
             slack_s += 10.0 ** -models[key[0]][key[1]].decimals * 60.0 / abs(ramps[key].per_min)
         assert at_s * 1000 <= offset <= (at_s + slack_s) * 1000, (key, offset)
     for f in scenario.faults:
+        if isinstance(f, ClockAhead):  # same values, stamps ahead_s fast from at_s, and so is each message's ts
+            ahead = round(f.ahead_s * 1000)
+            cut = start + f.at_s * 1000
+            for tag in models[f.gateway]:
+                want = [(ts + ahead if ts >= cut else ts, v) for ts, v in normal[(f.gateway, tag)]]
+                assert faulty[(f.gateway, tag)] == want, tag
+            rec = pubs[f.gateway]
+            assert {off for (_, _, times), off in zip(rec.messages, rec.offsets, strict=True)
+                    if times[-1] - ahead >= cut} == {ahead}
+            assert {off for (_, _, times), off in zip(rec.messages, rec.offsets, strict=True)
+                    if times[-1] < cut} == {0}
+            assert all(off == 0 for g, r in pubs.items() if g != f.gateway for off in r.offsets)
         if isinstance(f, StopPoint):
             stamps = [ts for ts, _ in faulty[(f.gateway, f.tag)]]
             assert stamps == sample_times_ms(start, 0, round(f.at_s), 1.0).tolist()

@@ -178,12 +178,13 @@ def test_every_basis_has_a_scenario_that_fires_a_rule_citing_it(catalog: Catalog
     assert set(FULL) - covered == {"fire_water_supply_loss"} | {n for _, names in TRUST_SHAPES for n in names}
 
 
-#: The data-trust shapes (issue 14) and the county_full scenarios the simulator plays for each; the clock and
-#: bag-change ones are in simulators.scenarios.TRUST_REGISTRY_SCENARIOS (tests/unit/test_trust_shapes.py).
+#: The data-trust shapes (issue 14) and the county_full scenarios the simulator plays for each; the bag-change
+#: one is in simulators.scenarios.TRUST_REGISTRY_SCENARIOS (tests/unit/test_trust_shapes.py).
 TRUST_SHAPES: list[tuple[str, tuple[str, ...]]] = [
     ("stuck", ("stuck_co_analyser",)),
     ("copied", ("copied_filter_temperature",)),
     ("impossible", ("impossible_temperature",)),
+    ("clock_skew", ("gateway_clock_fast",)),
 ]
 
 
@@ -253,9 +254,14 @@ def _activations(site: SiteSpec, sc: Scenario | None, gateways: list[str], durat
 
 
 LONG = {n for n, s in FULL.items() if s.duration_s > 1000}
+#: A gateway clock is judged from each message's own ts against its arrival (the engine's Batch.skew), which
+#: this harness of readings does not model: tests/unit/test_trust_shapes.py plays the clock scenario through
+#: the skew input, tests/integration/test_trust.py through simulate, Mosquitto and the collector.
+CLOCK = {n for n, s in FULL.items() if s.clocks()}
 
 
-@pytest.mark.parametrize(("name", "seed"), [(n, seed) for n in FULL for seed in ((0,) if n in LONG else (0, 7))])
+@pytest.mark.parametrize(("name", "seed"), [(n, seed) for n in sorted(set(FULL) - CLOCK)
+                                            for seed in ((0,) if n in LONG else (0, 7))])
 def test_the_evaluator_detects_the_scenario_and_nothing_else(full: SiteSpec, name: str, seed: int) -> None:
     sc = FULL[name]
     n, got = _activations(full, sc, list(sc.gateways), sc.duration_s, seed)

@@ -34,7 +34,7 @@ from rules.evaluate import (
 )
 from rules.model import Catalog, load_catalog
 from rules.shapes_trust import TrustUpdates, note_skew
-from simulators.scenarios import TRUST_REGISTRY_SCENARIOS, copied_window, stuck_window
+from simulators.scenarios import SCENARIOS, TRUST_REGISTRY_SCENARIOS, copied_window, stuck_window
 
 US = 1_000_000
 T0 = 1_790_000_000.0  # data time origin (s); aligned to the copied rule's 300 s windows
@@ -285,7 +285,7 @@ def test_a_small_skew_or_a_backlog_is_not_a_fast_clock(catalog: Catalog, skew: f
 
 
 def test_the_clock_scenario_declares_what_the_rule_does(catalog: Catalog) -> None:
-    sc = TRUST_REGISTRY_SCENARIOS["gateway_clock_fast"]
+    sc = SCENARIOS["gateway_clock_fast"]
     [e] = sc.expects
     _, rule = catalog.rules[e.rule_id]
     assert e.candidate == rule.candidate and rule.limit_s == e.assumes["limit_s"] < sc.faults[0].ahead_s  # type: ignore[attr-defined]
