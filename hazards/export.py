@@ -38,6 +38,22 @@ TICKET_HEADERS = ["编号 id", "企业 enterprise", "厂区 plant", "行业 indu
                   "触发次数 occurrences"]
 
 
+DISPOSAL_HEADERS = ["企业 enterprise", "名称 name", "需反馈 needed feedback", "已反馈 answered", "按时 in time",
+                    "按时率 share in time", "逾期未反馈 overdue open", "平均响应(分钟) mean response (min)",
+                    "响应中位数(分钟) median response (min)"]
+
+
+def _minutes(s: float | None) -> object:
+    return "" if s is None else round(s / 60.0, 1)
+
+
+def _disposal_rows(s: PeriodSummary) -> Iterable[list[object]]:
+    for name, st in s.disposal:
+        yield [st.enterprise_id, name, st.total, st.answered, st.in_time,
+               "" if st.share_in_time is None else round(st.share_in_time, 4), st.overdue_open,
+               _minutes(st.mean_response_s), _minutes(st.median_response_s)]
+
+
 def _row(dim: str, r: PeriodRow) -> list[object]:
     return [dim, r.key, r.label, r.new, r.confirmed, r.dismissed, r.closed, r.open_at_end, r.overdue_at_end,
             r.supervised, r.funds_yuan]
@@ -100,6 +116,11 @@ def to_csv(s: PeriodSummary) -> bytes:
     w.writerow(TICKET_HEADERS)
     for t in s.tickets:
         w.writerow([neutralise(v) for v in _ticket(t)])
+    w.writerow([])
+    w.writerow(["预警处置 warning disposal"])
+    w.writerow(DISPOSAL_HEADERS)
+    for row in _disposal_rows(s):
+        w.writerow([neutralise(v) for v in row])
     return ("\ufeff" + buf.getvalue()).encode("utf-8")
 
 
@@ -142,7 +163,13 @@ def to_xlsx(s: PeriodSummary) -> bytes:
         cell.font = Font(bold=True)
     for t in s.tickets:
         _append(lt, _ticket(t))
-    for sheet in (ws, lt):
+    ds = wb.create_sheet("预警处置 disposal")
+    _append(ds, list(DISPOSAL_HEADERS))
+    for cell in ds[1]:
+        cell.font = Font(bold=True)
+    for row in _disposal_rows(s):
+        _append(ds, row)
+    for sheet in (ws, lt, ds):
         for col in sheet.columns:
             letter = col[0].column_letter
             width = max((len(str(c.value)) for c in col if c.value is not None), default=8)

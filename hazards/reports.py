@@ -21,6 +21,8 @@ from psycopg.rows import class_row
 from core.clock import ts
 from hazards import store
 from hazards.model import CONFIRMED_OPEN, DEADLINE_RUNNING, OPEN, SOURCE_ZH, STATUS_ZH, Source, Status
+from rules import store_disposal
+from rules.disposal import ResponseStats, response_stats
 
 GroupBy = Literal["industry", "enterprise", "status", "source"]
 
@@ -165,6 +167,9 @@ class PeriodSummary:
     #: (its ticket); rewards, reporters and their contacts are the bureau's (the whistle-blower's safety).
     rewards_approved_yuan: Decimal | None
     tickets: list[store.TicketRecord]
+    #: 预警处置: per enterprise, the warnings activated in the period that needed feedback, how many were
+    #: answered and in time, and the response times (rules.disposal.response_stats), with the enterprise's name
+    disposal: list[tuple[str, ResponseStats]] = field(default_factory=list)
 
 
 def _period_rows(conn: psycopg.Connection, key: str, label: str, start: float, end: float, now: float,
@@ -222,6 +227,9 @@ def period_summary(conn: psycopg.Connection, kind: Literal["monthly", "annual"],
         " AND ev.data->>'reward_status' = 'approved' AND ev.time >= %s AND ev.time < %s",
         [start, end]).fetchone()
     tickets = _period_tickets(conn, start, end, scope)
+    stats = response_stats(store_disposal.outcomes(conn, scope, s, e), now)
+    names: dict[str, str] = dict(conn.execute("SELECT id, name FROM enterprises WHERE id = ANY(%s)",
+                                              [list(stats)]).fetchall())
     return PeriodSummary(
         kind=kind, period=name, start=start, end=end,
         totals=totals[0] if totals else PeriodRow("", "合计 total"),
@@ -232,6 +240,7 @@ def period_summary(conn: psycopg.Connection, kind: Literal["monthly", "annual"],
         rewards_approved_yuan=None if scope is not None
         else Decimal(rewards[0] if rewards else 0).quantize(Decimal("0.01")),
         tickets=tickets,
+        disposal=[(str(names.get(eid, eid)), st) for eid, st in stats.items()],
     )
 
 

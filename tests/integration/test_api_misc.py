@@ -185,7 +185,7 @@ def test_period_exports(api: Api) -> None:
     assert "水泥 cement" in text and "企业自查 self_report" in text
     xlsx = api.get("/api/v1/reports/annual", params={"year": 2025, "format": "xlsx"})
     wb = load_workbook(io.BytesIO(xlsx.content))
-    assert wb.sheetnames == ["汇总 summary", "台账 ledger"]
+    assert wb.sheetnames == ["汇总 summary", "台账 ledger", "预警处置 disposal"]
     ledger = list(wb["台账 ledger"].iter_rows(values_only=True))
     assert ledger[0][0] == "编号 id" and len(ledger) == 1 + 3  # every ticket open at some time in the period
     assert closed in [row[0] for row in ledger[1:]]

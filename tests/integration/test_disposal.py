@@ -236,3 +236,54 @@ def test_feedback_in_time_is_counted_in_time_and_no_tier_is_ever_told(env: Env) 
     assert env.tiers_told(env.disposal_of("TT-101"))  # the unanswered one next to it did escalate
     stats = {s["enterprise_id"]: s for s in env.get("/api/v1/disposals/stats", "ent_a")}  # type: ignore[union-attr]
     assert stats["ent-a"]["in_time"] == 1 and stats["ent-a"]["share_in_time"] == 0.5
+
+
+def test_the_monthly_and_annual_reports_carry_the_disposal_figures(env: Env) -> None:
+    """预警处置 in the reports: the month of the warnings shows, per enterprise, what needed feedback, what was
+    answered and in time, and the response times — in the JSON, the CSV and an XLSX sheet; scoped."""
+    import io
+    from datetime import datetime, timedelta, timezone
+
+    from openpyxl import load_workbook
+
+    env.engine.tick(env.conn)
+    env.step(90)
+    co = env.disposal_of("CO-101")
+    code, _ = env.post(f"/api/v1/disposals/{co}/feedback", "ent_a", {
+        "cause": "equipment_fault", "measures": "停磨检查，清理积粉", "handled_by": "甲厂值班长"})
+    assert code == 200
+    env.step(3 * 60 * 60, every=300)  # past every limit: the unanswered ones are overdue
+    shown = env.get(f"/api/v1/disposals/{co}", "bureau")
+    at = datetime.fromisoformat(shown["activated_at"]).astimezone(timezone(timedelta(hours=8)))  # type: ignore[index]
+    month = {"year": at.year, "month": at.month}
+    want = {s["enterprise_id"]: s for s in env.get("/api/v1/disposals/stats", "bureau",  # type: ignore[union-attr]
+                                                  since=f"{at.year:04d}-{at.month:02d}-01T00:00:00+08:00")}
+    got = {d["enterprise_id"]: d for d in env.get("/api/v1/reports/monthly", "bureau", **month)["disposal"]}  # type: ignore[index]
+    assert set(got) == {"ent-a", "ent-b"} == set(want)
+    for eid, d in got.items():
+        for k in ("total", "answered", "in_time", "overdue_open", "share_in_time"):
+            assert d[k] == want[eid][k], (eid, k)
+        assert d["enterprise_name"] and d["enterprise_name"] != eid
+    a = got["ent-a"]
+    assert a["answered"] == 1 and a["in_time"] == 1 and a["total"] == 2 and a["share_in_time"] == 0.5
+    assert a["overdue_open"] == 1 and a["median_response_s"] is not None and a["median_response_s"] < 30 * 60
+    assert got["ent-b"]["answered"] == 0 and got["ent-b"].get("mean_response_s") is None  # none answered
+    # an enterprise's report: its own row only
+    assert [d["enterprise_id"] for d in env.get("/api/v1/reports/monthly", "ent_a", **month)["disposal"]] == [  # type: ignore[index]
+        "ent-a"]
+    annual = env.get("/api/v1/reports/annual", "bureau", year=at.year)
+    assert {d["enterprise_id"] for d in annual["disposal"]} == {"ent-a", "ent-b"}  # type: ignore[index]
+    # the exports
+    hdr = {"Authorization": f"Bearer {env.tokens['bureau']}"}
+    csv = env.client.get("/api/v1/reports/monthly", params={**month, "format": "csv"}, headers=hdr)
+    assert csv.status_code == 200
+    text = csv.content.decode("utf-8-sig")
+    assert "预警处置 warning disposal" in text and "ent-a," in text.split("预警处置 warning disposal")[1]
+    xlsx = env.client.get("/api/v1/reports/monthly", params={**month, "format": "xlsx"}, headers=hdr)
+    ws = load_workbook(io.BytesIO(xlsx.content))["预警处置 disposal"]
+    rows = {r[0]: r for r in ws.iter_rows(min_row=2, values_only=True)}
+    assert rows["ent-a"][2:6] == (2, 1, 1, 0.5) and rows["ent-a"][6] == 1
+    mine = env.client.get("/api/v1/reports/monthly", params={**month, "format": "xlsx"},
+                          headers={"Authorization": f"Bearer {env.tokens['ent_a']}"})
+    assert [r[0] for r in load_workbook(io.BytesIO(mine.content))["预警处置 disposal"].iter_rows(
+        min_row=2, values_only=True)] == ["ent-a"]

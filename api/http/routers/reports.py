@@ -5,6 +5,7 @@ An enterprise token sees its own figures only; the bureau sees the county.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -12,7 +13,13 @@ from fastapi.responses import Response
 
 from api.http.deps import Auth, Conn, Now, Page
 from api.http.routers._common import API_PREFIX, AUTH, page
-from api.http.schemas.admin import OpenMajorPublic, PeriodRowPublic, PeriodSummaryPublic, SummaryRowPublic
+from api.http.schemas.admin import (
+    DisposalStatsPublic,
+    OpenMajorPublic,
+    PeriodRowPublic,
+    PeriodSummaryPublic,
+    SummaryRowPublic,
+)
 from api.http.schemas.common import Page as PageOf
 from api.http.schemas.common import Timestamp
 from api.http.schemas.hazards import HazardPublic
@@ -65,7 +72,8 @@ def _render(s: reports.PeriodSummary, fmt: Format) -> Any:
         by_industry=[row(r, from_attributes=True) for r in s.by_industry],
         by_enterprise=[row(r, from_attributes=True) for r in s.by_enterprise],
         by_source=[row(r, from_attributes=True) for r in s.by_source], interviews=s.interviews,
-        rewards_approved_yuan=s.rewards_approved_yuan, tickets=len(s.tickets))
+        rewards_approved_yuan=s.rewards_approved_yuan, tickets=len(s.tickets),
+        disposal=[DisposalStatsPublic(enterprise_name=name, **asdict(st)) for name, st in s.disposal])
 
 
 # exclude_none: an enterprise's summary has no `rewards_approved_yuan` at all (not even a null)

@@ -57,6 +57,20 @@ class PeriodRowPublic(PublicSchema):
     funds_yuan: Decimal
 
 
+class DisposalStatsPublic(PublicSchema):
+    """预警处置 One enterprise's feedback on the warnings of a period (rules.disposal.response_stats)."""
+
+    enterprise_id: str
+    enterprise_name: str
+    total: int = Field(description="warnings that needed feedback")
+    answered: int
+    in_time: int = Field(description="answered within their time limit")
+    overdue_open: int = Field(description="past the limit, no feedback yet")
+    share_in_time: float | None = Field(description="按时处置率 in_time / total (none needed feedback: null)")
+    mean_response_s: float | None
+    median_response_s: float | None
+
+
 class PeriodSummaryPublic(PublicSchema):
     kind: Literal["monthly", "annual"]
     period: str
@@ -70,6 +84,9 @@ class PeriodSummaryPublic(PublicSchema):
     rewards_approved_yuan: Decimal | None = Field(
         default=None, description="举报奖励 whistle-blower rewards approved in the period; bureau and admin only")
     tickets: int = Field(description="tickets open at some time in the period (rows of the ledger sheet)")
+    disposal: list[DisposalStatsPublic] = Field(
+        default_factory=list, description="预警处置 per enterprise: warnings of the period that needed feedback, "
+                                          "answered, in time, response times")
 
 
 # --- tokens -----------------------------------------------------------------------------------
