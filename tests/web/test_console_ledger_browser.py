@@ -68,6 +68,26 @@ def fits(page: Page) -> None:
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), page.url
 
 
+#: The card colour (its top border) of each risk level, as console.css draws it.
+RISK_COLOURS = {"red": "rgb(198, 40, 40)", "orange": "rgb(239, 108, 0)", "yellow": "rgb(249, 168, 37)",
+                "blue": "rgb(21, 101, 192)"}
+MAJOR_OPEN = "项已确认重大事故隐患未销号"
+
+
+def risk_card(page: Page, shot: Shots, name: str) -> tuple[str, list[str]]:
+    """The plant enterprise's card on /console/risk: its level (checked against the colour drawn) and reasons."""
+    page.goto("/console/risk")
+    expect(page.locator("h1")).to_have_text("企业风险")
+    card = page.locator(f'article.risk-card[data-enterprise="{PLANT_ENTERPRISE}"]')
+    expect(card).to_be_visible()
+    expect(card.locator("h2")).to_contain_text(PLANT_NAME)
+    shot(page, name)
+    fits(page)
+    level = str(card.get_attribute("data-level"))
+    assert card.evaluate("e => getComputedStyle(e).borderTopColor") == RISK_COLOURS[level], level
+    return level, card.locator("[data-testid=risk-reasons] li").all_inner_texts()
+
+
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))
 def test_ledger_flow_in_chromium(viewport: str, served: tuple[Server, Site], browser: Browser,
                                  tmp_path: Path) -> None:
@@ -119,6 +139,8 @@ def test_ledger_flow_in_chromium(viewport: str, served: tuple[Server, Site], bro
     assert sql_one(site.db_url, "SELECT status FROM hazards WHERE id = %s", (hid,)) == "confirmed"
     shot(duty, "candidates-after-confirm")
     assert open_now(duty, shot, "clearance-confirmed") == 1
+    level_confirmed, why = risk_card(duty, shot, "risk-confirmed")
+    assert "1 " + MAJOR_OPEN in why and level_confirmed in ("orange", "red"), (level_confirmed, why)
 
     # --- the enterprise officer: plan (incomplete first), start, photo, submit -------------------------
     dy = dy_ctx.new_page()
@@ -167,6 +189,13 @@ def test_ledger_flow_in_chromium(viewport: str, served: tuple[Server, Site], bro
     expect(dy.locator("form[data-action=verify]")).to_have_count(0)
     shot(dy, "hazard-submitted")
     fits(dy)
+    # rectified: the furnace runs normally again, and its interlock alarm returns to normal
+    res = simulate(site.spec, "127.0.0.1", site.broker.state.mqtt_port, site.credentials, duration_s=60,
+                   rate_hz=1.0, batch=50, log_path=None, realtime=False, start_ms=int(time.time() * 1000) - 61_000,
+                   gateways=list(sc.gateways), seed=5, tls=site.tls)
+    assert res.acked
+    wait_for(lambda: sql_one(site.db_url, "SELECT state FROM alarms WHERE rule_id = %s", (RULE,)) == "normal",
+             timeout=30, message="the interlock alarm back to normal")
 
     # --- a duty officer cannot close it: no button, and a forged verify is refused -------------------
     duty.goto(f"/console/hazards/{hid}")
@@ -179,6 +208,9 @@ def test_ledger_flow_in_chromium(viewport: str, served: tuple[Server, Site], bro
                         cookies={"rw_session": session_cookie(duty_ctx)})
     assert forged.status_code == 403 and "科长" in forged.text
     assert sql_one(site.db_url, "SELECT status FROM hazards WHERE id = %s", (hid,)) == "submitted"
+    duty.goto("/console/risk")  # left open: the board must change by itself once the chief closes the ticket
+    duty_card = duty.locator(f'article.risk-card[data-enterprise="{PLANT_ENTERPRISE}"]')
+    expect(duty_card.locator("[data-testid=risk-reasons]")).to_contain_text(MAJOR_OPEN)
 
     # --- the section chief verifies and closes ----------------------------------------------------------
     chief = chief_ctx.new_page()
@@ -195,6 +227,20 @@ def test_ledger_flow_in_chromium(viewport: str, served: tuple[Server, Site], bro
     shot(chief, "hazard-closed")
     assert open_now(chief, shot, "clearance-after-close") == 0
     fits(chief)
+    level_closed, why = risk_card(chief, shot, "risk-after-close")
+    assert not any(MAJOR_OPEN in r for r in why), why
+    # no open major hazard and no active urgent alarm left: the colour drops (to yellow while the sample
+    # site's day of data is thin — the availability reason — or to blue)
+    assert level_closed in ("yellow", "blue") and level_confirmed in ("orange", "red"), (level_closed, why)
+    expect(duty_card.locator("[data-testid=risk-reasons]")).not_to_contain_text(MAJOR_OPEN, timeout=40_000)
+    expect(duty_card).to_have_attribute("data-level", level_closed)
+    shot(duty, "risk-live-after-close")
+    dy.goto("/console/risk")  # the enterprise's own board: its card only
+    expect(dy.locator("article.risk-card")).to_have_count(1)
+    expect(dy.locator(f'article.risk-card[data-enterprise="{PLANT_ENTERPRISE}"]')).to_have_attribute(
+        "data-level", level_closed)
+    shot(dy, "risk-enterprise")
+    fits(dy)
 
     # --- the other enterprise: its crawl never meets dy's ticket, name, plant or photo -----------------
     qsl = qsl_ctx.new_page()
@@ -218,10 +264,10 @@ def test_ledger_flow_in_chromium(viewport: str, served: tuple[Server, Site], bro
                 u = urlsplit(urljoin(s.base + path, ref.replace("&amp;", "&")))
                 if u.path.startswith("/console/") and "/lang/" not in u.path and "/static/" not in u.path:
                     todo.append(u.path + (f"?{u.query}" if u.query else ""))
-        assert "/console/hazards" in seen and "/console/reports/clearance" in seen
+        assert "/console/hazards" in seen and "/console/reports/clearance" in seen and "/console/risk" in seen
         assert c.get(f"/console/hazards/{hid}").status_code == 404
         assert c.get(file_href).status_code == 404
-    for name in ("hazards", "reports/clearance"):
+    for name in ("hazards", "reports/clearance", "risk"):
         qsl.goto(f"/console/{name}")
         html = qsl.content()
         assert PLANT_NAME not in html and PLANT_ENTERPRISE not in html
