@@ -38,6 +38,8 @@ class Inputs:
     urgent_alarms_active: int = 0
     #: Received / expected readings of its points over the model's window, in percent; None: none expected.
     availability_pct: float | None = None
+    #: Warnings past their disposal time limit with no feedback (预警处置, rules.disposal; alarm_disposals).
+    feedback_overdue: int = 0
 
     def get(self, name: str) -> float | None:
         v = getattr(self, name)

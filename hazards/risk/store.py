@@ -1,9 +1,10 @@
 """The rating's inputs for every enterprise in scope, in one SQL statement plus the availability report.
 
 `gather` reads, per enterprise: open confirmed major hazards, overdue rectifications, open candidates
-(one pass over `hazards`), active urgent alarms (one pass over `alarms`), its industries and name — all in
-one statement — and its data availability from `core.availability.report` (the one definition of expected
-and received readings; nothing here re-derives it). `scope` is the caller's enterprise (None for the
+(one pass over `hazards`), active urgent alarms (one pass over `alarms`), warnings overdue for their
+disposal feedback (`alarm_disposals`), its industries and name — all in one statement — and its data
+availability from `core.availability.report` (the one definition of expected and received readings;
+nothing here re-derives it). `scope` is the caller's enterprise (None for the
 bureau): another enterprise is not in the result at all, whatever else the caller asks.
 
 The availability report reads the 1-minute rollup of every point in scope over the model's window, the
@@ -44,15 +45,22 @@ WITH h AS (
     WHERE al.active AND NOT al.out_of_service AND al.severity = %(urgent)s
       AND (%(scope)s::text IS NULL OR pl.enterprise_id = %(scope)s)
     GROUP BY pl.enterprise_id
+), d AS (
+    SELECT enterprise_id, count(*) AS feedback_overdue
+    FROM alarm_disposals
+    WHERE feedback_at IS NULL AND due_at < to_timestamp(%(now)s)
+      AND (%(scope)s::text IS NULL OR enterprise_id = %(scope)s)
+    GROUP BY enterprise_id
 ), ind AS (
     SELECT enterprise_id, array_agg(DISTINCT industry ORDER BY industry) AS industries
     FROM plants WHERE (%(scope)s::text IS NULL OR enterprise_id = %(scope)s)
     GROUP BY enterprise_id
 )
 SELECT e.id, e.name, coalesce(ind.industries, '{}'::text[]), coalesce(h.confirmed_open, 0),
-       coalesce(h.overdue, 0), coalesce(h.candidates, 0), coalesce(a.urgent, 0)
+       coalesce(h.overdue, 0), coalesce(h.candidates, 0), coalesce(a.urgent, 0), coalesce(d.feedback_overdue, 0)
 FROM enterprises e
 LEFT JOIN h ON h.enterprise_id = e.id LEFT JOIN a ON a.enterprise_id = e.id LEFT JOIN ind ON ind.enterprise_id = e.id
+LEFT JOIN d ON d.enterprise_id = e.id
 WHERE (%(scope)s::text IS NULL OR e.id = %(scope)s)
 ORDER BY e.id
 """
@@ -108,8 +116,8 @@ def gather(conn: psycopg.Connection, scope: str | None, now: float, hours: int,
         "urgent": URGENT, "now": now, "scope": scope}).fetchall()
     pct = avail(conn, scope, now, hours) if rows else {}
     return [(str(eid), str(name), tuple(str(i) for i in inds),
-             Inputs(int(c), int(o), int(cand), int(u), pct.get(str(eid))))
-            for eid, name, inds, c, o, cand, u in rows]
+             Inputs(int(c), int(o), int(cand), int(u), pct.get(str(eid)), int(fb)))
+            for eid, name, inds, c, o, cand, u, fb in rows]
 
 
 def ratings(conn: psycopg.Connection, scope: str | None, now: float, model: RatingModel,

@@ -211,6 +211,11 @@ def test_an_unanswered_high_alarm_escalates_tier_by_tier_at_the_configured_times
     assert {i["enterprise_id"] for i in mine["items"]} == {"ent-a"}  # type: ignore[index]
     everyone = env.get("/api/v1/disposals", "bureau", status="overdue")
     assert {i["enterprise_id"] for i in everyone["items"]} == {"ent-a", "ent-b"}  # type: ignore[index]
+    # the risk rating reads it: each enterprise with an unanswered warning past its limit says so
+    risk = {r["enterprise_id"]: r for r in env.get("/api/v1/reports/risk", "bureau")["items"]}  # type: ignore[index]
+    for eid in ("ent-a", "ent-b"):
+        assert any(x["input"] == "feedback_overdue" and x["text"].endswith("条预警逾期未反馈处置")
+                   for x in risk[eid]["reasons"]), risk[eid]
     # answering twice is a conflict
     code, _ = env.post(f"/api/v1/disposals/{tt}/feedback", "bureau", {
         "cause": "other", "measures": "再次", "handled_by": "局"})

@@ -107,6 +107,15 @@ def test_every_condition_that_fired_is_a_reason_most_severe_first(model: RatingM
     assert [x.threshold for x in r.reasons] == [1, 2, 1, 1, 90]
 
 
+@pytest.mark.parametrize(("overdue", "level"),
+                         [(0, RatingLevel.BLUE), (1, RatingLevel.YELLOW), (3, RatingLevel.YELLOW)])
+def test_a_warning_left_without_feedback_past_its_limit_is_yellow(model: RatingModel, overdue: int,
+                                                                  level: RatingLevel) -> None:
+    r = rate(Inputs(availability_pct=100.0, feedback_overdue=overdue), model)
+    assert r.level == level
+    assert [x.text for x in r.reasons] == ([f"{overdue} 条预警逾期未反馈处置"] if overdue else [])
+
+
 def test_lower_reasons_stay_when_a_higher_level_decides(model: RatingModel) -> None:
     r = rate(Inputs(urgent_alarms_active=1, candidates_open=2, availability_pct=10.0), model)
     assert r.level == RatingLevel.ORANGE

@@ -96,7 +96,7 @@ def test_the_board_follows_the_ledger_with_reasons(console: Console) -> None:
     a = next(i for i in rep["items"] if i["enterprise_id"] == "ent-a")
     assert (a["level"], a["colour_zh"], a["level_name"]) == ("red", "红", "重大风险")
     assert a["inputs"] == {"confirmed_major_open": 1, "overdue_rectifications": 1, "candidates_open": 0,
-                           "urgent_alarms_active": 0, "availability_pct": None}
+                           "urgent_alarms_active": 0, "availability_pct": None, "feedback_overdue": 0}
     assert [(r["level"], r["input"], r["value"], r["threshold"]) for r in a["reasons"]] == [
         ("red", "overdue_rectifications", 1, 1), ("orange", "confirmed_major_open", 1, 1)]
     assert a["industries"] == ["cement"] and a["enterprise_name"] == "甲水泥有限公司"

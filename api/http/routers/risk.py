@@ -40,6 +40,7 @@ class RiskInputsPublic(BaseModel):
     candidates_open: int
     urgent_alarms_active: int
     availability_pct: float | None
+    feedback_overdue: int
 
 
 class EnterpriseRiskPublic(BaseModel):
