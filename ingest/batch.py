@@ -44,6 +44,9 @@ class Batch:
     qualities: list[int] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     unmapped: dict[tuple[str, str], Unmapped] = field(default_factory=dict)
+    # The unmapped readings themselves, (gateway, tag, time us, value, quality): kept in quarantined_readings
+    # so that mapping the tag later backfills them (ingest/quarantine.py). Only unmapped tags land here.
+    quarantine: list[tuple[str, str, int, float, int]] = field(default_factory=list)
     status: dict[str, tuple[bool, float]] = field(default_factory=dict)
     # Retained statuses the broker replayed at subscribe time: (online, the message's own 'ts' or None). Old news:
     # not written to `gateways` nor counted as traffic; the rule engine decides what they mean.
@@ -65,7 +68,8 @@ class Batch:
         if seq > self.seqs.get(gateway_id, -1):
             self.seqs[gateway_id] = seq
 
-    def add_unmapped(self, gateway_id: str, tag: str, t_us: int, value: float) -> None:
+    def add_unmapped(self, gateway_id: str, tag: str, t_us: int, value: float, quality: int = 0) -> None:
+        self.quarantine.append((gateway_id, tag, t_us, value, quality))
         u = self.unmapped.get((gateway_id, tag))
         if u is None:
             self.unmapped[(gateway_id, tag)] = Unmapped(t_us, t_us, 1, value)

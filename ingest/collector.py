@@ -807,7 +807,7 @@ class Collector:
                 continue
             for pid, tag, t_us, v, q in zip(pids, d.tags, d.times_us, d.values, d.qualities, strict=True):
                 if pid < 0:
-                    batch.add_unmapped(gw, tag, t_us, v)
+                    batch.add_unmapped(gw, tag, t_us, v, q)
                     continue
                 batch.point_ids.append(pid)
                 batch.times_us.append(t_us)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import psycopg
 
 from ingest.batch import Batch
+from ingest.quarantine import settle, write_quarantine
 from ingest.rollup import rollup
 from ingest.writer import write_readings
 
@@ -50,6 +51,9 @@ def store_batch(conn: psycopg.Connection, batch: Batch) -> StoreResult:
                 [(gw, tag, _ts(u.first_us / 1e6), _ts(u.last_us / 1e6), u.count, u.last_value)
                  for (gw, tag), u in sorted(batch.unmapped.items())],
             )
+        if batch.quarantine:
+            write_quarantine(cur, batch.quarantine)
+            settle(conn, sorted(batch.unmapped))  # a tag mapped since the registry snapshot: backfill now
         if batch.last_seen:
             gws = sorted(batch.last_seen)
             cur.execute(

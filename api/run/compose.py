@@ -20,6 +20,7 @@ from core.clock import Clock
 from core.settings import MqttUrl, Settings
 from ingest.collector import Collector
 from ingest.leases import Leases, LeaseSettings
+from ingest.quarantine import Sweeper
 from rules.disposal import Policy, load_policy
 from rules.engine import RuleEngine
 from rules.model import Catalog, load_catalog
@@ -62,7 +63,8 @@ def build_collector(settings: Settings, clock: Clock, engine: RuleEngine, *, db_
     leases = None
     if group is not None:
         leases = Leases(murl.username or settings.collector.client_id or "riskwatch-collector", group)
-    return Collector(url, murl, settings.collector, settings.limits, clock=clock, processors=[engine],
+    # Sweeper: backfills quarantined readings of tags mapped by other means (a points POST, a site file)
+    return Collector(url, murl, settings.collector, settings.limits, clock=clock, processors=[engine, Sweeper()],
                      leases=leases)
 
 
