@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import urlsplit
 
+import psycopg
 import typer
 
-from api.cli.context import Context, console, ctx_of
-from core.services import LocalServices
+from api.cli.context import NOT_RUNNING, Context, console, ctx_of, err
+from core.services import LocalServices, collector_users
 from core.settings import MqttUrl
 
 __all__ = ["register"]
@@ -60,6 +61,39 @@ def _print_services(s: LocalServices, *, show_secrets: bool) -> None:
         console.print(f"              mutual TLS on port {s.state.mqtt_mtls_port} (client certificate CN = gateway id)")
     if not show_secrets:
         console.print("  secrets: riskwatch services status --show-secrets, or services up --env")
+
+
+#: More members than this is not a scale-out a 2-core county box or its broker needs (docs/scaling.md).
+MAX_COLLECTORS = 16
+
+
+@app.command("collectors")
+def services_collectors(
+    ctx: typer.Context,
+    count: Annotated[int, typer.Argument(metavar="N", help=f"Members of the collector group (1..{MAX_COLLECTORS}).",
+                                         min=1, max=MAX_COLLECTORS)],
+    show_secrets: Annotated[bool, typer.Option("--show-secrets", help="Print the URLs with their passwords.")] = False,
+) -> None:
+    """Give the private broker N collector logins (riskwatch-collector, -2 … -N) for `collect --group`, and
+    print how to start each member. Fewer than before removes the extra logins (their collectors are refused)."""
+    c = ctx_of(ctx)
+    s = c.services
+    st = s.status()
+    if not all(st.values()):
+        err.print(f"[red]error[/] {NOT_RUNNING.format(names=', '.join(n for n, up in st.items() if not up))}")
+        raise typer.Exit(3)
+    before = s.state.collector_instances
+    s.state.collector_instances = count
+    s.state.save(s.state_path)
+    with psycopg.connect(s.db_url) as conn:
+        c.sync_broker(conn)  # the password file and ACL with the logins, the broker reloaded
+    console.print(f"采集器账号 collector logins: {before} → {count}")
+    for user in collector_users(instances=count):
+        url = s.mqtt.url(user)
+        shown = url if show_secrets else MqttUrl.parse(url).redacted()
+        console.print(f"  RISKWATCH_MQTT_URL='{shown}' riskwatch collect --group", soft_wrap=True)
+    if not show_secrets:
+        console.print("  (the password is the collector's: --show-secrets prints it)")
 
 
 @app.command("down")

@@ -8,6 +8,9 @@ from __future__ import annotations
 import os
 import pty
 import re
+import select
+import signal
+import time
 
 from core.registry import parse_site
 from simulators.run import default_site_path
@@ -17,14 +20,18 @@ from tests.e2e.test_cli import RISKWATCH, Cli, cli  # noqa: F401  (the fixture)
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-def in_terminal(cli: Cli, *args: str, timeout_s: float = 120) -> tuple[int, str]:
+def in_terminal(cli: Cli, *args: str, timeout_s: float = 120) -> tuple[int, str]:  # noqa: F811
     """Run `riskwatch ARGS` with stdin/stdout/stderr on a pseudo-terminal; its exit code and everything it drew."""
     env = {**cli.env, "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30"}
     pid, fd = pty.fork()
     if pid == 0:  # the child: exec at once, nothing else
         os.execve(RISKWATCH, [RISKWATCH, *args], env)
     chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout_s
     while True:
+        if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            os.kill(pid, signal.SIGKILL)
+            raise AssertionError(f"riskwatch {' '.join(args)} still running after {timeout_s:g} s")
         try:
             chunk = os.read(fd, 65536)
         except OSError:  # EIO: the child closed the terminal
@@ -37,7 +44,7 @@ def in_terminal(cli: Cli, *args: str, timeout_s: float = 120) -> tuple[int, str]
     return os.waitstatus_to_exitcode(status), ANSI.sub("", b"".join(chunks).decode(errors="replace"))
 
 
-def test_registry_load_and_retention_draw_bars_on_a_terminal_and_nothing_into_a_pipe(cli: Cli) -> None:
+def test_registry_load_and_retention_draw_bars_on_a_terminal_and_nothing_into_a_pipe(cli: Cli) -> None:  # noqa: F811
     site_file = FIXTURES / "mini_site.yaml"
     n_points = len(parse_site(site_file).points())
     cli("services", "up")
@@ -58,7 +65,7 @@ def test_registry_load_and_retention_draw_bars_on_a_terminal_and_nothing_into_a_
     assert "3/3" not in cli("retention", "run", "--dry-run").stderr
 
 
-def test_simulate_draws_a_bar_that_reaches_the_end(cli: Cli) -> None:
+def test_simulate_draws_a_bar_that_reaches_the_end(cli: Cli) -> None:  # noqa: F811
     cli("services", "up")
     cli("registry", "load", str(default_site_path()))
     code, drawn = in_terminal(cli, "simulate", "--duration", "5", "--backfill")
