@@ -39,6 +39,9 @@ COLLECTOR_USER = "riskwatch-collector"
 #: The account /healthz logs in with: a login of its own, because the broker binds client ids to usernames
 #: (`use_username_as_clientid`) and a health check under the collector's name would take over its session.
 HEALTH_USER = "riskwatch-health"
+#: The account `serve` bridges HTTP ingest (POST /api/v1/ingest, issue 18) onto the broker with: it writes
+#: rw/v1/+/telemetry for the gateway a token belongs to and reads the collector's rw/v1/+/stored, nothing else.
+BRIDGE_USER = "riskwatch-http-bridge"
 MQTT_ITERATIONS = 10_000
 
 log = logging.getLogger("riskwatch.services")
@@ -103,6 +106,7 @@ class ServicesState:
     mqtt_port: int  # the TLS listener (server certificate, password login)
     collector_password: str
     health_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    bridge_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))  # BRIDGE_USER (HTTP ingest)
     mqtt_mtls_port: int = 0  # the mutual-TLS listener (client certificate CN = gateway id); 0: none
     # Collector accounts: riskwatch-collector, then riskwatch-collector-2 … -N for a group (ingest.leases).
     collector_instances: int = 1
@@ -113,7 +117,12 @@ class ServicesState:
             return None
         raw = json.loads(path.read_text())
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        state = cls(**{k: v for k, v in raw.items() if k in known})
+        if "bridge_password" not in raw:
+            # A record from before HTTP ingest (issue 18): keep the password chosen now, or every process would
+            # pick its own and the broker's password file would disagree with serve's bridge login.
+            state.save(path)
+        return state
 
     def save(self, path: Path) -> None:
         write_private(path, json.dumps(asdict(self), indent=2).encode())
@@ -280,7 +289,7 @@ def collector_users(base: str = COLLECTOR_USER, instances: int = 1) -> list[str]
 
 def render_auth(gateways: list[tuple[str, str]], collector_hash: str, health_hash: str | None = None,
                 collector_user: str = COLLECTOR_USER, disabled: list[str] | tuple[str, ...] = (),
-                collector_instances: int = 1) -> BrokerAuth:
+                collector_instances: int = 1, bridge_hash: str | None = None) -> BrokerAuth:
     """The password file and ACL for these gateways (id, `$7$` hash) and the service's own accounts.
 
     The service's accounts come first and only once; a gateway id that is reserved (it starts with `riskwatch`,
@@ -302,6 +311,11 @@ def render_auth(gateways: list[tuple[str, str]], collector_hash: str, health_has
     if health_hash is not None:
         lines.append(f"{HEALTH_USER}:{health_hash}")
         acl += [f"user {HEALTH_USER}", ""]
+    if bridge_hash is not None:
+        # HTTP ingest (api.http.ingest_bridge): publishes a gateway's body on its telemetry topic, waits for the
+        # collector's confirmation. Never a gateway's cmd/status, never anything outside rw/v1/.
+        lines.append(f"{BRIDGE_USER}:{bridge_hash}")
+        acl += [f"user {BRIDGE_USER}", "topic write rw/v1/+/telemetry", "topic read rw/v1/+/stored", ""]
     seen: set[str] = set()
     refused: list[str] = []
     for gw, h in sorted(gateways):
@@ -365,7 +379,8 @@ class LocalMosquitto:
     def url(self, user: str = COLLECTOR_USER, password: str | None = None) -> str:
         """`mqtts://user:pass@127.0.0.1:port?cafile=…` (the collector's account unless told otherwise)."""
         if password is None:
-            password = self.state.health_password if user == HEALTH_USER else self.state.collector_password
+            password = {HEALTH_USER: self.state.health_password,
+                        BRIDGE_USER: self.state.bridge_password}.get(user, self.state.collector_password)
         return MqttUrl(host="127.0.0.1", port=self.state.mqtt_port, username=user, password=password, tls=True,
                        cafile=str(self.cafile)).url()
 
@@ -447,7 +462,8 @@ class LocalMosquitto:
         """
         auth = render_auth(gateways, mosquitto_hash(self.state.collector_password),
                            mosquitto_hash(self.state.health_password), disabled=disabled,
-                           collector_instances=self.state.collector_instances)
+                           collector_instances=self.state.collector_instances,
+                           bridge_hash=mosquitto_hash(self.state.bridge_password))
         with self._locked():
             write_private(self.passwd, auth.passwd.encode())
             write_private(self.acl, auth.acl.encode())

@@ -153,6 +153,9 @@ class Settings:
     alerting_file: Path | None = None          # the routing file; None: data_dir/alerting.yaml if present
     public_url: str | None = None              # where acknowledgement links point (default: the API's address)
     link_secret: str | None = field(default=None, repr=False)  # signs acknowledgement links
+    #: The broker address gateways are told to use (RISKWATCH_MQTT_PUBLIC_URL, `mqtts://host:8883[?cafile=…]`,
+    #: no credentials): the console's connection snippet. None: the host and port of RISKWATCH_MQTT_URL.
+    mqtt_public_url: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -165,11 +168,15 @@ class Settings:
         if health:
             MqttUrl.parse(health)
         alerting = env.get("RISKWATCH_ALERTING") or None
+        public_mqtt = env.get("RISKWATCH_MQTT_PUBLIC_URL") or None
+        if public_mqtt:
+            MqttUrl.parse(public_mqtt)
         return cls(data_dir=data_dir, db_url=env.get("RISKWATCH_DB_URL") or None, mqtt_url=mqtt,
                    mqtt_health_url=health,
                    alerting_file=Path(alerting).expanduser().resolve() if alerting else None,
                    public_url=env.get("RISKWATCH_PUBLIC_URL") or None,
-                   link_secret=env.get("RISKWATCH_LINK_SECRET") or None, api=ApiSettings.from_env(env))
+                   link_secret=env.get("RISKWATCH_LINK_SECRET") or None, api=ApiSettings.from_env(env),
+                   mqtt_public_url=public_mqtt)
 
     def routing_file(self) -> Path | None:
         """The alerting routing file in use, if any."""

@@ -7,6 +7,7 @@ broker, `broker export` writes them.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +18,7 @@ from api.cli.context import console, ctx_of, err, progress
 from core import registry
 from core.db import migrate as run_migrations
 from core.mandatory import missing_mandatory
-from core.services import COLLECTOR_USER, HEALTH_USER, mosquitto_hash, render_auth
+from core.services import BRIDGE_USER, COLLECTOR_USER, HEALTH_USER, mosquitto_hash, render_auth
 from core.settings import MqttUrl
 from core.tls import write_private
 
@@ -165,11 +166,15 @@ def gateway_enable(ctx: typer.Context, gateway_id: Annotated[str, typer.Argument
 def broker_export(
     ctx: typer.Context,
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Where to write passwd, acl (and ca.crt).")],
+    collectors: Annotated[int, typer.Option(
+        "--collectors", min=1, max=16, help="Logins for a collector group: the collector's user, then -2 … -N "
+                                            "(same password; `collect --group`, docs/scaling.md).")] = 1,
 ) -> None:
     """Write the Mosquitto password file and ACL from the registry (and the private CA) for an external broker.
 
     The collector's account is the one in RISKWATCH_MQTT_URL; the health account, if RISKWATCH_MQTT_HEALTH_URL
-    is set, gets a line too. Re-run it (and SIGHUP the broker) whenever gateways change.
+    is set, and the HTTP-ingest bridge's, if RISKWATCH_MQTT_BRIDGE_URL is set (docs/http-ingest.md), get a line
+    too. Re-run it (and SIGHUP the broker) whenever gateways change.
     """
     c = ctx_of(ctx)
     mq = c.mqtt
@@ -184,11 +189,19 @@ def broker_export(
             err.print(f"[red]error[/] RISKWATCH_MQTT_HEALTH_URL must use the account {HEALTH_USER}")
             raise typer.Exit(2)
         health_hash = mosquitto_hash(h.password or "")
+    bridge_hash = None
+    bridge = os.environ.get("RISKWATCH_MQTT_BRIDGE_URL")
+    if bridge:
+        b = MqttUrl.parse(bridge)
+        if b.username != BRIDGE_USER or not b.password:
+            err.print(f"[red]error[/] RISKWATCH_MQTT_BRIDGE_URL must use the account {BRIDGE_USER} with a password")
+            raise typer.Exit(2)
+        bridge_hash = mosquitto_hash(b.password)
     with psycopg.connect(c.db_url) as conn:
         gateways = registry.broker_credentials(conn)
         disabled = registry.disabled_gateways(conn)
     auth = render_auth(gateways, mosquitto_hash(mq.password), health_hash, collector_user=mq.username or COLLECTOR_USER,
-                       disabled=disabled)
+                       disabled=disabled, bridge_hash=bridge_hash, collector_instances=collectors)
     directory.mkdir(parents=True, exist_ok=True)
     write_private(directory / "passwd", auth.passwd.encode())
     write_private(directory / "acl", auth.acl.encode())

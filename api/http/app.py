@@ -20,6 +20,7 @@ from api.http import problems
 from api.http.audit import AuditMiddleware
 from api.http.deps import AppContext, Database
 from api.http.health import Check
+from api.http.ingest_bridge import IngestBridge
 from api.http.limits import BodyLimitMiddleware
 from api.http.metrics import Metrics, MetricsMiddleware
 from api.http.routers import (
@@ -28,11 +29,13 @@ from api.http.routers import (
     audit,
     availability,
     change_requests,
+    data_problems,
     devices,
     disposal,
     enterprises,
     gateways,
     hazards,
+    ingest,
     interviews,
     notifications,
     plants,
@@ -40,6 +43,7 @@ from api.http.routers import (
     readings,
     records,
     reports,
+    risk,
     stops,
     system,
     tokens,
@@ -79,8 +83,10 @@ TAGS = [
     {"name": "records", "description": "安全管理记录 Self-inspections, drills, training, meetings, evaluations, "
                                        "alarm-system health"},
     {"name": "stops", "description": "停产报备 Production-stop filings and their approval"},
+    {"name": "data-problems", "description": "数据问题 Dead letters, unmapped tags, mapping a tag to a point"},
     {"name": "availability", "description": "数据完整率 Data availability, gateway online rate, missing mandatory "
                                             "points"},
+    {"name": "ingest", "description": "HTTP 接入 HTTP ingest for gateways that cannot speak MQTT (gateway token)"},
     {"name": "system", "description": "健康与指标 Health and metrics"},
 ]
 
@@ -93,7 +99,8 @@ def _operation_id(route: APIRoute) -> str:
 
 def create_app(settings: Settings, *, clock: Clock | None = None, metrics: Metrics | None = None,
                broker_sync: Callable[[psycopg.Connection], object] | None = None,
-               checks: dict[str, Callable[[], Check]] | None = None, pool_size: int = 10) -> FastAPI:
+               checks: dict[str, Callable[[], Check]] | None = None, pool_size: int = 10,
+               ingest_bridge: IngestBridge | None = None) -> FastAPI:
     """Build the API for these settings (db_url must be resolved). Tests pass a FakeClock."""
     if not settings.db_url:
         raise ConfigError("the API needs a database URL (RISKWATCH_DB_URL or the private services)")
@@ -115,12 +122,15 @@ def create_app(settings: Settings, *, clock: Clock | None = None, metrics: Metri
         swagger_ui_parameters={"persistAuthorization": True},
     )
     app.state.ctx = ctx
+    app.state.ingest_bridge = ingest_bridge  # POST /api/v1/ingest answers 503 without one (api.http.ingest_bridge)
     problems.install(app)
     for r in (enterprises, plants, gateways, devices, points, readings, alarms, hazards, interviews, reports,
               notifications, tokens, audit, ack, change_requests, disposal, stops, records,
-              availability):
+              availability, risk):
         app.include_router(r.router)
+    app.include_router(ingest.router)
     app.include_router(system.router)
+    app.include_router(data_problems.router)
     # innermost first: body limit (refuses before parsing), then audit (sees the 413s), then metrics (counts all)
     app.add_middleware(BodyLimitMiddleware, limits=settings.api)
     app.add_middleware(AuditMiddleware, pool=lambda: db.pool, metrics=m)

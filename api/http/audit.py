@@ -26,6 +26,9 @@ from api.http.metrics import Metrics, route_template
 log = logging.getLogger("riskwatch.api.audit")
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: Telemetry, not a change to the system: a stored reading is its own record (readings, the ingest metrics), so
+#: only refused or failed calls here get an audit row (a forged token, a disabled gateway, a timeout).
+AUDITED_ONLY_WHEN_REFUSED = frozenset({"/api/v1/ingest"})
 
 
 def write(conn: psycopg.Connection, who: Principal | None, method: str, path: str, route: str | None,
@@ -64,6 +67,8 @@ class AuditMiddleware:
         await self.app(scope, receive, _send)
 
     def _record(self, scope: Scope, status: int, duration_ms: float) -> None:
+        if status < 400 and str(scope.get("path", "")) in AUDITED_ONLY_WHEN_REFUSED:
+            return
         state = scope.get("state") or {}
         who = state.get("principal") if isinstance(state, dict) else None
         client = scope.get("client")

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from core.gateways import disable_needs_approval
+
 Kind = Literal["enterprise", "plant", "gateway", "device", "point"]
 KINDS: tuple[Kind, ...] = ("enterprise", "plant", "gateway", "device", "point")
 
@@ -94,8 +96,9 @@ def split(kind: Kind, requested: Mapping[str, Any], current: Mapping[str, Any]) 
 def gateway_disable_needs_approval(currently_enabled: bool, feeds_required_point: bool) -> bool:
     """Turning off a gateway that feeds a required point silences what the bureau requires to hear
     (its stale and never-reported rules would fire, but the data is gone): the bureau decides. Turning
-    on, or off a gateway that feeds nothing required, removes no supervision."""
-    return currently_enabled and feeds_required_point
+    on, or off a gateway that feeds nothing required, removes no supervision. (The console decides with the
+    same function, `core.gateways.disable_needs_approval`.)"""
+    return disable_needs_approval(currently_enabled, feeds_required_point)
 
 
 def stale_fields(old_values: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:

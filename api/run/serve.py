@@ -11,6 +11,7 @@ api.run.compose) and injected into every part.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -25,11 +26,12 @@ from alerting.ack import link_secret
 from alerting.config import load_alerting
 from alerting.dispatcher import Dispatcher
 from api.http import Check, Metrics, StatsExporter, create_app
+from api.http.ingest_bridge import BridgeSettings, IngestBridge
 from api.run import compose
 from api.run.serve_config import DEFAULT_FORWARDED_ALLOW_IPS, ServeNetwork, check_network
 from api.run.supervisor import Running, Supervisor
 from core.clock import Clock
-from core.services import LocalMosquitto
+from core.services import BRIDGE_USER, LocalMosquitto
 from core.settings import Settings
 from hazards import ledger, workflow
 from hazards.intake import open_or_attach
@@ -198,8 +200,16 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8080, cata
     checks: dict[str, Callable[[], Check]] = {}
     if broker is not None:
         checks["mosquitto"] = _watch_broker(sup, broker)
+    if broker is not None and broker_sync is not None:
+        # The private broker's files from the registry as they stand, so they hold the bridge account (issue 18)
+        # even when nothing changed since a version without it wrote them.
+        assert settings.db_url is not None
+        with psycopg.connect(settings.db_url) as conn:
+            broker_sync(conn)
+    bridge = _ingest_bridge(sup, metrics, broker)
     checks.update({name: sup.check(name) for name in sup.tasks})
-    app = create_app(settings, clock=clock, metrics=metrics, broker_sync=broker_sync, checks=checks)
+    app = create_app(settings, clock=clock, metrics=metrics, broker_sync=broker_sync, checks=checks,
+                     ingest_bridge=bridge)
     from api.web import PREFIX, create_console  # the console face, on the same context (issue 13)
 
     app.mount(PREFIX, create_console(app.state.ctx, catalog=catalog))
@@ -221,6 +231,24 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8080, cata
     finally:
         log.info("stopping background tasks")
         sup.stop()
+
+
+def _ingest_bridge(sup: Supervisor, metrics: Metrics, broker: LocalMosquitto | None) -> IngestBridge | None:
+    """HTTP ingest's connection to the broker (issue 18), a supervised task "http-bridge": the private broker's
+    bridge account, or RISKWATCH_MQTT_BRIDGE_URL for an external one (docs/http-ingest.md). None: no account
+    configured, POST /api/v1/ingest answers 503."""
+    cfg = BridgeSettings.from_env(dict(os.environ), broker.url(BRIDGE_USER) if broker is not None else None)
+    if cfg.url is None:
+        log.info("HTTP ingest off: no bridge account (RISKWATCH_MQTT_BRIDGE_URL)")
+        return None
+    bridge = IngestBridge(cfg)
+    sup.add("http-bridge", lambda: Running(bridge.run, bridge.stop))
+    s = bridge.stats
+    metrics.add(StatsExporter("riskwatch_http_ingest", lambda: {
+        "published_total": ("counter", s.published), "confirmed_total": ("counter", s.confirmed),
+        "already_stored_total": ("counter", s.already_covered), "timeouts_total": ("counter", s.timeouts),
+        "unavailable_total": ("counter", s.unavailable), "connected": ("gauge", float(bridge.connected()))}))
+    return bridge
 
 
 def _watch_broker(sup: Supervisor, broker: LocalMosquitto) -> Callable[[], Check]:

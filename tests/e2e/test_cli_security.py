@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from core.services import COLLECTOR_USER, HEALTH_USER, LocalServices, mosquitto_verify
+from core.services import BRIDGE_USER, COLLECTOR_USER, HEALTH_USER, LocalServices, mosquitto_verify
 from core.settings import MqttUrl
 from core.tls import common_name
 from tests.conftest import FIXTURES
@@ -88,7 +88,7 @@ def test_gateway_ids_the_service_keeps_are_refused_by_the_cli(cli: Cli) -> None:
     assert users.count(COLLECTOR_USER) == 1 and len(users) == len(set(users))
 
 
-@pytest.mark.parametrize("with_health", [False, True])
+@pytest.mark.parametrize("with_health", [False, True], ids=["collector-only", "health-and-http-bridge"])
 def test_broker_export_for_an_external_broker(cli: Cli, tmp_path: Path, with_health: bool) -> None:  # noqa: F811
     cli("services", "up")
     cli("registry", "load", str(FIXTURES / "mini_site.yaml"))
@@ -99,15 +99,23 @@ def test_broker_export_for_an_external_broker(cli: Cli, tmp_path: Path, with_hea
     cli.env["RISKWATCH_MQTT_URL"] = MqttUrl.parse(s.mqtt_url).with_user(COLLECTOR_USER, "ext-collector-pw").url()
     if with_health:
         cli.env["RISKWATCH_MQTT_HEALTH_URL"] = MqttUrl.parse(s.mqtt_url).with_user(HEALTH_USER, "ext-health").url()
+        cli.env["RISKWATCH_MQTT_BRIDGE_URL"] = MqttUrl.parse(s.mqtt_url).with_user(BRIDGE_USER, "ext-bridge").url()
     dest = tmp_path / "export"
-    cli("broker", "export", str(dest))
+    cli("broker", "export", str(dest), *(["--collectors", "2"] if with_health else []))
     passwd = (dest / "passwd").read_text()
     users = {line.split(":", 1)[0]: line.split(":", 1)[1] for line in passwd.splitlines()}
     assert mosquitto_verify("ext-collector-pw", users[COLLECTOR_USER])
-    assert (HEALTH_USER in users) == with_health
+    group = f"{COLLECTOR_USER}-2"
+    assert (group in users) == with_health and (not with_health or mosquitto_verify("ext-collector-pw", users[group]))
+    users.pop(group, None)
+    assert (HEALTH_USER in users) == with_health == (BRIDGE_USER in users)
+    if with_health:
+        assert mosquitto_verify("ext-bridge", users[BRIDGE_USER])
+        acl = (dest / "acl").read_text()
+        assert f"user {BRIDGE_USER}\ntopic write rw/v1/+/telemetry\ntopic read rw/v1/+/stored\n" in acl
     with psycopg.connect(s.db_url) as conn:
         want = dict(conn.execute("SELECT id, credential_hash FROM gateways WHERE enabled AND credential_hash "
                                  "IS NOT NULL").fetchall())
-    assert {u: h for u, h in users.items() if u not in (COLLECTOR_USER, HEALTH_USER)} == want
+    assert {u: h for u, h in users.items() if u not in (COLLECTOR_USER, HEALTH_USER, BRIDGE_USER)} == want
     assert "pattern write rw/v1/%u/#" in (dest / "acl").read_text()
     assert stat.S_IMODE((dest / "passwd").stat().st_mode) == 0o600

@@ -212,6 +212,8 @@ SPECS: dict[str, Spec] = {
         "POST", f"/api/v1/gateways/{w.new_supervised_gateway(o)}/disable"), enterprise=202),
     "gateways_enable_gateway": Spec("object", ALL, lambda w, o: Req(
         "POST", f"/api/v1/gateways/{GATEWAYS[o]}/enable")),
+    "gateways_issue_http_token": Spec("object", ALL, lambda w, o: Req(
+        "POST", f"/api/v1/gateways/{GATEWAYS[o]}/http-token")),
     "devices_list_devices": Spec("list", ALL, lambda w, o: Req("GET", "/api/v1/devices")),
     "devices_create_device": Spec("create", ALL, lambda w, o: Req("POST", "/api/v1/devices", json={
         "plant_id": PLANTS[o], "code": w.uid("dev"), "name": "设备", "kind": "kiln"})),
@@ -284,6 +286,7 @@ SPECS: dict[str, Spec] = {
     "reports_monthly": Spec("global", ALL, lambda w, o: Req("GET", "/api/v1/reports/monthly",
                                                             {"year": 2025, "month": 11, "format": "csv"})),
     "reports_annual": Spec("global", ALL, lambda w, o: Req("GET", "/api/v1/reports/annual", {"year": 2025})),
+    "reports_risk_report": Spec("list", ALL, lambda w, o: Req("GET", "/api/v1/reports/risk")),
     # warning disposal and production stops (issue 14)
     "disposals_list_disposals": Spec("list", ALL, lambda w, o: (w.new_disposal("A"), w.new_disposal("B"), Req(
         "GET", "/api/v1/disposals", {"status": "all"}))[-1]),
@@ -307,6 +310,14 @@ SPECS: dict[str, Spec] = {
     "availability_gateways": Spec("list", ALL, lambda w, o: Req("GET", "/api/v1/availability/gateways")),
     "availability_enterprises": Spec("list", ALL, lambda w, o: Req("GET", "/api/v1/availability/enterprises")),
     "availability_mandatory_missing": Spec("list", ALL, lambda w, o: Req("GET", "/api/v1/registry/mandatory-missing")),
+    # data problems: dead letters, unmapped tags, mapping a tag (issue 13)
+    "data-problems_list_dead_letters": Spec("list", ALL, lambda w, o: (data_problem(w, "A"), data_problem(w, "B"),
+                                                                       Req("GET", "/api/v1/dead-letters"))[-1]),
+    "data-problems_list_unmapped": Spec("list", ALL, lambda w, o: (data_problem(w, "A"), data_problem(w, "B"),
+                                                                   Req("GET", "/api/v1/unmapped"))[-1]),
+    "data-problems_map_unmapped": Spec("object", ALL, lambda w, o: Req(
+        "POST", f"/api/v1/unmapped/{GATEWAYS[o]}/{data_problem(w, o)}/map",
+        json={"device_id": w.device[o], "quantity": "temperature", "unit": "degC"})),
     # tokens and audit
     "tokens_whoami": Spec("global", ALL, lambda w, o: Req("GET", "/api/v1/tokens/me")),
     "tokens_list_tokens": Spec("global", ADMIN, lambda w, o: Req("GET", "/api/v1/tokens")),
@@ -322,6 +333,18 @@ SPECS: dict[str, Spec] = {
     "system_healthz": Spec("public", ALL, lambda w, o: Req("GET", "/healthz")),
     "system_metrics": Spec("public", ALL, lambda w, o: Req("GET", "/metrics")),
 }
+
+def data_problem(w: World, o: str) -> str:
+    """A fresh unmapped tag (one quarantined reading) and a dead letter on owner o's gateway; the tag."""
+    tag = w.uid(f"XQ-{o}")
+    w.api.sql("INSERT INTO unmapped_points VALUES (%s, %s, to_timestamp(%s), to_timestamp(%s), 1, 1.5)",
+              (GATEWAYS[o], tag, T0, T0))
+    w.api.sql("INSERT INTO quarantined_readings (gateway_id, tag, ts, value) VALUES (%s, %s, to_timestamp(%s), 1.5)",
+              (GATEWAYS[o], tag, T0))
+    w.api.sql("INSERT INTO dead_letters (gateway_id, topic, reason, detail, payload) VALUES (%s, %s, 'invalid_json',"
+              " 'x', 'not json')", (GATEWAYS[o], f"rw/v1/{GATEWAYS[o]}/telemetry"))
+    return tag
+
 
 ROLE_TOKENS = {"admin": "admin", "bureau": "bureau", "enterprise": "ent_a"}
 
@@ -346,7 +369,9 @@ def test_every_route_is_in_the_matrix(api: Api) -> None:
     ops = operations(api)
     records = {(m, p.removeprefix(RECORDS)) for m, p, _ in ops.values() if p.startswith(RECORDS + "/")}
     assert records == set(RECORD_SPECS)
-    assert {op for op, (_, p, _) in ops.items() if not p.startswith(RECORDS + "/")} == set(SPECS)
+    # POST /api/v1/ingest takes a gateway's token, not a role's: tests/integration/test_http_ingest.py holds it
+    assert {op for op, (_, p, _) in ops.items()
+            if not p.startswith(RECORDS + "/") and op != "ingest_ingest"} == set(SPECS)
 
 
 def b_markers(w: World) -> list[str]:

@@ -7,9 +7,9 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
 from api.http.auth import Principal
+from core import gateways
 
 Row = dict[str, Any]
 
@@ -19,15 +19,9 @@ _COLS = """id, enterprise_id, object_kind, object_id, changes, old_values, reaso
 
 def create(conn: psycopg.Connection, enterprise_id: str, kind: str, object_id: str, changes: dict[str, Any],
            old_values: dict[str, Any], reason: str | None, who: Principal, now: float) -> Row:
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(
-            f"""INSERT INTO change_requests (enterprise_id, object_kind, object_id, changes, old_values, reason,
-                    requested_by, requested_token_id, requested_at)
-                VALUES (%s,%s,%s,%s,%s,%s,%s,%s,to_timestamp(%s)) RETURNING {_COLS}""",
-            (enterprise_id, kind, object_id, Jsonb(changes), Jsonb(old_values), reason, who.name, who.token_id,
-             now)).fetchone()
-    assert row is not None
-    return row
+    # one insert for both faces: the console files a gateway's disable through the same function
+    return gateways.file_change_request(conn, enterprise_id, kind, object_id, changes, old_values, reason,
+                                        gateways.Requester(who.name, who.token_id), now)
 
 
 def get(conn: psycopg.Connection, request_id: int, scope: str | None, *, lock: bool = False) -> Row | None:

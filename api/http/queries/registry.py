@@ -13,6 +13,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from core import gateways
+
 Row = dict[str, Any]
 
 
@@ -152,8 +154,7 @@ def get_gateway(conn: psycopg.Connection, gateway_id: str, scope: str | None) ->
 
 
 def create_gateway(conn: psycopg.Connection, g: dict[str, Any]) -> None:
-    conn.execute("INSERT INTO gateways (id, plant_id, name, enabled) VALUES (%s,%s,%s,%s)",
-                 (g["id"], g["plant_id"], g.get("name"), g.get("enabled", True)))
+    gateways.create_gateway(conn, g)  # one insert for both faces (core.gateways)
 
 
 def update_gateway(conn: psycopg.Connection, gateway_id: str, changes: dict[str, Any]) -> None:
@@ -162,9 +163,7 @@ def update_gateway(conn: psycopg.Connection, gateway_id: str, changes: dict[str,
 
 def feeds_required_point(conn: psycopg.Connection, gateway_id: str) -> bool:
     """Whether turning this gateway off would silence a point the bureau requires."""
-    row = conn.execute("SELECT EXISTS (SELECT 1 FROM points WHERE gateway_id = %s AND required)",
-                       (gateway_id,)).fetchone()
-    return bool(row and row[0])
+    return gateways.feeds_required_point(conn, gateway_id)
 
 
 # --- devices ----------------------------------------------------------------------------------

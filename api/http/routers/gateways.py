@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, status
+from pydantic import BaseModel, Field
 
 from api.http import supervision
 from api.http.deps import ALL, Auth, Conn, Ctx, Now, Page, require
@@ -27,7 +28,9 @@ from api.http.routers._common import API_PREFIX, AUTH, CONFLICT, FILED, NOT_FOUN
 from api.http.schemas.common import Ident
 from api.http.schemas.common import Page as PageOf
 from api.http.schemas.registry import GatewayCreate, GatewayCredentials, GatewayDisable, GatewayPublic, GatewayUpdate
+from core import gateways as shared
 from core import registry
+from core.tokens import issue_gateway_token
 
 router = APIRouter(prefix=API_PREFIX + "/gateways", tags=["gateways"], responses=AUTH)
 
@@ -68,7 +71,7 @@ def create_gateway(body: GatewayCreate, who: Auth, conn: Conn) -> GatewayPublic:
     require(who, *ALL)
     refuse_bad_id(body.id)
     with conn.transaction():
-        q.create_gateway(conn, body.model_dump())
+        q.create_gateway(conn, body.model_dump())  # core.gateways.create_gateway: the console's too
     return _get(conn, body.id, who)
 
 
@@ -101,6 +104,26 @@ def issue_credentials(gateway_id: IdentPath, who: Auth, conn: Conn, ctx: Ctx) ->
                               issued_at=gw.credential_issued_at or datetime.now(UTC))
 
 
+class GatewayHttpToken(BaseModel):
+    """A gateway's HTTP ingest token (issue 18): shown once, stored hashed; issuing again rotates it."""
+
+    gateway_id: str
+    token: str = Field(description="Authorization: Bearer <token> on POST /api/v1/ingest; shown once")
+    prefix: str
+    ingest_url: str = "/api/v1/ingest"
+
+
+@router.post("/{gateway_id}/http-token", status_code=status.HTTP_201_CREATED, responses=NOT_FOUND,
+             summary="签发或轮换 HTTP 接入令牌 Issue or rotate the gateway's HTTP ingest token (shown once)")
+def issue_http_token(gateway_id: IdentPath, who: Auth, conn: Conn, note: AuditNote) -> GatewayHttpToken:
+    _get(conn, gateway_id, who)
+    require(who, *ALL)
+    refuse_bad_id(gateway_id)  # a row from before ids were checked: never a token for it
+    token, prefix = issue_gateway_token(conn, gateway_id, who.name)
+    note["object"] = {"kind": "gateway", "id": gateway_id}
+    return GatewayHttpToken(gateway_id=gateway_id, token=token, prefix=prefix)
+
+
 def _set_enabled(gateway_id: str, enabled: bool, who: Auth, conn: Conn, ctx: Ctx,
                  note: dict[str, Any]) -> GatewayPublic:
     was = _get(conn, gateway_id, who).enabled
@@ -118,8 +141,8 @@ def disable_gateway(gateway_id: IdentPath, who: Auth, conn: Conn, ctx: Ctx, now:
                     body: Annotated[GatewayDisable | None, Body()] = None) -> Any:
     gw = _get(conn, gateway_id, who)
     require(who, *ALL)
-    if who.role == "enterprise" and supervision.gateway_disable_needs_approval(
-            gw.enabled, q.feeds_required_point(conn, gateway_id)):
+    if who.role == "enterprise" and shared.disable_needs_approval(gw.enabled,
+                                                                  shared.feeds_required_point(conn, gateway_id)):
         with conn.transaction():
             row = _supervised.file_request(conn, who, now, note, "gateway", gateway_id, gw.enterprise_id,
                                            {"enabled": False}, {"enabled": True}, body.reason if body else None)
