@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from alerting import store
+from alerting import store, visibility
 from api.http.auth import Principal
 from api.http.deps import ALL, BUREAU, Auth, Conn, Now, require
 from api.http.problems import ApiProblem, not_found
@@ -24,13 +24,11 @@ router = APIRouter(prefix=API_PREFIX + "/notifications", tags=["notifications"],
 
 
 def _public(n: store.NotificationRecord, who: Principal) -> NotificationPublic:
-    out = NotificationPublic.model_validate(n)
-    return out if who.scope is None else out.model_copy(update={"last_error": None})
+    return NotificationPublic.model_validate(visibility.notification_for(n, who.scope))
 
 
 def _delivery(d: store.DeliveryRecord, who: Principal) -> DeliveryPublic:
-    out = DeliveryPublic.model_validate(d)
-    return out if who.scope is None else out.model_copy(update={"detail": ""})
+    return DeliveryPublic.model_validate(visibility.delivery_for(d, who.scope))
 
 
 @router.get("", summary="通知记录 List notifications, newest first (status=dead: the undeliverable)")
@@ -63,9 +61,12 @@ def get_notification(notification_id: Int64Id, who: Auth, conn: Conn) -> Notific
 @router.post("/{notification_id}/retry", responses={**NOT_FOUND, **CONFLICT},
              summary="重新投递 Put a dead notification back in the queue")
 def retry_notification(notification_id: Int64Id, who: Auth, conn: Conn, now: Now) -> NotificationPublic:
-    _get(conn, notification_id, who.scope)
-    require(who, *BUREAU)
-    if not store.retry(conn, notification_id, now):
+    outcome = visibility.retry(conn, notification_id, who.scope, who.role, now)
+    if outcome is visibility.RetryOutcome.NOT_FOUND:
+        raise not_found("通知", "Notification", notification_id)
+    if outcome is visibility.RetryOutcome.FORBIDDEN:
+        require(who, *BUREAU)
+    if outcome is visibility.RetryOutcome.NOT_DEAD:
         raise ApiProblem(409, "conflict", "冲突 Conflict",
                          "只有投递失败的通知可以重投。 Only a dead notification can be retried.")
     return _public(_get(conn, notification_id, who.scope), who)
