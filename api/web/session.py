@@ -12,7 +12,7 @@ HTTP app's context — settings, the connection pool, the clock — as the `Cons
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Protocol
 from urllib.parse import parse_qs
@@ -43,6 +43,12 @@ class ConsoleContext(Protocol):
 
     @property
     def clock(self) -> Clock: ...
+
+    @property
+    def broker_sync(self) -> Callable[[psycopg.Connection], object] | None:
+        """Regenerates the broker's password file and ACL after a gateway's credentials or enabled flag change
+        (the private broker; None with an external one, whose files `riskwatch broker export` writes)."""
+        ...
 
 
 def _ctx(request: Request) -> ConsoleContext:
