@@ -40,6 +40,18 @@ class Issued:
     key_pem: bytes
 
 
+@dataclass(frozen=True)
+class ClientCerts:
+    """Where gateway client certificates come from when the mutual-TLS listener is on: the private CA that
+    signs them (CN = gateway id, which that listener takes as the username) and the listener's port."""
+
+    ca: PrivateCA
+    port: int
+
+    def issue(self, gateway_id: str) -> Issued:
+        return self.ca.issue_client(gateway_id)
+
+
 def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Write a file atomically with its final mode from the first byte (no window where it is world-readable)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from api.http.metrics import Metrics
 from api.http.problems import ApiProblem, forbidden
 from core.clock import Clock
 from core.settings import Settings
+from core.tls import ClientCerts
 
 
 class Database:
@@ -62,6 +63,8 @@ class AppContext:
     metrics: Metrics
     #: Regenerates the broker's password file and ACL after gateway credentials change (private broker).
     broker_sync: Callable[[psycopg.Connection], object] | None = None
+    #: Signs gateway client certificates for the private broker's mutual-TLS listener (None: no such listener).
+    client_certs: ClientCerts | None = None
     #: Extra health checks, e.g. the collector's thread when `riskwatch serve` runs one.
     checks: dict[str, Callable[[], Check]] = field(default_factory=dict)
     _link_key: bytes | None = None

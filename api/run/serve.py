@@ -33,6 +33,7 @@ from api.run.supervisor import Running, Supervisor
 from core.clock import Clock
 from core.services import BRIDGE_USER, LocalMosquitto
 from core.settings import Settings
+from core.tls import ClientCerts
 from hazards import ledger, workflow
 from hazards.intake import open_or_attach
 from ingest.collector import Collector
@@ -210,6 +211,8 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8080, cata
     checks.update({name: sup.check(name) for name in sup.tasks})
     app = create_app(settings, clock=clock, metrics=metrics, broker_sync=broker_sync, checks=checks,
                      ingest_bridge=bridge)
+    if broker is not None and broker.state.mqtt_mtls_port:  # gateways attached in the console get a certificate
+        app.state.ctx.client_certs = ClientCerts(broker.ca, broker.state.mqtt_mtls_port)
     from api.web import PREFIX, create_console  # the console face, on the same context (issue 13)
 
     app.mount(PREFIX, create_console(app.state.ctx, catalog=catalog))

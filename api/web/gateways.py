@@ -96,6 +96,18 @@ def pub_snippet(broker: Broker | None, gateway_id: str, secret: str, tag: str = 
     return " ".join(parts) + " -m " + body
 
 
+def mtls_snippet(host: str, port: int, gateway_id: str, tag: str = EXAMPLE_TAG) -> str:
+    """The same message over the mutual-TLS listener: no password, the certificate's CN is the username (saved as
+    ca.crt, <gateway>.crt and <gateway>.key beside the shell)."""
+    tag = tag if _SAFE_TAG.fullmatch(tag) else EXAMPLE_TAG
+    gw = shlex.quote(gateway_id)
+    parts = ["mosquitto_pub", "-h", shlex.quote(host), "-p", str(port), "--cafile", "ca.crt",
+             "--cert", shlex.quote(f"{gateway_id}.crt"), "--key", shlex.quote(f"{gateway_id}.key"), "-i", gw,
+             "-q", "1", "-t", shlex.quote(f"rw/v1/{gateway_id}/telemetry")]
+    body = '\'{"ts": \'"$(date +%s%3N)"\', "readings": [{"tag": "' + tag + '", "v": 21.5}]}\''
+    return " ".join(parts) + " -m " + body
+
+
 def gateway_status(row: dict[str, Any], now: float) -> str:
     """online | offline | never | disabled, from the enabled flag, the gateway's retained status, the engine's
     offline state and the time of its last live message."""
@@ -177,16 +189,28 @@ def register(app: FastAPI, face: Face) -> None:
     def gateways(request: Request, viewer: Signed, conn: Conn) -> HTMLResponse:
         return _list_page(request, viewer, conn)
 
+    def _client_cert(gateway_id: str) -> dict[str, Any] | None:
+        """With the mutual-TLS listener on, a client certificate (CN = the gateway id) and its key, signed now by the
+        private CA and shown once on the same page as the password: neither is kept anywhere."""
+        certs = ctx.client_certs
+        if certs is None:
+            return None
+        issued = certs.issue(gateway_id)
+        broker = broker_of(ctx.settings)
+        return {"cert": issued.cert_pem.decode(), "key": issued.key_pem.decode(), "port": certs.port,
+                "snippet": mtls_snippet(broker.host if broker else "<broker-host>", certs.port, gateway_id)}
+
     def _secret_page(request: Request, viewer: Viewer, conn: psycopg.Connection, gateway_id: str, secret: str,
                      status: int, rotated: bool) -> HTMLResponse:
         gw = view([gateway_or_404(conn, gateway_id, viewer, request)])[0]
+        mtls = _client_cert(gateway_id)
         points = rq.list_points(conn, viewer.scope, gateway_id=gateway_id, limit=1)
         tag = str(points[0]["tag"]) if points else EXAMPLE_TAG
         broker = broker_of(ctx.settings)
         resp = render(request, "gateway_secret.html", status, viewer=viewer, page="gateways", gw=gw, secret=secret,
                       broker=broker, rotated=rotated, snippet=pub_snippet(broker, gateway_id, secret, tag),
                       topic=f"rw/v1/{gateway_id}/telemetry", status_topic=f"rw/v1/{gateway_id}/status",
-                      body=json.dumps(example_body(tag), ensure_ascii=False, indent=2))
+                      body=json.dumps(example_body(tag), ensure_ascii=False, indent=2), mtls=mtls)
         resp.headers["Cache-Control"] = "no-store, max-age=0"
         resp.headers["Pragma"] = "no-cache"
         return resp

@@ -24,6 +24,7 @@ from psycopg_pool import ConnectionPool
 from core import accounts
 from core.clock import Clock
 from core.settings import Settings
+from core.tls import ClientCerts
 from hazards.model import Actor
 
 
@@ -48,6 +49,11 @@ class ConsoleContext(Protocol):
     def broker_sync(self) -> Callable[[psycopg.Connection], object] | None:
         """Regenerates the broker's password file and ACL after a gateway's credentials or enabled flag change
         (the private broker; None with an external one, whose files `riskwatch broker export` writes)."""
+        ...
+
+    @property
+    def client_certs(self) -> ClientCerts | None:
+        """Signs a gateway's client certificate when the private broker's mutual-TLS listener is on."""
         ...
 
 

@@ -12,14 +12,21 @@ from __future__ import annotations
 import logging
 import re
 import shlex
+import subprocess
 from datetime import UTC, datetime
+from html import unescape
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from api.web import gateways as pages
-from core.services import mosquitto_verify
+from core import registry
+from core.services import LocalMosquitto, mosquitto_verify
 from core.settings import Settings
+from core.tls import ClientCerts
+from tests.conftest import pub_args
 from tests.web.fix_console import Console, console_fixture  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -251,3 +258,52 @@ def test_every_status_label_is_translated() -> None:
     with po.open("rb") as f:
         zh = {m.id: m.string for m in read_po(f) if m.id}
     assert [m for m in pages.MESSAGE_IDS if not zh.get(m)] == []
+
+
+def test_with_mutual_tls_on_the_page_issues_a_client_certificate_that_the_broker_takes(
+        console: Console, broker: LocalMosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Where the private broker's mutual-TLS listener is on, attaching a gateway also shows its client
+    certificate and key, once; a real mosquitto_pub with exactly those files, no password, is let in as the
+    gateway, and the key is nowhere afterwards."""
+    ctx = console.client.app.state.ctx  # type: ignore[attr-defined]
+    ctx.client_certs = ClientCerts(broker.ca, broker.state.mqtt_mtls_port)
+    ctx.broker_sync = lambda conn: broker.write_auth(registry.broker_credentials(conn), reload=True,
+                                                     disabled=registry.disabled_gateways(conn))
+    caplog.set_level(logging.DEBUG)
+    r = attach(console, console.csrf_of(page(console, "ea")), "gw-a-mtls", "plant-a")
+    assert r.status_code == 201, r.text  # type: ignore[attr-defined]
+    html = r.text  # type: ignore[attr-defined]
+    pem = re.search(r'data-testid="cert-pem">([^<]+)<', html)
+    key = re.search(r'data-testid="key-pem">([^<]+)<', html)
+    assert pem and key and "PRIVATE KEY" in key.group(1)
+    cert = x509.load_pem_x509_certificate(pem.group(1).encode())
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "gw-a-mtls"
+    assert f'data-testid="mtls-port">{broker.state.mqtt_mtls_port}<' in html
+    raw = re.search(r'data-testid="mtls-snippet">([^<]+)<', html)
+    assert raw is not None, html
+    snippet = shlex.split(unescape(raw.group(1)))
+    assert snippet[snippet.index("--cert") + 1] == "gw-a-mtls.crt" and "-P" not in snippet
+    (tmp_path / "c.crt").write_text(pem.group(1))
+    (tmp_path / "c.key").write_text(key.group(1))
+    (tmp_path / "c.key").chmod(0o600)
+
+    def publish(certfile: Path, keyfile: Path) -> int:
+        return subprocess.run(["mosquitto_pub", *pub_args(broker, mtls=True), "--cert", str(certfile), "--key",
+                               str(keyfile), "-i", "gw-a-mtls", "-q", "1", "-t", "rw/v1/gw-a-mtls/telemetry",
+                               "-m", '{"readings": []}'], capture_output=True, timeout=20).returncode
+
+    assert publish(tmp_path / "c.crt", tmp_path / "c.key") == 0
+    # a key from anywhere else does not go with this certificate
+    other = ClientCerts(broker.ca, broker.state.mqtt_mtls_port).issue("gw-a1")
+    (tmp_path / "o.key").write_bytes(other.key_pem)
+    (tmp_path / "o.key").chmod(0o600)
+    assert publish(tmp_path / "c.crt", tmp_path / "o.key") != 0
+    secret_key = key.group(1).strip().splitlines()[1]
+    for path in ("/gateways", "/gateways/gw-a-mtls"):
+        assert secret_key not in console.client.get(console.url(path)).text
+    assert all(secret_key not in a for (a,) in console.sql("SELECT changes::text FROM audit_log"))
+    assert not [rec for rec in caplog.records if secret_key in rec.getMessage()]
+    # without the listener, no certificate is offered
+    ctx.client_certs = None
+    r2 = attach(console, console.csrf_of(page(console, "ea")), "gw-a-plain", "plant-a")
+    assert r2.status_code == 201 and 'data-testid="client-cert"' not in r2.text  # type: ignore[attr-defined]
