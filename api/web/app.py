@@ -34,9 +34,14 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.web import i18n
+from api.web import disposal as disposal_pages
+from api.web import gateways as gateway_pages
+from api.web import i18n, pages_more
 from api.web import ledger as ledger_pages
+from api.web import problems as problem_pages
 from api.web import queries as wq
+from api.web import queries_disposal as wqd
+from api.web import risk as risk_pages
 from api.web.events import AlarmHub
 from api.web.session import (
     CSRF_FIELD,
@@ -82,11 +87,14 @@ ROLE_KEYS = {"admin": "Administrator", "bureau_leader": "Bureau leader", "sectio
              "duty_officer": "Duty officer", "enterprise_manager": "Enterprise manager",
              "enterprise_officer": "Enterprise safety officer"}
 #: Message ids held in the dicts above, which the template extractor cannot see (tests check the catalogs).
-MESSAGE_IDS = (*STATE_KEYS.values(), *SEVERITY_KEYS.values(), *ROLE_KEYS.values())
+MESSAGE_IDS = (*STATE_KEYS.values(), *SEVERITY_KEYS.values(), *ROLE_KEYS.values(), *pages_more.MESSAGE_IDS)
 
 
 class _SecurityHeaders:
-    """Pure ASGI (not BaseHTTPMiddleware): it must not buffer the event stream."""
+    """Pure ASGI (not BaseHTTPMiddleware): it must not buffer the event stream.
+
+    Also stamps `Server-Timing: app;dur=<ms>` (request in -> response headers out, which for a rendered page
+    is the whole server time): `riskwatch bench --part console` reads it to tell server from network time."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -95,10 +103,12 @@ class _SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
 
         async def _send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+                timing = f"app;dur={(time.perf_counter() - started) * 1000:.1f}".encode()
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS, (b"server-timing", timing)]
             await send(message)
 
         await self.app(scope, receive, _send)
@@ -279,14 +289,17 @@ def create_console(ctx: ConsoleContext, *, catalog: Path | None = None, prefix: 
         t = rule_titles()
         now = ctx.clock.now()
         out = []
-        for r in wq.board_alarms(conn, viewer.scope):
+        alarms = wq.board_alarms(conn, viewer.scope)
+        owed = wqd.owed_disposals(conn, viewer.scope, ((r["rule_id"], r["subject"]) for r in alarms))
+        for r in alarms:
             # a rule's levels are alarms of their own ("mach.cooling.diff:hi"): named by the rule's title
             title, basis = t.get(r["rule_id"]) or t.get(r["rule_id"].split(":", 1)[0]) or (r["rule_id"], None)
             shelved = r["shelved_until"] is not None and r["shelved_until"].timestamp() > now
             out.append({**r, "title": title, "basis": basis, "shelved": shelved,
                         "state_key": STATE_KEYS.get(r["state"], r["state"]),
                         "severity_key": SEVERITY_KEYS.get(r["severity"], r["severity"]),
-                        "dom_id": "a-" + _dom_id(r["rule_id"], r["subject"])})
+                        "dom_id": "a-" + _dom_id(r["rule_id"], r["subject"]),
+                        "disposal_id": owed.get((r["rule_id"], r["subject"]))})
         return out
 
     @app.get("/", response_class=HTMLResponse)
@@ -460,7 +473,13 @@ def create_console(ctx: ConsoleContext, *, catalog: Path | None = None, prefix: 
                                                           "user_id": u.id, "username": u.username})
         return RedirectResponse(url("/admin/users"), status_code=303)
 
-    ledger_pages.register(app, ledger_pages.Face(ctx, render, url, audit, gettext_for, catalog))
+    face = ledger_pages.Face(ctx, render, url, audit, gettext_for, catalog)
+    pages_more.register(app, face)  # first: its /hazards/new must not be read as a ticket id
+    ledger_pages.register(app, face)
+    disposal_pages.register(app, face)
+    gateway_pages.register(app, face)  # gateways (attach, credentials once) and points with live values
+    problem_pages.register(app, face)  # 数据问题: dead letters, unmapped tags, map a tag (backfill)
+    risk_pages.register(app, ledger_pages.Face(ctx, render, url, audit, gettext_for, catalog))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(_SecurityHeaders)
     app.state.started = time.time()
