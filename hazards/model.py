@@ -30,6 +30,11 @@ class Level(StrEnum):
     CITY = "city"
 
 
+#: Ticket steps only the bureau sees in a timeline: a public tip's reward is the bureau's business (the
+#: whistle-blower's safety); an enterprise learns that a verified tip exists, not what it earned.
+BUREAU_ONLY_ACTIONS = frozenset({"set_reward"})
+
+
 class RewardStatus(StrEnum):
     PENDING = "pending"
     APPROVED = "approved"

@@ -33,13 +33,25 @@ from api.web import queries as wq
 from api.web.session import Conn, ConsoleContext, Refused, Signed, Viewer, check_csrf, read_form
 from hazards import ledger, store, workflow
 from hazards.errors import ActionForbidden, InvalidAction, TicketNotFound, TransitionRefused
-from hazards.model import LEVEL_ZH, SOURCE_ZH, STATUS_ZH, Level, Plan, Source, Status
+from hazards.model import (
+    BUREAU_ONLY_ACTIONS,
+    LEVEL_ZH,
+    SOURCE_ZH,
+    STATUS_ZH,
+    Level,
+    Plan,
+    RewardStatus,
+    Source,
+    Status,
+)
 
 log = logging.getLogger("riskwatch.web.ledger")
 
-#: The actions a ticket page offers as forms (overlays such as interviews and rewards stay in the API for now).
+#: The actions a ticket page offers as forms (interviews have their own pages: api/web/pages_more.py).
 FORM_ACTIONS = ("confirm", "dismiss", "file_plan", "start_rectification", "submit", "verify", "send_back",
-                "supervise", "comment")
+                "supervise", "set_reward", "comment")
+#: The whistle-blower reward's decisions a form offers (pending is where a tip starts).
+REWARD_ZH = {"approved": "批准奖励", "declined": "不予奖励", "paid": "已发放"}
 #: The five fields of 五落实 (plus the optional phone), as the form names them, with their Chinese label.
 PLAN_FIELDS = {"responsible_person": "责任人", "measures": "整改措施", "funds_yuan": "整改资金",
                "deadline": "整改期限", "contingency_plan": "应急预案"}
@@ -229,10 +241,14 @@ def register(app: FastAPI, face: Face) -> None:
         now = ctx.clock.now()
         allowed = [a for a in workflow.allowed_actions(rec.ticket(), viewer.actor) if a in FORM_ACTIONS]
         return render(request, "hazard.html", status, viewer=viewer, t=rec, page="hazards",
-                      events=store.events(conn, hazard_id), evidence=evidence_view(rec, store.evidence(conn, rec.id)),
+                      events=[e for e in store.events(conn, hazard_id)
+                              if viewer.scope is None or e.action not in BUREAU_ONLY_ACTIONS],
+                      evidence=evidence_view(rec, store.evidence(conn, rec.id)),
                       allowed=allowed, action_zh=workflow.ACTION_ZH, status_zh=STATUS_ZH, source_zh=SOURCE_ZH,
                       level_zh=LEVEL_ZH, overdue=rec.overdue(now), error=error, missing=missing or [],
-                      plan_fields=PLAN_FIELDS, form=form or {},
+                      plan_fields=PLAN_FIELDS, form=form or {}, reward_zh=REWARD_ZH,
+                      # the reporter and the reward are the bureau's (whistle-blower safety): never an enterprise's
+                      show_tip=viewer.scope is None and rec.source == Source.PUBLIC_TIP.value,
                       can_upload="add_evidence" in workflow.allowed_actions(rec.ticket(), viewer.actor),
                       accept=",".join(files.TYPES), max_mb=files.MAX_BYTES // (1024 * 1024))
 
@@ -262,6 +278,19 @@ def register(app: FastAPI, face: Face) -> None:
                     return workflow.Supervise(Level(form.get("level", "")), text)
                 except ValueError as exc:
                     raise InvalidAction("请选择督办级别。 Choose a supervision level.") from exc
+            case "set_reward":
+                try:
+                    status = RewardStatus(form.get("status", ""))
+                except ValueError as exc:
+                    raise InvalidAction("请选择奖励决定。 Choose a reward decision.") from exc
+                raw = (form.get("amount_yuan") or "").strip()
+                try:
+                    amount = Decimal(raw).quantize(Decimal("0.01")) if raw else None
+                except InvalidOperation as exc:
+                    raise InvalidAction("奖励金额须为数字（元）。 The amount is a number of yuan.") from exc
+                if amount is not None and not (Decimal(0) < amount <= Decimal(10_000_000)):
+                    raise InvalidAction("奖励金额须大于 0 且不超过 1000 万元。 The amount is out of range.")
+                return workflow.SetReward(status, amount, text)
         raise Refused(404, "no such action")
 
     @app.post("/hazards/{hazard_id}/act/{name}")

@@ -361,3 +361,42 @@ def test_limits_name_what_they_limit() -> None:
     assert {"name": "Δ subject-out hi", "kind": "hi", "value": 3.0} in lim
     assert {"name": "temp_out hi", "kind": "hi", "value": 55.0} in lim
     assert [d["kind"] for d in limits_of(rules["bm.coal.temp"])] == ["hi", "hihi"]
+
+
+def test_a_public_tip_carries_its_reporter_and_reward_for_the_bureau_only(console: Console) -> None:
+    """群众举报: the bureau sees who reported and decides the reward from the ticket page once the tip is confirmed
+    as a major hazard; the enterprise it names sees neither the reporter nor the reward, and cannot set one."""
+    from hazards import ledger
+
+    with psycopg.connect(console.db_url, autocommit=True) as conn:
+        hid = ledger.open_ticket(conn, ledger.NewTicket(
+            source=Source.PUBLIC_TIP, enterprise_id="ent-a", title="除尘器泄爆片被封堵", plant_id="plant-a",
+            reporter_name="张举报", reporter_contact="13800000009", comment="电话举报"),
+            Actor("duty", "bureau"), T0)
+    duty, chief, ea = (signed(console, u) for u in ("duty", "chief", "ea"))
+    page = duty.get(console.url(f"/hazards/{hid}")).text
+    assert 'data-testid="tip"' in page and "张举报" in page and "13800000009" in page
+    assert act(duty, console, hid, "confirm", comment="现场核实属实").status_code == 303
+    # not a number, out of range, no decision: refused with the reason, nothing changed
+    for form, why in (({"status": "approved", "amount_yuan": "两千"}, "数字"),
+                      ({"status": "approved", "amount_yuan": "-5"}, "大于 0"),
+                      ({"status": "granted", "amount_yuan": "10"}, "奖励决定")):
+        r = act(chief, console, hid, "set_reward", **form)
+        assert r.status_code == 422 and why in r.text, (form, r.status_code)
+    assert console.sql("SELECT reward_status FROM hazards WHERE id = %s", (hid,))[0][0] == "pending"
+    r = act(chief, console, hid, "set_reward", status="approved", amount_yuan="2000", comment="经局务会研究同意")
+    assert r.status_code == 303, r.text
+    assert console.sql("SELECT reward_status, reward_amount_yuan FROM hazards WHERE id = %s", (hid,))[0] == (
+        "approved", Decimal("2000.00"))
+    shown = chief.get(console.url(f"/hazards/{hid}")).text
+    assert 'data-status="approved"' in shown and "2000.00" in shown
+    # the enterprise: its ticket, without the tip's reporter or reward, and no way to set one
+    mine = ea.get(console.url(f"/hazards/{hid}"))
+    assert mine.status_code == 200
+    for secret in ("张举报", "13800000009", 'data-testid="tip"', "set_reward", "2000.00"):
+        assert secret not in mine.text, secret
+    forged = ea.post(console.url(f"/hazards/{hid}/act/set_reward"),
+                     data={"csrf": console.csrf_of(mine.text), "status": "paid", "amount_yuan": "1"},
+                     follow_redirects=False)
+    assert forged.status_code == 403
+    assert console.sql("SELECT reward_status FROM hazards WHERE id = %s", (hid,))[0][0] == "approved"

@@ -44,7 +44,7 @@ from api.http.schemas.hazards import (
 )
 from hazards import intake, ledger, store, workflow
 from hazards.errors import HazardError
-from hazards.model import Level, Plan, RewardStatus, Source
+from hazards.model import BUREAU_ONLY_ACTIONS, Level, Plan, RewardStatus, Source
 
 router = APIRouter(prefix=API_PREFIX + "/hazards", tags=["hazards"], responses=AUTH)
 
@@ -137,7 +137,7 @@ def get_hazard(hazard_id: Int64Path, who: Auth, conn: Conn, now: Now) -> HazardP
 @router.get("/{hazard_id}/events", responses=NOT_FOUND, summary="处置记录 History: every step with its actor")
 def hazard_events(hazard_id: Int64Path, who: Auth, conn: Conn) -> list[EventPublic]:
     ledger.get(conn, hazard_id, who.actor())
-    hidden = {"set_reward"} if who.scope is not None else set()  # a tip's reward is the bureau's business
+    hidden = BUREAU_ONLY_ACTIONS if who.scope is not None else frozenset()
     return [EventPublic.of(e) for e in store.events(conn, hazard_id) if e.action not in hidden]
 
 
