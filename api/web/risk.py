@@ -43,7 +43,8 @@ def _cards(rows: list[store.EnterpriseRating]) -> list[dict[str, Any]]:
     rank = {lv: i for i, lv in enumerate(LEVEL_ORDER)}
     out = [{"id": r.enterprise_id, "name": r.name, "level": r.rating.level.value, "level_name": r.rating.name,
             "level_key": LEVEL_KEYS[r.rating.level.value], "reasons": r.rating.reasons, "inputs": r.inputs,
-            "industries": [INDUSTRY_ZH.get(i, i) for i in r.industries], "rank": rank[r.rating.level]}
+            "industries": [INDUSTRY_ZH.get(i, i) for i in r.industries], "rank": rank[r.rating.level],
+            "missing": r.missing}
            for r in rows]
     return sorted(out, key=lambda c: (c["rank"], c["id"]))
 

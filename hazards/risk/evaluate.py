@@ -40,6 +40,8 @@ class Inputs:
     availability_pct: float | None = None
     #: Warnings past their disposal time limit with no feedback (预警处置, rules.disposal; alarm_disposals).
     feedback_overdue: int = 0
+    #: Mandatory dust-collector points (接入完整性, core.mandatory) its registry lacks.
+    mandatory_missing: int = 0
 
     def get(self, name: str) -> float | None:
         v = getattr(self, name)

@@ -39,7 +39,7 @@ LEVEL_ORDER: tuple[RatingLevel, ...] = (RatingLevel.RED, RatingLevel.ORANGE, Rat
 
 #: The inputs a condition may test (`hazards.risk.evaluate.Inputs` has one field each).
 Input = Literal["confirmed_major_open", "overdue_rectifications", "candidates_open", "urgent_alarms_active",
-                "availability_pct", "feedback_overdue"]
+                "availability_pct", "feedback_overdue", "mandatory_missing"]
 INPUTS: tuple[str, ...] = Input.__args__  # type: ignore[attr-defined]
 Op = Literal[">=", ">", "<=", "<", "=="]
 #: What a reason template may name: the enterprise's figure, the condition's threshold, the availability window.

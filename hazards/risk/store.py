@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import psycopg
 
 from core import availability
+from core.mandatory import Missing, missing_mandatory
 from hazards.model import CONFIRMED_OPEN, DEADLINE_RUNNING, Status
 from hazards.risk.evaluate import Inputs, Rating, rate
 from hazards.risk.model import RatingModel
@@ -73,6 +74,17 @@ class EnterpriseRating:
     industries: tuple[str, ...]
     inputs: Inputs
     rating: Rating
+    #: The mandatory points it lacks (接入完整性), for the board to list under the reason.
+    missing: tuple[Missing, ...] = ()
+
+
+def mandatory_gaps(conn: psycopg.Connection, scope: str | None) -> dict[str, tuple[Missing, ...]]:
+    """Enterprise id -> the mandatory dust-collector points its registry lacks (core.mandatory: the one rule)."""
+    out: dict[str, list[Missing]] = {}
+    for m in missing_mandatory(conn):
+        if scope is None or m.enterprise == scope:
+            out.setdefault(m.enterprise, []).append(m)
+    return {k: tuple(v) for k, v in out.items()}
 
 
 def availability_pct(conn: psycopg.Connection, scope: str | None, now: float, hours: int) -> dict[str, float]:
@@ -87,12 +99,14 @@ def availability_pct(conn: psycopg.Connection, scope: str | None, now: float, ho
 
 
 class AvailabilityCache:
-    """`availability_pct` kept `ttl_s` seconds per (scope, window), thread-safe (pages run in threads)."""
+    """`availability_pct` kept `ttl_s` seconds per (scope, window), thread-safe (pages run in threads); the
+    mandatory gaps (a registry change, rarer still) the same way per scope."""
 
     def __init__(self, ttl_s: float = 60.0):
         self.ttl_s = ttl_s
         self._lock = threading.Lock()
         self._kept: dict[tuple[str | None, int], tuple[float, dict[str, float]]] = {}
+        self._gaps: dict[str | None, tuple[float, dict[str, tuple[Missing, ...]]]] = {}
 
     def get(self, conn: psycopg.Connection, scope: str | None, now: float, hours: int) -> dict[str, float]:
         key = (scope, hours)
@@ -105,9 +119,20 @@ class AvailabilityCache:
             self._kept[key] = (now, fresh)
         return fresh
 
+    def gaps(self, conn: psycopg.Connection, scope: str | None, now: float) -> dict[str, tuple[Missing, ...]]:
+        with self._lock:
+            hit = self._gaps.get(scope)
+        if hit is not None and 0 <= now - hit[0] < self.ttl_s:
+            return hit[1]
+        fresh = mandatory_gaps(conn, scope)
+        with self._lock:
+            self._gaps[scope] = (now, fresh)
+        return fresh
+
 
 def gather(conn: psycopg.Connection, scope: str | None, now: float, hours: int,
            avail: Callable[[psycopg.Connection, str | None, float, int], dict[str, float]] = availability_pct,
+           gaps: dict[str, tuple[Missing, ...]] | None = None,
            ) -> list[tuple[str, str, tuple[str, ...], Inputs]]:
     """(enterprise id, name, industries, inputs) of every enterprise in scope, by id."""
     rows = conn.execute(_SQL, {
@@ -115,8 +140,9 @@ def gather(conn: psycopg.Connection, scope: str | None, now: float, hours: int,
         "candidate": Status.CANDIDATE.value, "open": [s.value for s in CONFIRMED_OPEN | {Status.CANDIDATE}],
         "urgent": URGENT, "now": now, "scope": scope}).fetchall()
     pct = avail(conn, scope, now, hours) if rows else {}
+    gaps = mandatory_gaps(conn, scope) if gaps is None else gaps
     return [(str(eid), str(name), tuple(str(i) for i in inds),
-             Inputs(int(c), int(o), int(cand), int(u), pct.get(str(eid)), int(fb)))
+             Inputs(int(c), int(o), int(cand), int(u), pct.get(str(eid)), int(fb), len(gaps.get(str(eid), ()))))
             for eid, name, inds, c, o, cand, u, fb in rows]
 
 
@@ -124,5 +150,6 @@ def ratings(conn: psycopg.Connection, scope: str | None, now: float, model: Rati
             cache: AvailabilityCache | None = None) -> list[EnterpriseRating]:
     """Every enterprise in scope with its inputs and rating under `model`, by id."""
     avail = cache.get if cache is not None else availability_pct
-    return [EnterpriseRating(eid, name, inds, inp, rate(inp, model))
-            for eid, name, inds, inp in gather(conn, scope, now, model.availability_window_hours, avail)]
+    gaps = cache.gaps(conn, scope, now) if cache is not None else mandatory_gaps(conn, scope)
+    return [EnterpriseRating(eid, name, inds, inp, rate(inp, model), gaps.get(eid, ()))
+            for eid, name, inds, inp in gather(conn, scope, now, model.availability_window_hours, avail, gaps)]

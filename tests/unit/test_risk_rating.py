@@ -116,6 +116,12 @@ def test_a_warning_left_without_feedback_past_its_limit_is_yellow(model: RatingM
     assert [x.text for x in r.reasons] == ([f"{overdue} 条预警逾期未反馈处置"] if overdue else [])
 
 
+def test_a_dust_collector_without_its_mandatory_points_is_yellow(model: RatingModel) -> None:
+    r = rate(Inputs(availability_pct=100.0, mandatory_missing=2), model)
+    assert r.level == RatingLevel.YELLOW and [x.text for x in r.reasons] == ["2 个粉尘涉爆除尘系统必接测点未接入"]
+    assert rate(Inputs(availability_pct=100.0), model).level == RatingLevel.BLUE
+
+
 def test_lower_reasons_stay_when_a_higher_level_decides(model: RatingModel) -> None:
     r = rate(Inputs(urgent_alarms_active=1, candidates_open=2, availability_pct=10.0), model)
     assert r.level == RatingLevel.ORANGE

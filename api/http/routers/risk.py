@@ -41,6 +41,7 @@ class RiskInputsPublic(BaseModel):
     urgent_alarms_active: int
     availability_pct: float | None
     feedback_overdue: int
+    mandatory_missing: int
 
 
 class EnterpriseRiskPublic(BaseModel):
