@@ -44,7 +44,11 @@ class Database:
         with self._lock:
             if self._pool is None:
                 self._pool = ConnectionPool(self.url, min_size=1, max_size=self.size, open=True,
-                                            kwargs={"autocommit": True, "application_name": "riskwatch-api"},
+                                            # JIT off: the API's and console's queries are short; PostgreSQL's
+                                            # JIT compiled each one with a large cost estimate anew (10-20 ms a
+                                            # page on the console bench), for nothing
+                                            kwargs={"autocommit": True, "application_name": "riskwatch-api",
+                                                    "options": "-c jit=off"},
                                             name="riskwatch-api")
             return self._pool
 

@@ -54,22 +54,31 @@ def enterprises_in_scope(conn: psycopg.Connection, scope: str | None) -> list[tu
         {"scope": scope}).fetchall()]
 
 
-#: Open and confirmed at time d: confirmed at or before d and not closed by then (a confirmed ticket
-#: is never dismissed; see hazards.model.CONFIRMED_OPEN).
-_OPEN_AT = "h.confirmed_at <= d.t AND (h.closed_at IS NULL OR h.closed_at > d.t)"
+#: Open and confirmed at time t: confirmed at or before t and not closed by then (a confirmed ticket is never
+#: dismissed; see hazards.model.CONFIRMED_OPEN). For the day t_k = now - k * 86400 s that is
+#: k <= floor((now - confirmed_at) / 1 day) and (closed_at IS NULL or k >= floor((now - closed_at) / 1 day) + 1):
+#: each ticket is open on one run of days [lo, hi], so tickets are first grouped by (enterprise, plant, lo, hi)
+#: and only the groups are spread over the days (bench, 10,000 tickets: ~900 ms before, ~130 ms after).
+_DAYS_OPEN = """CASE WHEN h.closed_at IS NULL THEN 0
+                     ELSE greatest(0, floor((%(now)s - extract(epoch FROM h.closed_at)) / 86400)::int + 1) END AS lo,
+                least(%(days)s, floor((%(now)s - extract(epoch FROM h.confirmed_at)) / 86400)::int) AS hi"""
 
 
 def clearance_trend(conn: psycopg.Connection, scope: str | None, now: float, days: int = 30) -> list[Row]:
     """动态清零: the open confirmed major hazards count at the end of each of the last `days` days and now,
-    per industry and enterprise (rows: t, industry, enterprise_id, enterprise_name, n)."""
+    per industry and enterprise (rows: t, industry, enterprise_id, enterprise_name, n); t = now - k days
+    exactly (k * 86400 s: the page keys its window the same way)."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            f"""WITH d(t) AS (SELECT to_timestamp(%(now)s) - make_interval(days => k)
-                              FROM generate_series(0, %(days)s) k)
-                SELECT d.t, coalesce(pl.industry, '') AS industry, h.enterprise_id, e.name AS enterprise_name,
-                       count(h.id) AS n
-                FROM d JOIN hazards h ON {_OPEN_AT}
-                JOIN enterprises e ON e.id = h.enterprise_id LEFT JOIN plants pl ON pl.id = h.plant_id
-                WHERE (%(scope)s::text IS NULL OR h.enterprise_id = %(scope)s)
-                GROUP BY d.t, pl.industry, h.enterprise_id, e.name ORDER BY d.t""",
+            f"""WITH h AS (SELECT h.enterprise_id, h.plant_id, {_DAYS_OPEN} FROM hazards h
+                           WHERE h.confirmed_at IS NOT NULL
+                             AND (%(scope)s::text IS NULL OR h.enterprise_id = %(scope)s)),
+                     g AS (SELECT enterprise_id, plant_id, lo, hi, count(*) AS n FROM h WHERE lo <= hi
+                           GROUP BY 1, 2, 3, 4),
+                     c AS (SELECT k, enterprise_id, plant_id, sum(n) AS n
+                           FROM g JOIN generate_series(0, %(days)s) k ON k BETWEEN g.lo AND g.hi GROUP BY 1, 2, 3)
+                SELECT to_timestamp(%(now)s - k * 86400) AS t, coalesce(pl.industry, '') AS industry,
+                       c.enterprise_id, e.name AS enterprise_name, sum(c.n)::bigint AS n
+                FROM c JOIN enterprises e ON e.id = c.enterprise_id LEFT JOIN plants pl ON pl.id = c.plant_id
+                GROUP BY k, pl.industry, c.enterprise_id, e.name ORDER BY k DESC""",
             {"now": now, "days": days, "scope": scope}).fetchall()

@@ -1,7 +1,8 @@
 """`riskwatch bench`: figures measured on private services, all in one run.
 
 Parts (each prints medians and ratios, never pass/fail), in this order on the same services:
-``db`` (binary COPY ceiling), ``grafana`` (panel queries, simulators.bench.grafana_panels), ``broker``
+``db`` (binary COPY ceiling), ``grafana`` (panel queries, simulators.bench.grafana_panels), ``console`` (server
+time per console page on a county-sized database, simulators.bench.console_pages), ``broker``
 (QoS1 ceiling), ``e2e`` (batched and single-reading end to end), ``latency`` (breach -> alarm committed)
 and ``alerting`` (breach -> webhook received, simulators.bench.alert_latency).
 """
@@ -11,7 +12,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from core.services import COLLECTOR_USER, HEALTH_USER
 from simulators.bench.alert_latency import add_figures, alert_latency
+from simulators.bench.console_pages import run as console_run
+from simulators.bench.console_pages import table as console_table
 from simulators.bench.grafana_panels import run as grafana_run
 from simulators.bench.harness import (
     BENCH_CATALOG,
@@ -50,6 +54,20 @@ def run(parts: list[str], quick: bool, progress: Callable[[str], None], *, durat
                     g["grafana_30d_rollup_ms"], "ms", "target ≤ 50 ms")
             fig.add("grafana_24h_raw_ms", "Grafana 24小时面板 24-hour panel (raw) median",
                     g["grafana_24h_raw_ms"], "ms", "target ≤ 100 ms")
+        if "console" in parts:
+            progress("console: page times on a county-sized database (simulators.bench.console_pages)")
+            mq = bench.services.mqtt
+            c = console_run(bench.services.db_url, bench.dir, quick, progress, points=points,
+                            env={"RISKWATCH_MQTT_URL": mq.url(COLLECTOR_USER),
+                                 "RISKWATCH_MQTT_HEALTH_URL": mq.url(HEALTH_USER)})
+            fig.data["console"] = c
+            fig.data["console_table"] = console_table(c["pages"])
+            fig.add("console_worst_p95_ms", f"控制台最慢页 console worst page p95: {c.get('worst_page', '-')}",
+                    c.get("worst_p95_ms", float("nan")), "ms",
+                    "target ≤ 300 ms: " + ("PASS" if c.get("pass") else "FAIL"))
+            fig.add("console_seed_s", "控制台数据准备 console seeding", c["seed_s"], "s",
+                    f"{c['rows_points']:,.0f} points, {c['rows_hazards']:,.0f} hazards, "
+                    f"{c['rows_alarm_events']:,.0f} alarm events")
         if not {"broker", "e2e", "latency", "alerting"} & set(parts):
             return fig
         gws = max(procs, 2) + 1
