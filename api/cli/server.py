@@ -129,6 +129,9 @@ def simulate(
     list_scenarios: Annotated[bool, typer.Option("--list-scenarios", help="List the scenarios and exit.")] = False,
     start_ago: Annotated[float, typer.Option("--start-ago", help="Start data this many seconds in the past.")] = 0.0,
     backfill: Annotated[bool, typer.Option("--backfill", help="Send as fast as possible, not in real time.")] = False,
+    via: Annotated[str, typer.Option("--via", help="direct: publish JSON v1 (default); edge: write a simulated "
+                                                   "Modbus PLC per gateway, read by a real edge agent "
+                                                   "(real time only).")] = "direct",
 ) -> None:
     """Publish simulated plant data through one real MQTT client per gateway."""
     from api.run.simulate import NeedCredentials, SimOptions, scenario_lines
@@ -140,7 +143,7 @@ def simulate(
         return
     opts = SimOptions(site=site, duration=duration, rate=rate, batch=batch, log_file=log_file,
                       credentials=credentials, gateways=gateway, seed=seed, scenario=scenario, start_ago=start_ago,
-                      backfill=backfill)
+                      backfill=backfill, via=via)
     try:
         with progress(f"模拟 simulating {duration:g} s", bar=True) as bar:
             res = run_simulation(ctx_of(ctx), opts, stop=stop_on_signals(), say=err.print,

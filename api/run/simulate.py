@@ -21,6 +21,7 @@ from simulators.gateway import tls_context
 from simulators.run import SimProgress, SimResult, default_site_path, load_site
 from simulators.run import simulate as run_simulation
 from simulators.scenarios import SCENARIOS, Scenario, get_scenario
+from simulators.via_edge import VIAS, check_realtime, edge_publisher_factory
 
 __all__ = ["NeedCredentials", "SimOptions", "bench", "scenario_lines", "simulate", "site_for"]
 
@@ -42,6 +43,7 @@ class SimOptions:
     scenario: str | None = None
     start_ago: float = 0.0
     backfill: bool = False
+    via: str = "direct"  # "edge": PLC registers -> edge agent -> broker (simulators/via_edge.py)
 
 
 def scenario_lines() -> list[str]:
@@ -66,7 +68,12 @@ def site_for(site: Path | None, scenario: Scenario | None) -> Path:
 def simulate(c: RunContext, o: SimOptions, *, stop: threading.Event, say: Callable[[str], None],
              progress: Callable[[SimProgress], None] | None = None) -> SimResult:
     """Publish simulated plant data through one real MQTT client per gateway, until done or `stop`;
-    `progress` hears how far the samples are (a progress bar)."""
+    `progress` hears how far the samples are (a progress bar). `o.via == "edge"`: each gateway's samples go
+    into a simulated Modbus PLC read by a real edge agent instead (real time only)."""
+    if o.via not in VIAS:
+        raise ConfigError(f"--via must be one of {', '.join(VIAS)}, not {o.via!r}")
+    if o.via == "edge":
+        check_realtime(backfill=o.backfill, start_ago=o.start_ago)
     sc = get_scenario(o.scenario) if o.scenario else None
     path = site_for(o.site, sc)
     spec = load_site(path)
@@ -87,6 +94,15 @@ def simulate(c: RunContext, o: SimOptions, *, stop: threading.Event, say: Callab
     start_ms = int((time.time() - o.start_ago) * 1000) if o.start_ago else None
     if sc is not None:
         say(f"scenario {sc.name}: {sc.title.zh} — {sc.description.en}")
+    if o.via == "edge":
+        work = c.settings.data_dir / "via-edge"
+        say(f"via edge: one simulated Modbus PLC + edge agent per gateway; configs and buffers in {work}")
+        factory = edge_publisher_factory(spec, work, rate_hz=o.rate, cafile=mq.cafile, tls=mq.tls, seed=o.seed)
+        # flush_s 0: each sample reaches the registers when it is due; the agent batches its own messages
+        return run_simulation(spec, mq.host, mq.port, creds, duration_s=o.duration, rate_hz=o.rate, batch=5000,
+                              log_path=log_path, seed=o.seed, gateways=o.gateways or None, stop=stop,
+                              realtime=True, start_ms=None, scenario=sc, progress=progress,
+                              publisher_factory=factory, flush_s=0.0)
     return run_simulation(spec, mq.host, mq.port, creds, duration_s=o.duration, rate_hz=o.rate, batch=o.batch,
                           log_path=log_path, seed=o.seed, gateways=o.gateways or None, stop=stop,
                           realtime=not o.backfill, start_ms=start_ms, scenario=sc, progress=progress,
