@@ -32,15 +32,27 @@ def bench(
 
     from rich.table import Table
 
+    from api.run.simulate import BENCH_PARTS as PARTS
     from api.run.simulate import bench as run_bench
 
     parts = [p.strip() for p in only.split(",") if p.strip()]
-    with progress(f"bench {','.join(parts)}") as advance:
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown or not parts:
+        raise typer.BadParameter(f"{', '.join(unknown) or 'none'}: the parts are {', '.join(PARTS)}",
+                                 param_hint="--only")
+    with progress(f"bench {','.join(parts)} (parts)", total=len(parts)) as bar:
+        done = [0]
+
         def step(msg: str) -> None:
             err.print(f"[dim]{msg}[/]")
-            advance(msg)
+            bar.update(done[0], len(parts), msg[:60])
 
-        fig = run_bench(parts, quick, progress=step, duration=duration, points=points, batch=batch, procs=procs)
+        def part(n: int, name: str) -> None:
+            done[0] = n
+            bar.update(n, len(parts), name)
+
+        fig = run_bench(parts, quick, progress=step, duration=duration, points=points, batch=batch, procs=procs,
+                        on_part=part)
     pages = fig.data.pop("console_table", None)  # the console part's per-page lines (80 columns)
     if as_json:
         print(json.dumps(fig.data, indent=2))

@@ -17,13 +17,14 @@ from api.run.context import RunContext
 from core.errors import ConfigError
 from simulators.bench import Figures
 from simulators.bench import run as bench_run
+from simulators.bench.run import PARTS as BENCH_PARTS
 from simulators.gateway import tls_context
 from simulators.run import SimProgress, SimResult, default_site_path, load_site
 from simulators.run import simulate as run_simulation
 from simulators.scenarios import SCENARIOS, Scenario, get_scenario
 from simulators.via_edge import VIAS, check_realtime, edge_publisher_factory
 
-__all__ = ["NeedCredentials", "SimOptions", "bench", "scenario_lines", "simulate", "site_for"]
+__all__ = ["BENCH_PARTS", "NeedCredentials", "SimOptions", "bench", "scenario_lines", "simulate", "site_for"]
 
 
 class NeedCredentials(ConfigError):
@@ -111,6 +112,7 @@ def simulate(c: RunContext, o: SimOptions, *, stop: threading.Event, say: Callab
 
 
 def bench(parts: list[str], quick: bool, progress: Callable[[str], None], *, duration: float | None,
-          points: int | None, batch: int, procs: int) -> Figures:
-    """Every bench part on fresh private services (simulators.bench)."""
-    return bench_run(parts, quick, progress, duration=duration, points=points, batch=batch, procs=procs)
+          points: int | None, batch: int, procs: int, on_part: Callable[[int, str], None] | None = None) -> Figures:
+    """Every bench part on fresh private services (simulators.bench); `on_part(done, name)` as each starts."""
+    return bench_run(parts, quick, progress, duration=duration, points=points, batch=batch, procs=procs,
+                     on_part=on_part)

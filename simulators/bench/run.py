@@ -29,23 +29,36 @@ from simulators.bench.harness import (
     pct,
 )
 
-__all__ = ["run"]
+__all__ = ["PARTS", "run"]
+
+#: Every part, in the order a run takes them.
+PARTS = ("db", "grafana", "console", "broker", "e2e", "latency", "alerting")
 
 
 def run(parts: list[str], quick: bool, progress: Callable[[str], None], *, duration: float | None = None,
-        points: int | None = None, batch: int = 100, procs: int = 2) -> Figures:
-    """Every part on the same private services, in one run, so ratios compare like with like."""
+        points: int | None = None, batch: int = 100, procs: int = 2,
+        on_part: Callable[[int, str], None] | None = None) -> Figures:
+    """Every part on the same private services, in one run, so ratios compare like with like.
+
+    `on_part(done, name)` hears as each requested part starts how many are done (a progress bar's count)."""
+    order = [p for p in PARTS if p in parts]
+
+    def part(name: str) -> None:
+        if on_part is not None and name in order:
+            on_part(order.index(name), name)
     fig = Figures()
     dur = duration or (8.0 if quick else 30.0)
     n_points = points or (2_000 if quick else 100_000)
     with Bench() as bench:
         db = e2e_b = e2e_1 = broker = None
+        part("db")
         if "db" in parts:
             rows = 300_000 if quick else 2_000_000
             progress(f"db: binary COPY of {rows:,} rows")
             db, _ = db_ceiling(bench.services.db_url, rows, 20_000, 10_000)
             fig.add("db_copy_rows_per_s", "数据库上限 DB ceiling: binary COPY", db, "rows/s",
                     "median of batches of 20k rows")
+        part("grafana")
         if "grafana" in parts:
             progress("grafana: 30 days of one 1 Hz point; panel queries from rollups and raw")
             g = grafana_run(bench.services.db_url, quick)
@@ -54,6 +67,7 @@ def run(parts: list[str], quick: bool, progress: Callable[[str], None], *, durat
                     g["grafana_30d_rollup_ms"], "ms", "target ≤ 50 ms")
             fig.add("grafana_24h_raw_ms", "Grafana 24小时面板 24-hour panel (raw) median",
                     g["grafana_24h_raw_ms"], "ms", "target ≤ 100 ms")
+        part("console")
         if "console" in parts:
             progress("console: page times on a county-sized database (simulators.bench.console_pages)")
             mq = bench.services.mqtt
@@ -69,6 +83,8 @@ def run(parts: list[str], quick: bool, progress: Callable[[str], None], *, durat
                     f"{c['rows_points']:,.0f} points, {c['rows_hazards']:,.0f} hazards, "
                     f"{c['rows_alarm_events']:,.0f} alarm events")
         if not {"broker", "e2e", "latency", "alerting"} & set(parts):
+            if on_part is not None:
+                on_part(len(order), "done")
             return fig
         gws = max(procs, 2) + 1
         site = _site(gateways=gws, points_per_gateway=max(1, n_points // gws))
@@ -79,11 +95,13 @@ def run(parts: list[str], quick: bool, progress: Callable[[str], None], *, durat
         t_load = time.monotonic()
         bench.start_collector(cat)
         fig.data["collector_start_s"] = time.monotonic() - t_load
+        part("broker")
         if "broker" in parts:
             progress(f"broker: single-reading messages, QoS1, {procs} publishers, {dur:g} s")
             broker = broker_ceiling(bench, creds, site, seconds=dur, procs=procs)
             fig.add("broker_msgs_per_s", "消息代理上限 broker ceiling: QoS1 publish→receive", broker, "msg/s",
                     f"{procs} publisher processes, no processing")
+        part("e2e")
         if "e2e" in parts:
             for b in (batch, 1):
                 n = int(dur * (100_000 if b > 1 else 10_000))
@@ -103,6 +121,7 @@ def run(parts: list[str], quick: bool, progress: Callable[[str], None], *, durat
                 fig.data["collector_peak_rss_mb"] = r.rss / 2**20
             fig.add("collector_peak_rss_mb", f"采集进程峰值内存 collector peak RSS ({n_points:,} points)",
                     fig.data["collector_peak_rss_mb"], "MB", "target ≤ 300 MB at 100k points")
+        part("latency")
         if "latency" in parts:
             load = (e2e_b / 2) if e2e_b else (2_000.0 if quick else 5_000.0)
             n = 60 if quick else 300
@@ -113,6 +132,7 @@ def run(parts: list[str], quick: bool, progress: Callable[[str], None], *, durat
             fig.add("alarm_latency_p99_ms", "越限→报警提交 breach→alarm committed p99", pct(lat, 99) * 1000, "ms",
                     "target ≤ 300 ms")
             fig.data["alarm_latency_samples"] = len(lat)
+        part("alerting")
         if "alerting" in parts:
             n, load = (50 if quick else 200), 2_000.0
             progress(f"alerting: {n} breaches → signed webhooks under {load:,.0f} readings/s background load")
@@ -124,4 +144,6 @@ def run(parts: list[str], quick: bool, progress: Callable[[str], None], *, durat
             fig.add("ratio_e2e_db", "比值 end to end ÷ DB ceiling", e2e_b / db * 100, "%", "target ≥ 75 % or ≥ 150k/s")
         if broker and e2e_1:
             fig.add("ratio_single_broker", "比值 single-reading ÷ broker ceiling", e2e_1 / broker * 100, "%", "")
+    if on_part is not None:
+        on_part(len(order), "done")
     return fig
