@@ -15,7 +15,21 @@ from typing import Annotated
 import psycopg
 import typer
 
-from api.cli import alarms, alerting, backup, edge, grafana, hazards, logfmt, registry, server, services, tokens, users
+from api.cli import (
+    alarms,
+    alerting,
+    backup,
+    edge,
+    grafana,
+    hazards,
+    logfmt,
+    northbound,
+    registry,
+    server,
+    services,
+    tokens,
+    users,
+)
 from api.cli.context import Context, err, fit_to_terminal
 from api.run.settings import load_settings
 from core.errors import RiskwatchError, SourceError
@@ -55,6 +69,7 @@ def _register(root: typer.Typer) -> None:
     tokens.register(root)
     hazards.register(root)
     alerting.register(root)
+    northbound.register(root)  # forwarding to the provincial platform (alerting.northbound)
     users.register(root)  # console accounts (the web console's; core.accounts)
 
 

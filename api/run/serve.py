@@ -28,6 +28,8 @@ from alerting.dispatcher import Dispatcher
 from api.http import Check, Metrics, StatsExporter, create_app
 from api.http.ingest_bridge import BridgeSettings, IngestBridge
 from api.run import compose
+from api.run.northbound import load_configured as load_northbound_configured
+from api.run.northbound import northbound_task
 from api.run.serve_config import DEFAULT_FORWARDED_ALLOW_IPS, ServeNetwork, check_network
 from api.run.supervisor import Running, Supervisor
 from core.clock import Clock
@@ -198,6 +200,9 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8080, cata
     if alerting and rules is not None:
         sup.add("alerting", _alerting_task(settings, settings.public_url or "", compose.rule_titles(rules), clock,
                                            metrics))
+    northbound = load_northbound_configured()  # RISKWATCH_NORTHBOUND; a bad file refuses to start (file:line)
+    if northbound is not None:
+        sup.add("northbound", northbound_task(settings.db_url or "", northbound, clock, metrics))
     checks: dict[str, Callable[[], Check]] = {}
     if broker is not None:
         checks["mosquitto"] = _watch_broker(sup, broker)

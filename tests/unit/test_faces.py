@@ -55,5 +55,5 @@ def test_every_command_is_registered_once_in_help_order() -> None:
     names = list(cmd.list_commands(typer.Context(cmd)))  # type: ignore[attr-defined]
     assert names == ["migrate", "collect", "serve", "simulate", "bench", "demo", "backup", "restore", "edge",
                      "services", "registry", "gateway", "rules", "alarms", "baseline", "maintenance", "broker",
-                     "grafana", "retention", "token", "hazards", "alerting", "users"]
+                     "grafana", "retention", "token", "hazards", "alerting", "northbound", "users"]
     assert callable(main)
