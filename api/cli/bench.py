@@ -18,9 +18,9 @@ def register(root: typer.Typer) -> None:
 def bench(
     quick: Annotated[bool, typer.Option("--quick", help="A short run (well under 3 minutes).")] = False,
     only: Annotated[str, typer.Option("--only", "--part", help="Comma-separated parts: db,broker,e2e,latency,"
-                                                               "grafana,alerting,console (console: page times on "
-                                                               "a county-sized database; not in the default run)."
-                                      )] = "db,broker,e2e,latency,grafana,alerting",
+                                                               "grafana,alerting,edge,console (console: page times "
+                                                               "on a county-sized database; not in the default run)."
+                                      )] = "db,broker,e2e,latency,grafana,alerting,edge",
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
     duration: Annotated[float | None, typer.Option("--duration", help="Seconds per throughput part.")] = None,
     points: Annotated[int | None, typer.Option("--points", help="Registry size (default 100k; 2k quick).")] = None,
