@@ -97,12 +97,33 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     b.close()
 
 
-@pytest.fixture
-def served(db_url: str, broker: LocalMosquitto, tmp_path: Path) -> Iterator[tuple[Server, Site, str]]:
+Users = dict[str, tuple[str, str | None, str]]  # username: (role, enterprise, display name)
+
+
+def site_with_users(db_url: str, broker: LocalMosquitto, users: Users) -> Site:
+    """The sample county loaded (credentials issued, broker synced) and these console accounts created."""
     site = Site(db_url, broker, default_site_path())
     with psycopg.connect(db_url, autocommit=True) as conn:
-        for name, (role, ent, display) in USERS.items():
+        for name, (role, ent, display) in users.items():
             accounts.create_user(conn, name, PASSWORD, role, enterprise_id=ent, display_name=display)
+    return site
+
+
+def serve_site(db_url: str, broker: LocalMosquitto, tmp_path: Path, users: Users) -> Iterator[tuple[Server, Site]]:
+    """A `served` fixture's body: the site and users, then `riskwatch serve` on them until the test ends."""
+    site = site_with_users(db_url, broker, users)
+    s = Server(db_url, broker, tmp_path)
+    s.start()
+    try:
+        yield s, site
+    finally:
+        s.stop()
+
+
+@pytest.fixture
+def served(db_url: str, broker: LocalMosquitto, tmp_path: Path) -> Iterator[tuple[Server, Site, str]]:
+    site = site_with_users(db_url, broker, USERS)
+    with psycopg.connect(db_url, autocommit=True) as conn:
         _, bureau_token = auth.create_token(conn, "bureau", "浏览器测试核对")
     s = Server(db_url, broker, tmp_path)
     s.start()

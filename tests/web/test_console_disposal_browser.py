@@ -13,20 +13,20 @@ fitting the viewport, one screenshot per page under .riskwatch/screenshots/{view
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
-import psycopg
 import pytest
 from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Error as PlaywrightError
 
-from core import accounts
 from core.services import LocalMosquitto
-from simulators.run import default_site_path, simulate
+from simulators.run import simulate
 from simulators.scenarios import SCENARIOS
 from tests.conftest import Site, sql_one, wait_for
 from tests.web import test_console_browser as cb
-from tests.web.test_console_browser import PASSWORD, VIEWPORTS, Server, Shots, live, login, new_context
+from tests.web.test_console_browser import VIEWPORTS, Server, Shots, live, login, new_context
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 playwright, browser = cb.playwright, cb.browser  # the module-scoped Chromium fixtures, shared
@@ -44,16 +44,24 @@ LIMIT_LINES = """el => {
 }"""
 
 
+T = TypeVar("T")
+
+
+def again(fn: Callable[[], T], tries: int = 6) -> T:
+    """`fn` once more after a short pause when the board re-rendered the element it held (a live page)."""
+    for i in range(tries):
+        try:
+            return fn()
+        except PlaywrightError as exc:
+            if i == tries - 1 or "not attached" not in str(exc) and "detached" not in str(exc):
+                raise
+            time.sleep(0.5)
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture
 def served(db_url: str, broker: LocalMosquitto, tmp_path: Path) -> Iterator[tuple[Server, Site]]:
-    site = Site(db_url, broker, default_site_path())
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        for name, (role, ent, display) in USERS.items():
-            accounts.create_user(conn, name, PASSWORD, role, enterprise_id=ent, display_name=display)
-    s = Server(db_url, broker, tmp_path)
-    s.start()
-    yield s, site
-    s.stop()
+    yield from cb.serve_site(db_url, broker, tmp_path, USERS)
 
 
 def fits(page: Page) -> None:
@@ -86,11 +94,13 @@ def test_disposal_and_stops_in_chromium(viewport: str, served: tuple[Server, Sit
     # the board is re-rendered on every event of the breach: wait until it is quiet, then for the chart
     wait_for(lambda: sql_one(site.db_url, "SELECT count(*) FROM alarm_disposals WHERE rule_id = %s", (RULE,)) == 1,
              timeout=20, message="the disposal the activation opened")
-    row.scroll_into_view_if_needed()
+    # an event still in flight re-renders the row under us: a detached element is tried again, not a failure
+    again(row.scroll_into_view_if_needed)
     chart = row.locator("[data-testid=trend-chart]")
     expect(chart).to_have_attribute("data-rendered", "1", timeout=15_000)
-    assert chart.locator("canvas").count() >= 1
-    lines = chart.evaluate(LIMIT_LINES)
+    assert again(lambda: chart.locator("canvas").count()) >= 1
+    lines = again(lambda: (expect(chart).to_have_attribute("data-rendered", "1", timeout=15_000),
+                           chart.evaluate(LIMIT_LINES))[1])
     assert sorted(lines["y"]) == [6.0, 10.0] and lines["x"] >= 1, lines  # limits lo/hi, the activation marked
     expect(row.locator("[data-testid=disposal-link]")).to_have_text("待企业处置反馈")
     shot(duty, "board-trend")

@@ -25,9 +25,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from api.http import auth
-from core import accounts
 from core.services import LocalMosquitto
-from simulators.run import default_site_path
 from tests.conftest import Site
 from tests.web.test_console_browser import (  # noqa: F401 - fixtures
     PASSWORD,
@@ -39,6 +37,7 @@ from tests.web.test_console_browser import (  # noqa: F401 - fixtures
     login,
     new_context,
     playwright,
+    site_with_users,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -50,10 +49,8 @@ ENTERPRISE = "dy-foundry"
 def served_private(db_url: str, broker: LocalMosquitto, tmp_path: Path) -> Iterator[tuple[Server, Site, str]]:
     """`served`, but serve's data dir is the broker's own: serve treats it as its private broker and wires
     `broker_sync` (the password file and ACL regenerated and the broker reloaded after every credential change)."""
-    site = Site(db_url, broker, default_site_path())
+    site = site_with_users(db_url, broker, USERS)
     with psycopg.connect(db_url, autocommit=True) as conn:
-        for name, (role, ent, display) in USERS.items():
-            accounts.create_user(conn, name, PASSWORD, role, enterprise_id=ent, display_name=display)
         _, bureau_token = auth.create_token(conn, "bureau", "网关测试核对")
     broker.state.save(tmp_path / "services.json")
     s = Server(db_url, broker, tmp_path)

@@ -20,17 +20,15 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import httpx
-import psycopg
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from core import accounts
 from core.services import LocalMosquitto
-from simulators.run import default_site_path, simulate
+from simulators.run import simulate
 from simulators.scenarios import SCENARIOS
 from tests.conftest import Site, sql_one, wait_for
 from tests.web import test_console_browser as cb
-from tests.web.test_console_browser import PASSWORD, VIEWPORTS, Server, Shots, live, login, new_context, session_cookie
+from tests.web.test_console_browser import VIEWPORTS, Server, Shots, live, login, new_context, session_cookie
 from tests.web.test_console_ledger_http import png
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -46,14 +44,7 @@ USERS = {"duty": ("duty_officer", None, "王值班"), "chief": ("section_chief",
 
 @pytest.fixture
 def served(db_url: str, broker: LocalMosquitto, tmp_path: Path) -> Iterator[tuple[Server, Site]]:
-    site = Site(db_url, broker, default_site_path())
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        for name, (role, ent, display) in USERS.items():
-            accounts.create_user(conn, name, PASSWORD, role, enterprise_id=ent, display_name=display)
-    s = Server(db_url, broker, tmp_path)
-    s.start()
-    yield s, site
-    s.stop()
+    yield from cb.serve_site(db_url, broker, tmp_path, USERS)
 
 
 def open_now(page: Page, shot: Shots, name: str) -> int:

@@ -24,9 +24,7 @@ import psycopg
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from core import accounts
 from core.services import LocalMosquitto
-from simulators.run import default_site_path
 from tests.alerting_fixtures import HttpReceiver, SmtpSink
 from tests.conftest import Site, sql_one, wait_for
 from tests.fix_alerting import raise_alarm
@@ -42,6 +40,7 @@ from tests.web.test_console_browser import (  # noqa: F401 - fixtures
     login,
     new_context,
     playwright,
+    site_with_users,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -85,10 +84,7 @@ routes:
 @pytest.fixture
 def served(db_url: str, broker: LocalMosquitto, tmp_path: Path, http_receiver: HttpReceiver,
            smtp_sink: SmtpSink) -> Iterator[tuple[Server, Site, HttpReceiver]]:
-    site = Site(db_url, broker, default_site_path())
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        for name, (role, ent, display) in USERS.items():
-            accounts.create_user(conn, name, PASSWORD, role, enterprise_id=ent, display_name=display)
+    site = site_with_users(db_url, broker, USERS)
     path = tmp_path / "alerting.yaml"
     path.write_text(routing(http_receiver, smtp_sink), encoding="utf-8")
     http_receiver.status = 403

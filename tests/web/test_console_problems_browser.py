@@ -14,16 +14,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from core import accounts
 from core.services import LocalMosquitto
-from simulators.run import default_site_path
 from tests.conftest import Site, pub_args, sql_one, wait_for
 from tests.web import test_console_browser as cb
-from tests.web.test_console_browser import PASSWORD, VIEWPORTS, Server, Shots, login, new_context
+from tests.web.test_console_browser import VIEWPORTS, Server, Shots, login, new_context
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 playwright, browser = cb.playwright, cb.browser  # the module-scoped Chromium fixtures, shared
@@ -37,14 +34,7 @@ USERS = {"dy": ("enterprise_officer", "dy-foundry", "鼎业安全员"),
 
 @pytest.fixture
 def served(db_url: str, broker: LocalMosquitto, tmp_path: Path) -> Iterator[tuple[Server, Site]]:
-    site = Site(db_url, broker, default_site_path())
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        for name, (role, ent, display) in USERS.items():
-            accounts.create_user(conn, name, PASSWORD, role, enterprise_id=ent, display_name=display)
-    s = Server(db_url, broker, tmp_path)
-    s.start()
-    yield s, site
-    s.stop()
+    yield from cb.serve_site(db_url, broker, tmp_path, USERS)
 
 
 def publish(site: Site, payload: str) -> None:
