@@ -23,6 +23,7 @@ from api.http.problems import ApiProblem, forbidden
 from core.clock import Clock
 from core.settings import Settings
 from core.tls import ClientCerts
+from hazards.risk.store import AvailabilityCache
 
 
 class Database:
@@ -69,6 +70,9 @@ class AppContext:
     broker_sync: Callable[[psycopg.Connection], object] | None = None
     #: Signs gateway client certificates for the private broker's mutual-TLS listener (None: no such listener).
     client_certs: ClientCerts | None = None
+    #: The risk rating's costly inputs (availability, mandatory gaps), shared by the API and the console and kept
+    #: fresh by serve's `risk-cache` task.
+    risk_cache: AvailabilityCache = field(default_factory=AvailabilityCache)
     #: Extra health checks, e.g. the collector's thread when `riskwatch serve` runs one.
     checks: dict[str, Callable[[], Check]] = field(default_factory=dict)
     _link_key: bytes | None = None

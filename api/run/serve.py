@@ -38,6 +38,8 @@ from core.settings import Settings
 from core.tls import ClientCerts
 from hazards import ledger, workflow
 from hazards.intake import open_or_attach
+from hazards.risk.model import default_model
+from hazards.risk.store import AvailabilityCache
 from ingest.collector import Collector
 from rules.engine import RuleEngine
 from rules.model import Catalog
@@ -216,6 +218,8 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8080, cata
     checks.update({name: sup.check(name) for name in sup.tasks})
     app = create_app(settings, clock=clock, metrics=metrics, broker_sync=broker_sync, checks=checks,
                      ingest_bridge=bridge)
+    refresher = RiskInputsRefresher(settings.db_url or "", app.state.ctx.risk_cache, clock)
+    sup.add("risk-inputs", lambda: Running(refresher.run, refresher.stop))
     if broker is not None and broker.state.mqtt_mtls_port:  # gateways attached in the console get a certificate
         app.state.ctx.client_certs = ClientCerts(broker.ca, broker.state.mqtt_mtls_port)
     from api.web import PREFIX, create_console  # the console face, on the same context (issue 13)
@@ -239,6 +243,32 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8080, cata
     finally:
         log.info("stopping background tasks")
         sup.stop()
+
+
+class RiskInputsRefresher:
+    """Keeps the risk rating's costly inputs (availability over the model's window, the mandatory gaps) fresh in
+    the cache the API and the console share, every half of its lifetime: the board's pages read them, never
+    compute them (at 100,000 points the availability report takes seconds). The first page after start may
+    still compute them once, if it comes before the first refresh."""
+
+    def __init__(self, db_url: str, cache: AvailabilityCache, clock: Clock):
+        self.db_url, self.cache, self.clock = db_url, cache, clock
+        self.hours = default_model().availability_window_hours
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            t = time.monotonic()
+            try:
+                with psycopg.connect(self.db_url, autocommit=True) as conn:
+                    self.cache.refresh(conn, self.clock.now(), self.hours)
+                log.debug("risk inputs refreshed in %.2f s", time.monotonic() - t)
+            except psycopg.Error as exc:  # the database away: the next round tries again
+                log.warning("risk inputs not refreshed: %s", exc)
+            self._stop.wait(self.cache.ttl_s / 2)
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 def _ingest_bridge(sup: Supervisor, metrics: Metrics, broker: LocalMosquitto | None) -> IngestBridge | None:

@@ -53,7 +53,7 @@ def register(app: FastAPI, face: Face, model: RatingModel | None = None) -> None
     """Add the risk board to the console app (`model`: tests pass their own; default the shipped file)."""
     ctx, render = face.ctx, face.render
     rating_model = model or default_model()  # raises SourceError on a bad file: the console does not start
-    cache = store.AvailabilityCache()
+    cache = ctx.risk_cache  # the API's too; serve refreshes it in the background
 
     def view(request: Request, viewer: Viewer, conn: psycopg.Connection) -> dict[str, Any]:
         wanted = (request.query_params.get("enterprise") or "")[:MAX_FILTER_LEN]

@@ -26,6 +26,7 @@ from core.clock import Clock
 from core.settings import Settings
 from core.tls import ClientCerts
 from hazards.model import Actor
+from hazards.risk.store import AvailabilityCache
 
 
 class PoolHolder(Protocol):
@@ -49,6 +50,11 @@ class ConsoleContext(Protocol):
     def broker_sync(self) -> Callable[[psycopg.Connection], object] | None:
         """Regenerates the broker's password file and ACL after a gateway's credentials or enabled flag change
         (the private broker; None with an external one, whose files `riskwatch broker export` writes)."""
+        ...
+
+    @property
+    def risk_cache(self) -> AvailabilityCache:
+        """The risk rating's costly inputs, shared with the API (hazards.risk.store.AvailabilityCache)."""
         ...
 
     @property

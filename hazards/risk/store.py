@@ -99,8 +99,11 @@ def availability_pct(conn: psycopg.Connection, scope: str | None, now: float, ho
 
 
 class AvailabilityCache:
-    """`availability_pct` kept `ttl_s` seconds per (scope, window), thread-safe (pages run in threads); the
-    mandatory gaps (a registry change, rarer still) the same way per scope."""
+    """The two costly, slow-moving inputs — availability (`availability_pct`) and the mandatory gaps — for the
+    whole county, kept `ttl_s` seconds, thread-safe (pages run in threads). A scoped viewer gets its own
+    enterprise's entries of the county's figures (the same numbers a scoped computation gives: both are per
+    enterprise). `serve` keeps it fresh from a background task (`refresh`), so a page never waits for the
+    computation; without that task (tests, a bare app) an expired entry is recomputed on the request."""
 
     def __init__(self, ttl_s: float = 60.0):
         self.ttl_s = ttl_s
@@ -109,25 +112,30 @@ class AvailabilityCache:
         self._gaps: dict[str | None, tuple[float, dict[str, tuple[Missing, ...]]]] = {}
 
     def get(self, conn: psycopg.Connection, scope: str | None, now: float, hours: int) -> dict[str, float]:
-        key = (scope, hours)
+        key = (None, hours)
         with self._lock:
             hit = self._kept.get(key)
-        if hit is not None and 0 <= now - hit[0] < self.ttl_s:
-            return hit[1]
-        fresh = availability_pct(conn, scope, now, hours)
-        with self._lock:
-            self._kept[key] = (now, fresh)
-        return fresh
+        if hit is None or not 0 <= now - hit[0] < self.ttl_s:
+            hit = (now, availability_pct(conn, None, now, hours))
+            with self._lock:
+                self._kept[key] = hit
+        return hit[1] if scope is None else {k: v for k, v in hit[1].items() if k == scope}
 
     def gaps(self, conn: psycopg.Connection, scope: str | None, now: float) -> dict[str, tuple[Missing, ...]]:
         with self._lock:
-            hit = self._gaps.get(scope)
-        if hit is not None and 0 <= now - hit[0] < self.ttl_s:
-            return hit[1]
-        fresh = mandatory_gaps(conn, scope)
+            hit = self._gaps.get(None)
+        if hit is None or not 0 <= now - hit[0] < self.ttl_s:
+            hit = (now, mandatory_gaps(conn, None))
+            with self._lock:
+                self._gaps[None] = hit
+        return hit[1] if scope is None else {k: v for k, v in hit[1].items() if k == scope}
+
+    def refresh(self, conn: psycopg.Connection, now: float, hours: int) -> None:
+        """Recompute both for the county now (serve's background task, every `ttl_s` / 2)."""
+        avail, gaps = availability_pct(conn, None, now, hours), mandatory_gaps(conn, None)
         with self._lock:
-            self._gaps[scope] = (now, fresh)
-        return fresh
+            self._kept[(None, hours)] = (now, avail)
+            self._gaps[None] = (now, gaps)
 
 
 def gather(conn: psycopg.Connection, scope: str | None, now: float, hours: int,

@@ -234,3 +234,38 @@ def test_the_page_is_live_and_english_is_available(console: Console) -> None:
     duty.get(console.url("/lang/en"))
     en = board(duty, console)
     assert "Enterprise risk" in en and "Blue · 低风险" in en
+
+
+def test_serve_keeps_the_costly_inputs_fresh_mandatory_gap_and_all(console: Console,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve's `risk-inputs` task refreshes availability and the mandatory gaps for the county; a page (any
+    scope) then reads them from the shared cache without computing (at 100k points that takes seconds)."""
+    import threading
+
+    from api.run.serve import RiskInputsRefresher
+    from core.clock import FakeClock
+    from hazards.risk import store
+
+    cache = store.AvailabilityCache(ttl_s=60)
+    refresher = RiskInputsRefresher(console.db_url, cache, FakeClock(T0))
+    t = threading.Thread(target=refresher.run, daemon=True)
+    t.start()
+    try:
+        deadline = datetime.now(UTC) + timedelta(seconds=20)
+        while not (cache._kept and cache._gaps) and datetime.now(UTC) < deadline:  # noqa: SLF001
+            threading.Event().wait(0.05)
+    finally:
+        refresher.stop()
+        t.join(10)
+    assert not t.is_alive() and cache._kept and cache._gaps  # noqa: SLF001
+
+    def computed(*_a: object, **_k: object) -> object:
+        raise AssertionError("a page computed what the refresher keeps")
+
+    monkeypatch.setattr(store, "availability_pct", computed)
+    monkeypatch.setattr(store, "mandatory_gaps", computed)
+    with psycopg.connect(console.db_url) as conn:
+        everyone = cache.gaps(conn, None, T0 + 10)
+        assert set(everyone) == {"ent-a"} and set(cache.gaps(conn, "ent-a", T0 + 10)) == {"ent-a"}
+        assert cache.gaps(conn, "ent-b", T0 + 10) == {}  # its own entries only, none of ent-a's
+        cache.get(conn, "ent-b", T0 + 10, default_model().availability_window_hours)

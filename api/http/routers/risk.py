@@ -71,11 +71,8 @@ DOC = ("Each enterprise's level is the most severe one any condition of the rati
 
 
 def _cache(request: Request) -> store.AvailabilityCache:
-    """The app's availability cache (one per app, not per process: two apps may watch two databases)."""
-    state = request.app.state
-    if getattr(state, "risk_availability", None) is None:
-        state.risk_availability = store.AvailabilityCache()
-    cache: store.AvailabilityCache = state.risk_availability
+    """The app's cache of the costly inputs (one per app: two apps may watch two databases), the console's too."""
+    cache: store.AvailabilityCache = request.app.state.ctx.risk_cache
     return cache
 
 
