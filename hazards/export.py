@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from openpyxl import Workbook
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
 from openpyxl.styles import Font
 from openpyxl.worksheet.worksheet import Worksheet
 
@@ -135,11 +135,17 @@ def _cell(v: object) -> object:
 
 
 def _append(ws: Worksheet, row: list[object]) -> None:
-    """Append a row; text cells are strings (data_type "s") whatever openpyxl guessed from their content."""
-    ws.append([_cell(v) for v in row])
-    for cell in ws[ws.max_row]:
-        if isinstance(cell.value, str) and cell.data_type != "s":
+    """Append a row; text cells are strings (data_type "s") whatever openpyxl guessed from their content.
+
+    The cells are made here rather than looked up after `ws.append`: `ws[ws.max_row]` scans every cell of the
+    sheet, which made a 10,000-ticket annual export quadratic (minutes instead of seconds)."""
+    cells: list[Cell] = []
+    for v in row:
+        cell = Cell(ws, value=_cell(v))
+        if isinstance(cell.value, str):
             cell.data_type = "s"
+        cells.append(cell)
+    ws.append(cells)
 
 
 def to_xlsx(s: PeriodSummary) -> bytes:
