@@ -10,13 +10,19 @@ bureau role, the API's `BUREAU`) approves or rejects a stop; the filer's enterpr
 
 The board's trend of an alarm's point is a fragment (`/alarms/trend`) each row fetches when it scrolls into
 view (htmx `intersect once`), so the board itself stays one query however many rows it has, and each chart
-is one bounded range scan of the point's readings (averaged into at most 240 buckets).
+is one bounded range scan of the point's readings (averaged into at most 240 buckets). A limit on a
+difference of two points (the cooling-water Δ: `difference` rules, `diff:` conditions) is drawn on the
+difference itself, a − b computed in SQL on aligned time buckets: a difference rule's chart is that Δ line
+with its limits (what the rule judges, read at a glance; the tooltip gives both meters' values), and an
+interlock or composite with a Δ condition shows the Δ on a right-hand axis beside its subject point.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -30,6 +36,7 @@ from api.web import queries_disposal as qd
 from api.web.ledger import Face, limits_of
 from api.web.session import Conn, Refused, Signed, Viewer, check_csrf, read_form
 from rules import disposal, store_disposal, store_stops
+from rules.model import Cmp, Composite, CompositeRule, Diff, DifferenceRule, InterlockRule, PointSelector, ThresholdRule
 from rules.stops import StopAction, StopError
 
 log = logging.getLogger("riskwatch.web.disposal")
@@ -98,7 +105,7 @@ def is_bureau(viewer: Viewer) -> bool:
 
 def subject_limits(rule: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The rule's limits split into those on the alarm's own point (drawn as lines on its trend) and those on
-    something else — a difference, another point of the rule — which the chart names but cannot draw."""
+    something else — a difference, another point of the rule — which `trend_limits` sorts further."""
     own: list[dict[str, Any]] = []
     other: list[dict[str, Any]] = []
     for lim in limits_of(rule):
@@ -107,18 +114,137 @@ def subject_limits(rule: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]
     return own, other
 
 
+@dataclass(frozen=True)
+class Delta:
+    """One difference `a − b` of two of the rule's point aliases, and the limits the rule puts on it."""
+
+    a: str
+    b: str
+    limits: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class TrendLimits:
+    """What a trend can draw of a rule: limits on the subject point, limits on differences of two points, and
+    the rest (limits on another single point), which the chart names above itself."""
+
+    own: list[dict[str, Any]] = field(default_factory=list)
+    deltas: list[Delta] = field(default_factory=list)
+    other: list[dict[str, Any]] = field(default_factory=list)
+    #: a `difference` rule: the Δ is what the alarm is about, so the chart is the Δ alone
+    delta_only: bool = False
+
+
+def _limit(kind: str, value: float, name: str | None = None) -> dict[str, Any]:
+    return {"name": name or kind, "kind": kind, "value": float(value)}
+
+
+def _conditions(rule: InterlockRule | CompositeRule) -> list[Any]:
+    if isinstance(rule, CompositeRule):
+        return list(rule.conditions)
+    when = rule.when
+    return list(when.any or when.all or []) if isinstance(when, Composite) else [when]
+
+
+def trend_limits(rule: Any, setpoints: Mapping[str, Any] | None = None) -> TrendLimits:
+    """The limits of a catalog rule as a trend draws them, with the subject point's own setpoints where the
+    compiler applies them (`rules.compile`: a threshold's and a difference rule's limits,
+    `setpoints["<rule id>.<limit>"]`; conditions of an interlock or composite use the catalog's values). Pure.
+    """
+    sp = setpoints or {}
+
+    def value(name: str, default: float) -> float:
+        got = sp.get(f"{rule.id}.{name}", default)
+        return float(got) if isinstance(got, (int, float)) and not isinstance(got, bool) else float(default)
+
+    if isinstance(rule, ThresholdRule):
+        return TrendLimits(own=[_limit(k, value(k, v)) for k, v in rule.limits.items()])
+    if isinstance(rule, DifferenceRule):
+        return TrendLimits(deltas=[Delta(rule.diff[0], rule.diff[1],
+                                         [_limit(k, value(k, v)) for k, v in rule.limits.items()])],
+                           delta_only=True)
+    if isinstance(rule, InterlockRule | CompositeRule):
+        own: list[dict[str, Any]] = []
+        other: list[dict[str, Any]] = []
+        deltas: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for c in _conditions(rule):
+            if not isinstance(c, Cmp | Diff) or (c.hi is None and c.lo is None):
+                continue  # a state condition: nothing to draw
+            kind, v = ("hi", c.hi) if c.hi is not None else ("lo", c.lo)
+            assert v is not None
+            if isinstance(c, Diff):
+                deltas.setdefault((c.diff[0], c.diff[1]), []).append(_limit(kind, v))
+            elif c.point == "subject":
+                own.append(_limit(kind, v, f"subject {kind}"))
+            else:
+                other.append(_limit(kind, v, f"{c.point} {kind}"))
+        return TrendLimits(own=own, deltas=[Delta(a, b, lims) for (a, b), lims in deltas.items()], other=other)
+    own, other = subject_limits(rule)
+    return TrendLimits(own=own, other=other)
+
+
+def _selects(sel: PointSelector, p: Mapping[str, Any]) -> bool:
+    """The compiler's point selector (`rules.compile._matches`) on a point row."""
+    return (sel.quantity in ("*", p["quantity"]) and (sel.role is None or sel.role == p["role"])
+            and (not sel.required_only or bool(p["required"])))
+
+
+def bind_aliases(rule: Any, subject_id: int, device_points: Sequence[Mapping[str, Any]]
+                 ) -> dict[str, Mapping[str, Any]]:
+    """The rule's point aliases bound to the points of the subject's device, as the compiler binds them
+    (`rules.compile._multi`): `subject` is the alarm's point; every other alias is the one point of the device
+    its selector matches — an alias matching none or several is left out (the registry changed since the
+    alarm; its Δ is then named, not drawn). Pure."""
+    pts = {int(p["id"]): p for p in device_points}
+    out: dict[str, Mapping[str, Any]] = {}
+    if subject_id in pts:
+        out["subject"] = pts[subject_id]
+    for alias, sel in (getattr(rule, "points", None) or {}).items():
+        if alias == "subject":
+            continue
+        found = [p for p in device_points if _selects(sel, p)]
+        if len(found) == 1:
+            out[alias] = found[0]
+    return out
+
+
+def delta_name(tag_a: str, tag_b: str) -> str:
+    return f"Δ {tag_a} − {tag_b}"
+
+
+def delta_series(tag_a: str, tag_b: str, rows: Sequence[tuple[datetime, float, float]],
+                 limits: list[dict[str, Any]], axis: int) -> dict[str, Any]:
+    """One chart series of a difference: each bucket as [time (CST ms), a − b, a, b] (the tooltip shows the two
+    meters beside their difference), the rule's limits on it drawn on its own axis. Pure."""
+    return {"name": delta_name(tag_a, tag_b), "parts": [tag_a, tag_b], "axis": axis,
+            "data": [[_cst_ms(t.timestamp()), round(va - vb, 6), va, vb] for t, va, vb in rows],
+            "limits": [{"name": f"Δ {lim['kind']}", "kind": lim["kind"], "value": lim["value"]} for lim in limits]}
+
+
 def trend_chart(tag: str, points: list[tuple[datetime, float]], activated_at: float | None,
                 cleared_at: float | None, limits: list[dict[str, Any]], other: list[dict[str, Any]],
-                labels: dict[str, str]) -> dict[str, Any]:
-    """The chart data of one alarm's trend (drawn by static/charts.js: one line, limits and marks). Pure."""
+                labels: dict[str, str], deltas: Sequence[dict[str, Any]] = (), delta_only: bool = False
+                ) -> dict[str, Any]:
+    """The chart data of one alarm's trend (drawn by static/charts.js): the point's line with its limits and
+    the activation marks; with `deltas` (from `delta_series`) also each difference on a right-hand axis with
+    its own limits, or — `delta_only`, a difference rule — the difference alone on the main axis. Pure."""
     marks = []
     if activated_at is not None:
         marks.append({"name": labels["activated"], "x": _cst_ms(activated_at)})
     if cleared_at is not None and activated_at is not None and cleared_at >= activated_at:
         marks.append({"name": labels["cleared"], "x": _cst_ms(cleared_at)})
-    return {"kind": "readings", "series": [{"name": tag, "data": [[_cst_ms(t.timestamp()), v] for t, v in points]}],
-            "limits": [{"name": lim["kind"], "kind": lim["kind"], "value": lim["value"]} for lim in limits],
-            "marks": marks, "notes": [f"{lim['name']} {lim['value']:g}" for lim in other], "compact": True}
+    notes = [f"{lim['name']} {lim['value']:g}" for lim in other]
+    if delta_only and deltas:
+        first = dict(deltas[0])
+        first["axis"] = 0
+        main_limits = first.pop("limits")
+        series = [first, *[{**d, "axis": 1} for d in deltas[1:]]]
+    else:
+        main_limits = [{"name": lim["kind"], "kind": lim["kind"], "value": lim["value"]} for lim in limits]
+        series = [{"name": tag, "data": [[_cst_ms(t.timestamp()), v] for t, v in points]},
+                  *[{**d, "axis": 1} for d in deltas]]
+    return {"kind": "readings", "series": series, "limits": main_limits, "marks": marks, "notes": notes,
+            "compact": True}
 
 
 def register(app: FastAPI, face: Face) -> None:
@@ -166,13 +292,29 @@ def register(app: FastAPI, face: Face) -> None:
             clr = alarm["cleared_at"].timestamp() if alarm["cleared_at"] else None
             now = ctx.clock.now()
             start, end = qd.trend_window(act if act is not None else now, clr, now)
-            points = qd.point_trend(conn, int(alarm["point_id"]), start, end)
+            pid = int(alarm["point_id"])
             rule = rule_of(alarm["rule_id"])
-            own, other = subject_limits(rule) if rule is not None else ([], [])
-            if points:
-                chart = json.dumps(trend_chart(alarm["tag"] or str(alarm["point_id"]), points, act, clr, own, other,
-                                               {"activated": _("Activated"), "cleared": _("Cleared")}),
-                                   ensure_ascii=False)
+            device = qd.device_points(conn, pid, viewer.scope) if rule is not None else []
+            subject = next((p for p in device if int(p["id"]) == pid), None)
+            lim = trend_limits(rule, subject["setpoints"] if subject else None) if rule is not None else TrendLimits()
+            bound = bind_aliases(rule, pid, device) if lim.deltas else {}
+            deltas: list[dict[str, Any]] = []
+            other = list(lim.other)
+            for d in lim.deltas:
+                pa, pb = bound.get(d.a), bound.get(d.b)
+                rows = (qd.difference_trend(conn, int(pa["id"]), int(pb["id"]), start, end,
+                                            min_bucket_s=max(float(pa["interval_s"]), float(pb["interval_s"])))
+                        if pa is not None and pb is not None else [])
+                if pa is None or pb is None or not rows:  # not bound, or no aligned readings: named, not drawn
+                    other.extend({**x, "name": f"Δ {d.a}-{d.b} {x['kind']}"} for x in d.limits)
+                    continue
+                deltas.append(delta_series(str(pa["tag"]), str(pb["tag"]), rows, d.limits, 1))
+            delta_only = lim.delta_only and bool(deltas)
+            points = [] if delta_only else qd.point_trend(conn, pid, start, end)
+            if points or delta_only:
+                chart = json.dumps(trend_chart(alarm["tag"] or str(pid), points, act, clr, lim.own, other,
+                                               {"activated": _("Activated"), "cleared": _("Cleared")},
+                                               deltas=deltas, delta_only=delta_only), ensure_ascii=False)
         return render(request, "_trend.html", viewer=viewer, chart=chart, alarm=alarm)
 
     # --- 处置反馈 ---------------------------------------------------------------------------------------
@@ -271,14 +413,34 @@ def register(app: FastAPI, face: Face) -> None:
         now = ctx.clock.now()
         defaults = {"starts_at": datetime.fromtimestamp(now, CST).strftime(LOCAL_FORMAT),
                     "ends_at": datetime.fromtimestamp(now + 86400, CST).strftime(LOCAL_FORMAT), "kind": "stop"}
+        plants = qd.plants_in_scope(conn, viewer.scope)
+        form = {**defaults, **(form or {})}
+        # the device picker offers the devices of the plant the form shows (the kept one, else the first)
+        chosen = next((str(p["id"]) for p in plants if p["id"] == form.get("plant_id")),
+                      str(plants[0]["id"]) if plants else None)
+        devices = qd.devices_of_plant(conn, chosen, viewer.scope) if chosen is not None else []
         return render(request, "stops.html", status, viewer=viewer, page="stops", rows=recs, total=total,
                       names=qd.plant_names(conn, (r.plant_id for r in recs)), want=want,
-                      statuses=STOP_STATUS_KEYS, kinds=STOP_KIND_KEYS, plants=qd.plants_in_scope(conn, viewer.scope),
-                      error=error, form={**defaults, **(form or {})}, fmt=_cst)
+                      statuses=STOP_STATUS_KEYS, kinds=STOP_KIND_KEYS, plants=plants, devices=devices,
+                      device_plant=chosen, error=error, form=form, fmt=_cst)
 
     @app.get("/stops", response_class=HTMLResponse)
     def stops(request: Request, viewer: Signed, conn: Conn) -> HTMLResponse:
         return _stops_page(request, viewer, conn)
+
+    @app.get("/stops/devices", response_class=HTMLResponse)
+    def stop_devices(request: Request, viewer: Signed, conn: Conn) -> HTMLResponse:
+        """The device picker of the stop form for one plant (htmx, on a change of plant). No plant: only "the
+        whole plant"; another enterprise's or an unknown plant: 404, as the filing itself answers."""
+        plant_id = (request.query_params.get("plant_id") or "")[:200]
+        devices: list[dict[str, Any]] = []
+        if plant_id:
+            owner = store_stops.plant_enterprise(conn, plant_id)
+            if owner is None or (viewer.scope is not None and owner != viewer.scope):
+                raise Refused(404, face.gettext_for(request)("No such plant."))
+            devices = qd.devices_of_plant(conn, plant_id, viewer.scope)
+        return render(request, "_stop_devices.html", viewer=viewer, devices=devices, device_plant=plant_id,
+                      form={})
 
     @app.post("/stops")
     async def file_stop(request: Request, viewer: Signed, conn: Conn) -> Response:
@@ -306,6 +468,11 @@ def register(app: FastAPI, face: Face) -> None:
             return again(_("Give the start and the expected end of the stop."))
         if kind not in STOP_KIND_KEYS:
             return again(_("Choose a production stop or maintenance."))
+        code = (form.get("device_code") or "").strip()
+        if code and code not in {str(d["code"]) for d in qd.devices_of_plant(conn, plant_id, viewer.scope)}:
+            # a code the picker never offered (typed by hand, another plant's or another enterprise's device)
+            return again(_("%(code)s is not a device of this plant: choose the device from the list.") % {
+                "code": code[:200]})
         try:
             sid = store_stops.file_stop(conn, plant_id=plant_id, device_code=form_text(form.get("device_code"), 200)
                                         or None, kind=kind, reason=form_text(form.get("reason"), 4000),
@@ -333,6 +500,7 @@ def register(app: FastAPI, face: Face) -> None:
         allowed = [a for a in STOP_ACTIONS if _may(viewer, rec, a, now)]
         return render(request, "stop.html", status, viewer=viewer, page="stops", s=rec,
                       names=qd.plant_names(conn, [rec.plant_id]), events=store_stops.stop_events(conn, rec.id),
+                      device=qd.device_label(conn, rec.device_id) if rec.device_id is not None else None,
                       statuses=STOP_STATUS_KEYS, kinds=STOP_KIND_KEYS, event_keys=STOP_EVENT_KEYS, allowed=allowed,
                       error=error, fmt=_cst)
 

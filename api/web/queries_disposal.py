@@ -99,3 +99,51 @@ def disposal_events(conn: psycopg.Connection, rule_id: str, subject: str, since:
                WHERE rule_id = %s AND subject = %s AND time >= %s
                  AND event IN ('disposal_escalate', 'disposal_feedback') ORDER BY time, id LIMIT 50""",
             (rule_id, subject, ts(since))).fetchall()
+
+
+def device_points(conn: psycopg.Connection, point_id: int, scope: str | None) -> list[Row]:
+    """Every point of the device the given point belongs to (id, tag, name, quantity, role, required,
+    interval_s, setpoints), within the viewer's scope: what a multi-point rule's aliases are bound among, the
+    way the rule compiler binds them (`rules.compile._multi`: the same device's points, by selector)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            f"""SELECT p.id, p.tag, p.name, p.quantity, p.role, p.required, p.interval_s,
+                       coalesce(p.setpoints, '{{}}'::jsonb) AS setpoints
+                FROM points s JOIN points p ON p.device_id = s.device_id
+                JOIN devices d ON d.id = p.device_id JOIN plants pl ON pl.id = d.plant_id
+                WHERE s.id = %(p)s AND {_SCOPE} ORDER BY p.id""", {"p": point_id, "scope": scope}).fetchall()
+
+
+def difference_trend(conn: psycopg.Connection, a: int, b: int, start: float, end: float,
+                     max_points: int = MAX_TREND_POINTS, min_bucket_s: float = 1.0
+                     ) -> list[tuple[datetime, float, float]]:
+    """Points a and b in [start, end], each averaged into the same time buckets; only the buckets where both
+    have readings come back, as (bucket, mean of a, mean of b), so a − b is taken on aligned times. The
+    bucket is at least `min_bucket_s` wide (the slower point's interval: a bucket holding only one of the two
+    would be a gap). One range scan of `readings (point_id, time)` for the two points."""
+    width = max(bucket_seconds(start, end, max_points), math.ceil(min_bucket_s))
+    rows = conn.execute(
+        """SELECT time_bucket(make_interval(secs => %(w)s), time) AS t,
+                  avg(value) FILTER (WHERE point_id = %(a)s), avg(value) FILTER (WHERE point_id = %(b)s)
+           FROM readings WHERE point_id = ANY(%(ids)s) AND time >= %(s)s AND time <= %(e)s
+           GROUP BY 1 HAVING count(*) FILTER (WHERE point_id = %(a)s) > 0
+                         AND count(*) FILTER (WHERE point_id = %(b)s) > 0
+           ORDER BY 1 LIMIT %(n)s""",
+        {"w": width, "a": a, "b": b, "ids": [a, b], "s": ts(start), "e": ts(end), "n": max_points + 1}).fetchall()
+    return [(r[0], float(r[1]), float(r[2])) for r in rows]
+
+
+def devices_of_plant(conn: psycopg.Connection, plant_id: str, scope: str | None) -> list[Row]:
+    """The devices of one plant (code, name, kind) the viewer may file a stop for: none when the plant is
+    another enterprise's (scoped in SQL like every read here), so the picker never offers another's device."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            f"""SELECT d.code, d.name, d.kind FROM devices d JOIN plants pl ON pl.id = d.plant_id
+                WHERE d.plant_id = %(plant)s AND {_SCOPE} ORDER BY d.code""",
+            {"plant": plant_id, "scope": scope}).fetchall()
+
+
+def device_label(conn: psycopg.Connection, device_id: int) -> str | None:
+    """`name (code)` of a device, for a stop filing's page (the caller has checked the filing's scope)."""
+    row = conn.execute("SELECT name, code FROM devices WHERE id = %s", (device_id,)).fetchone()
+    return None if row is None else f"{row[0]}（{row[1]}）"

@@ -268,10 +268,52 @@ def test_a_bad_or_foreign_filing_is_refused(console: Console) -> None:
     r = file(ea, console, **stop_form(kind="holiday"))
     assert r.status_code == 422
     r = file(ea, console, **stop_form(device_code="no-such-device"))
-    assert r.status_code == 422 and "no-such-device" in html.unescape(r.text)
+    assert r.status_code == 422 and "no-such-device 不是该厂区的设备" in html.unescape(r.text)
+    r = file(ea, console, **stop_form(device_code="furnace"))  # another enterprise's device, typed by hand
+    assert r.status_code == 422 and "furnace 不是该厂区的设备，请从列表中选择设备" in r.text
+    assert "电熔炉" not in r.text and "ent-b" not in r.text
+    r = file(ea, console, **stop_form(device_code="<b>x</b>"))  # echoed escaped, never as markup
+    assert r.status_code == 422 and "<b>x</b>" not in r.text and "&lt;b&gt;x&lt;/b&gt;" in r.text
     r = ea.post(console.url("/stops"), data=stop_form(), follow_redirects=False)
     assert r.status_code == 403
     assert stops_of(console) == []
+
+
+def device_options(page: str) -> list[str]:
+    """The values the stop form's device picker offers ("" is the whole plant)."""
+    m = re.search(r'<select name="device_code"[^>]*>(.*?)</select>', page, re.S)
+    assert m is not None, page
+    return re.findall(r'<option value="([^"]*)"', m.group(1))
+
+
+def test_the_stop_form_picks_a_device_of_the_plant(console: Console) -> None:
+    ea, eb, duty = signed(console, "ea"), signed(console, "eb"), signed(console, "duty")
+    page = ea.get(console.url("/stops")).text
+    # plant-a's own devices (the first plant's, the form's default), and no other enterprise's
+    assert device_options(page) == ["", "coal-bf", "dev-off", "kiln"]
+    assert 'value="furnace"' not in page and "电熔炉" not in page
+    assert 'hx-get="/console/stops/devices"' in page
+    assert device_options(eb.get(console.url("/stops")).text) == ["", "furnace"]
+    # the picker's fragment, re-fetched when the plant changes: scoped like the filing itself
+    r = ea.get(console.url("/stops/devices"), params={"plant_id": "plant-a"})
+    assert r.status_code == 200 and device_options(r.text) == ["", "coal-bf", "dev-off", "kiln"]
+    assert "回转窑（kiln）" in r.text
+    r = ea.get(console.url("/stops/devices"), params={"plant_id": "plant-b"})
+    assert r.status_code == 404 and "furnace" not in r.text and "电熔炉" not in r.text
+    assert ea.get(console.url("/stops/devices"), params={"plant_id": "no-such-plant"}).status_code == 404
+    assert device_options(ea.get(console.url("/stops/devices")).text) == [""]  # no plant chosen: the whole plant
+    assert device_options(duty.get(console.url("/stops/devices"), params={"plant_id": "plant-b"}).text) == [
+        "", "furnace"]  # the bureau files for any plant
+    # a device picked from the list is filed, and named on the filing's page
+    r = file(ea, console, **stop_form(device_code="kiln", kind="maintenance"))
+    assert r.status_code == 303
+    sid = int(r.headers["location"].rsplit("/", 1)[1])
+    assert console.sql("""SELECT d.code FROM production_stops s JOIN devices d ON d.id = s.device_id
+                          WHERE s.id = %s""", (sid,)) == [("kiln",)]
+    assert 'data-testid="stop-device">回转窑（kiln）<' in ea.get(console.url(f"/stops/{sid}")).text
+    # a refused filing keeps the device picked
+    r = file(ea, console, **stop_form(device_code="kiln", reason=" "))
+    assert r.status_code == 422 and '<option value="kiln" selected>' in r.text
 
 
 # --- the board's point trend --------------------------------------------------------------------------------
