@@ -89,12 +89,12 @@ def mandatory_gaps(conn: psycopg.Connection, scope: str | None) -> dict[str, tup
 
 def availability_pct(conn: psycopg.Connection, scope: str | None, now: float, hours: int) -> dict[str, float]:
     """Enterprise id -> availability of its points over the last `hours`, in percent; absent: none expected."""
-    rep = availability.report(conn, now - hours * 3600, now, now, "day", scope=scope)
     out: dict[str, float] = {}
-    for s in rep.enterprises:
-        sh = s.total.share
+    for ent, (expected, received) in availability.enterprise_counts(conn, now - hours * 3600, now, now, "day",
+                                                                     scope=scope).items():
+        sh = availability.share(received, expected)
         if sh is not None:
-            out[s.enterprise_id] = sh * 100
+            out[ent] = sh * 100
     return out
 
 

@@ -195,3 +195,20 @@ def test_aggregate_work_is_bounded(api: Api, site: dict[str, int], monkeypatch: 
         assert r.status_code == 422 and "too-much-data" in r.text, (path, r.text)
     # gw-a1's 3 points x 2 buckets = 6 cells fit
     assert get(api, "availability/gateways", granularity="hour", gateway_id="gw-a1")["items"][0]["points"] == 3
+
+
+@pytest.mark.parametrize("granularity", ["hour", "day"])
+def test_enterprise_counts_in_sql_equal_the_report(api: Api, site: dict[str, int], granularity: str) -> None:
+    """The risk board's per-enterprise counts (one SQL statement) are the report's enterprise totals, for a
+    window ending at now and for one reaching past it, for the county and for one enterprise."""
+    from core import availability
+
+    with psycopg.connect(api.db_url) as conn:
+        for now in (T0, T0 - H):
+            rep = availability.report(conn, FROM, TO, now, granularity)  # type: ignore[arg-type]
+            want = {s.enterprise_id: (s.total.expected, s.total.received) for s in rep.enterprises}
+            got = availability.enterprise_counts(conn, FROM, TO, now, granularity)  # type: ignore[arg-type]
+            assert {e: c for e, c in want.items() if c != (0, 0)} == {e: c for e, c in got.items() if c != (0, 0)}
+            scoped = availability.enterprise_counts(conn, FROM, TO, now, granularity, scope="ent-b")  # type: ignore[arg-type]
+            assert set(scoped) <= {"ent-b"}
+    assert got["ent-a"] == (1080 + 0, 270)  # at T0 - H: hour 1 only (hour 2 lies after now)
