@@ -163,12 +163,13 @@ def register(app: FastAPI, face: Face) -> None:
         if ctx.broker_sync is not None:
             ctx.broker_sync(conn)
 
-    def view(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def view(request: Request, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         now = ctx.clock.now()
+        labels = {st: _(request, key) for st, key in GATEWAY_STATUS_KEYS.items()}  # once per page, not per row
         out = []
         for r in rows:
             st = gateway_status(r, now)
-            out.append({**r, "status": st, "status_key": GATEWAY_STATUS_KEYS[st]})
+            out.append({**r, "status": st, "status_key": GATEWAY_STATUS_KEYS[st], "status_label": labels[st]})
         return out
 
     # --- gateways ---------------------------------------------------------------------------------------
@@ -180,7 +181,7 @@ def register(app: FastAPI, face: Face) -> None:
         plant = q.get("plant") or None
         if plant is not None and rq.get_plant(conn, plant[:200], viewer.scope) is None:
             raise Refused(404, _(request, "No such plant."))
-        rows = view(rq.list_gateways(conn, viewer.scope, enterprise[:200] if enterprise else None, plant))
+        rows = view(request, rq.list_gateways(conn, viewer.scope, enterprise[:200] if enterprise else None, plant))
         return render(request, "gateways.html", status, viewer=viewer, page="gateways", rows=rows, q=dict(q),
                       plants=rq.plants_in_scope(conn, viewer.scope), error=error, form=form or {},
                       enterprises=wq.enterprises_in_scope(conn, viewer.scope))
@@ -202,7 +203,7 @@ def register(app: FastAPI, face: Face) -> None:
 
     def _secret_page(request: Request, viewer: Viewer, conn: psycopg.Connection, gateway_id: str, secret: str,
                      status: int, rotated: bool) -> HTMLResponse:
-        gw = view([gateway_or_404(conn, gateway_id, viewer, request)])[0]
+        gw = view(request, [gateway_or_404(conn, gateway_id, viewer, request)])[0]
         mtls = _client_cert(gateway_id)
         points = rq.list_points(conn, viewer.scope, gateway_id=gateway_id, limit=1)
         tag = str(points[0]["tag"]) if points else EXAMPLE_TAG
@@ -248,8 +249,8 @@ def register(app: FastAPI, face: Face) -> None:
 
     def _detail(request: Request, viewer: Viewer, conn: psycopg.Connection, gateway_id: str, status: int = 200,
                 notice: str | None = None) -> HTMLResponse:
-        gw = view([gateway_or_404(conn, gateway_id, viewer, request)])[0]
-        points = _points_view(rq.list_points(conn, viewer.scope, gateway_id=gateway_id))
+        gw = view(request, [gateway_or_404(conn, gateway_id, viewer, request)])[0]
+        points = _points_view(request, rq.list_points(conn, viewer.scope, gateway_id=gateway_id))
         return render(request, "gateway.html", status, viewer=viewer, page="gateways", gw=gw, rows=points,
                       notice=notice, feeds_required=shared.feeds_required_point(conn, gateway_id),
                       point_status_keys=POINT_STATUS_KEYS)
@@ -323,12 +324,14 @@ def register(app: FastAPI, face: Face) -> None:
 
     # --- points -----------------------------------------------------------------------------------------
 
-    def _points_view(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _points_view(request: Request, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         now = ctx.clock.now()
+        labels = {st: _(request, key) for st, key in POINT_STATUS_KEYS.items()}  # once per page, not per row
         out = []
         for r in rows:
             st = point_status(r, now)
-            out.append({**r, "status": st, "status_key": POINT_STATUS_KEYS[st], "limits": limits_text(r["setpoints"])})
+            out.append({**r, "status": st, "status_key": POINT_STATUS_KEYS[st], "status_label": labels[st],
+                        "limits": limits_text(r["setpoints"])})
         return out
 
     def _filters(request: Request, viewer: Viewer, conn: psycopg.Connection) -> tuple[str | None, str | None]:
@@ -343,7 +346,7 @@ def register(app: FastAPI, face: Face) -> None:
     @app.get("/points", response_class=HTMLResponse)
     def points(request: Request, viewer: Signed, conn: Conn) -> HTMLResponse:
         plant, gateway_id = _filters(request, viewer, conn)
-        rows = _points_view(rq.list_points(conn, viewer.scope, plant, gateway_id))
+        rows = _points_view(request, rq.list_points(conn, viewer.scope, plant, gateway_id))
         return render(request, "points.html", viewer=viewer, page="points", rows=rows, plant=plant or "",
                       gateway=gateway_id or "", plants=rq.plants_in_scope(conn, viewer.scope),
                       gateways=rq.list_gateways(conn, viewer.scope, None, plant), poll_s=POLL_S,
@@ -353,4 +356,4 @@ def register(app: FastAPI, face: Face) -> None:
     def points_rows(request: Request, viewer: Signed, conn: Conn) -> HTMLResponse:
         plant, gateway_id = _filters(request, viewer, conn)
         return render(request, "_points_rows.html", viewer=viewer,
-                      rows=_points_view(rq.list_points(conn, viewer.scope, plant, gateway_id)))
+                      rows=_points_view(request, rq.list_points(conn, viewer.scope, plant, gateway_id)))
