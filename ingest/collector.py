@@ -22,6 +22,11 @@ What arrives (issue 15), all on one `rw/v1/#` subscription at QoS1:
 - after each commit, per gateway with a `seq` in the batch, the highest `seq` durably stored is published
   (retained, QoS1) to rw/v1/{gateway}/stored: gateways with a store-and-forward buffer keep data until then.
 
+Sparkplug B (issue 18, docs/sparkplug.md): `spBv1.0/#` is subscribed alongside; an edge node's messages are decoded
+(ingest.sparkplug.payload) and run through the host's per-edge-node session (ingest.sparkplug.host) into the same
+batch (`_sparkplug`); the collector publishes its host STATE (`_publish_state`, with a will when alone) and, after
+a commit, the rebirth requests that batch decided (`_request_rebirths`).
+
 Several collectors (`leases`, issue 15; see ingest.leases and docs/scaling.md): instead of `rw/v1/#` the
 collector subscribes to `rw/v1/{gateway}/#` for each gateway it holds by lease, renewed every few seconds in
 the flush loop. Each batch checks its gateways' leases in its own transaction (`Leases.fence`): readings, dead
@@ -64,6 +69,9 @@ from ingest import topics
 from ingest.batch import Batch, DeadLetter
 from ingest.decode import MessageRejected, decode_json_v1, decode_status, decode_status_at
 from ingest.leases import Leases
+from ingest.sparkplug import payload as sp_payload
+from ingest.sparkplug import topics as sp_topics
+from ingest.sparkplug.host import Host as SparkplugHost
 from ingest.store import store_batch
 
 log = logging.getLogger("riskwatch.collector")
@@ -120,6 +128,9 @@ class CollectorStats:
     lease_rounds: int = 0
     leases_gained: int = 0
     leases_lost: int = 0
+    sparkplug_messages: int = 0  # under spBv1.0/ from edge nodes (NBIRTH … DDEATH), decoded or dead-lettered
+    rebirth_requests: int = 0  # NCMD `Node Control/Rebirth` published (after their batch committed)
+    stale_deaths: int = 0  # NDEATHs of an older connection than the current NBIRTH's (bdSeq): ignored
     last_commit_s: float = 0.0
     max_inbox: int = 0  # most messages waiting at once: bounded by the MQTT receive window
     started: float = field(default_factory=time.monotonic)
@@ -179,6 +190,10 @@ class Collector:
         self._resync = True  # after a (re)connect: drop a previous run's per-gateway subscriptions
         self._lease_at = -math.inf
         self._resyncing: dict[str, _Resync] = {}  # gateways claimed whose confirmations wait for a re-send
+        # Sparkplug B host application (docs/sparkplug.md): the edge nodes' sessions, touched only by the flush loop.
+        self.sparkplug = SparkplugHost(self.limits)
+        self._state_ts = 0  # our STATE's timestamp (ms): the will's and the birth's of one connection are equal
+        self._state_mid: int | None = None  # the subscription whose SUBACK lets us publish STATE online
         if leases is not None:
             for p in self.processors:
                 if hasattr(p, "handover"):
@@ -222,6 +237,7 @@ class Collector:
         c.on_pre_connect = self._on_pre_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
         mqtt_log = logging.getLogger("riskwatch.collector.mqtt")
         mqtt_log.addFilter(_quiet_shutdown)
         c.enable_logger(mqtt_log)
@@ -241,7 +257,9 @@ class Collector:
         log.info("MQTT connected to %s as %s (session present: %s)", self.mqtt_url.redacted(),
                  self.client_id, getattr(_f, "session_present", None))
         if self.leases is not None:
-            self._subscribe_held(client)
+            self._state_mid = self._subscribe_held(client)
+            if self._state_mid is None:
+                self._publish_state(client, True)
             self._connected.set()
             return
         # The whole tree, so a topic outside the contract is dead-lettered rather than never seen; no_local keeps
@@ -249,25 +267,83 @@ class Collector:
         # at QoS1: a gateway's QoS2 publish reaches us as QoS1, acknowledged after commit. Receiving QoS2 would be
         # worse, not better: paho sends PUBREC (the broker then forgets the message) before the application
         # sees it, so a collector killed before its commit would lose it.
-        client.subscribe([(topics.ALL_FILTER, SubscribeOptions(qos=1, noLocal=True))])
+        # Sparkplug B edge nodes publish under spBv1.0/ (the whole tree too, for the same reason).
+        _rc, self._state_mid = client.subscribe([(topics.ALL_FILTER, SubscribeOptions(qos=1, noLocal=True)),
+                                                 (sp_topics.ALL_FILTER, SubscribeOptions(qos=1, noLocal=True))])
         # Sessions of collectors before issue 15 hold the two narrow filters: overlapping subscriptions would
         # deliver every message twice. Unsubscribing a filter the session lacks is harmless.
         client.unsubscribe([topics.TELEMETRY_FILTER, topics.STATUS_FILTER])
         self._connected.set()
 
+    def _on_subscribe(self, client: mqtt.Client, _u: object, mid: int, _rcs: object, _p: object) -> None:
+        # Sparkplug 3.0: the host subscribes first and says it is online after, so an edge node that waits for
+        # our STATE before its NBIRTH cannot publish it into a subscription not yet in place.
+        if mid == self._state_mid:
+            self._state_mid = None
+            self._publish_state(client, True)
+
+    # --- Sparkplug B: the primary host's STATE and rebirth requests ----------------------------------------
+
+    def _publish_state(self, client: mqtt.Client, online: bool) -> None:
+        """Sparkplug 3.0 host STATE on spBv1.0/STATE/riskwatch: retained, QoS1, `{"online", "timestamp"}`.
+
+        Birth and will of one connection carry the same timestamp (`_state_ts`, set before each connect), so an
+        edge node can tell a stale will from the current state. In a group of collectors there is no will (see
+        `_on_pre_connect`): the birth says "riskwatch is up", which stays true while any member is.
+        """
+        payload = orjson.dumps({"online": online, "timestamp": self._state_ts})
+        info = client.publish(sp_topics.state(), payload, qos=1, retain=True)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            log.warning("could not publish the Sparkplug STATE: %s", mqtt.error_string(info.rc))
+
+    def _leave_state(self) -> None:
+        """A single collector stopping cleanly says so in its STATE (the broker sends no will after a clean
+        disconnect). A member of a group says nothing: the others still hold their gateways."""
+        if self.leases is not None or not self._connected.is_set():
+            return
+        payload = orjson.dumps({"online": False, "timestamp": self._state_ts})
+        info = self._client.publish(sp_topics.state(), payload, qos=1, retain=True)
+        try:
+            info.wait_for_publish(timeout=2.0)
+        except (RuntimeError, ValueError) as exc:
+            log.warning("could not publish the Sparkplug STATE offline: %s", exc)
+
+    def _request_rebirths(self, rebirths: list[tuple[str, str]]) -> None:
+        """NCMD `Node Control/Rebirth` to each (gateway, group), QoS0 and not retained (Sparkplug 3.0).
+
+        Sent after the batch that decided it committed: a batch that fails is decoded again and decides again
+        (the host's state rolled back), so a request is published once per decision, never for a batch that left
+        no trace. Waiting for the commit costs at most one batch age (batch_max_age_s) of delay.
+        """
+        ts = int(time.time() * MS_PER_S)
+        for gw, group in rebirths:
+            info = self._client.publish(sp_topics.ncmd(group, gw), sp_payload.rebirth_request(ts), qos=0)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                # QoS0 is not queued while disconnected: the host asks again at the edge node's next unexplained
+                # message once its 10 s hold has passed.
+                log.warning("could not request a rebirth of %s: %s", gw, mqtt.error_string(info.rc))
+                continue
+            self.stats.rebirth_requests += 1
+            log.info("Sparkplug: rebirth requested from edge node %s (group %s)", gw, group)
+
     # --- several collectors: per-gateway subscriptions by lease --------------------------------
 
-    def _subscribe_held(self, client: mqtt.Client) -> None:
-        """On (re)connect in a group: one `rw/v1/{gw}/#` per gateway held (QoS1, no_local, as above)."""
+    def _subscribe_held(self, client: mqtt.Client) -> int | None:
+        """On (re)connect in a group: per gateway held `rw/v1/{gw}/#` and its Sparkplug topics (QoS1, no_local, as
+        above)."""
         assert self.leases is not None
         with self._sub_lock:
             # A session of a single collector holds rw/v1/#: it would deliver every gateway to us.
-            client.unsubscribe([topics.ALL_FILTER, topics.TELEMETRY_FILTER, topics.STATUS_FILTER])
+            client.unsubscribe([topics.ALL_FILTER, topics.TELEMETRY_FILTER, topics.STATUS_FILTER,
+                                sp_topics.ALL_FILTER])
             held = sorted(self._want)
+            mid = None
             if held:
-                client.subscribe([(_gateway_filter(g), SubscribeOptions(qos=1, noLocal=True)) for g in held])
+                _rc, mid = client.subscribe([(f, SubscribeOptions(qos=1, noLocal=True)) for g in held
+                                             for f in _gateway_filters(g)])
             self._subscribed = set(held)
             self._resync = True
+            return mid
 
     def _resubscribe(self, gained: list[str], lost: list[str], known: list[str]) -> None:
         """Follow the leases: subscribe to what was gained; unsubscribe what was lost two renewals later.
@@ -298,12 +374,12 @@ class Collector:
                 self._resync = False
             add = [g for g in gained if g not in self._subscribed]
             if add:
-                self._client.subscribe([(_gateway_filter(g), SubscribeOptions(qos=1, noLocal=True))
-                                        for g in sorted(add)])
+                self._client.subscribe([(f, SubscribeOptions(qos=1, noLocal=True))
+                                        for g in sorted(add) for f in _gateway_filters(g)])
                 self._subscribed.update(add)
             for i in range(0, len(drop), 500):
                 part = sorted(drop)[i:i + 500]
-                self._client.unsubscribe([_gateway_filter(g) for g in part])
+                self._client.unsubscribe([f for g in part for f in _gateway_filters(g)])
             self._subscribed -= drop
 
     def _lease_round(self) -> None:
@@ -332,6 +408,7 @@ class Collector:
         self.stats.leases_lost += len(change.lost)
         for g in change.lost:
             self._resyncing.pop(g, None)
+            self.sparkplug.forget(g)  # its next owner holds the Sparkplug session (and asks for a rebirth)
         for g in change.gained:
             self._resyncing[g] = _Resync()
         self._resubscribe(change.gained, change.lost, known)
@@ -348,11 +425,18 @@ class Collector:
             except psycopg.Error:
                 pass
 
-    def _on_pre_connect(self, _c: mqtt.Client, _u: object) -> None:
+    def _on_pre_connect(self, client: mqtt.Client, _u: object) -> None:
         # paho doubles its reconnect delay; a random extra wait keeps a fleet of
         # collectors (or a restarted broker's clients) from reconnecting in step.
         if self.stats.mqtt_connects:
             self._stop.wait(random.uniform(0.0, 1.0))
+        # Sparkplug 3.0: the host's will is its STATE offline, with this connection's timestamp. Only a single
+        # collector has one: in a group, one member's death would tell every edge node that riskwatch is gone
+        # while the others hold their gateways (docs/sparkplug.md, "Several collectors").
+        self._state_ts = int(time.time() * MS_PER_S)
+        if self.leases is None:
+            client.will_set(sp_topics.state(), orjson.dumps({"online": False, "timestamp": self._state_ts}),
+                            qos=1, retain=True)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object) -> None:
         self._connected.clear()
@@ -401,6 +485,7 @@ class Collector:
                 ready()
             self._loop()
         finally:
+            self._leave_state()
             self._client.disconnect()
             self._client.loop_stop()
             if self._conn is not None:
@@ -522,14 +607,19 @@ class Collector:
         return self._snapshot
 
     def _flush(self, msgs: list[_Msg]) -> bool:
-        """Decode, store and acknowledge msgs. False when the database is unavailable."""
+        """Decode, store and acknowledge msgs. False when the database is unavailable.
+
+        The Sparkplug host's session state moves with the batch: kept if it commits, rolled back otherwise, so
+        the retry decodes the same messages against the same state (no false seq gap, no second rebirth)."""
+        self.sparkplug.begin()
+        rebirths: list[tuple[str, str]] = []
         try:
             conn = self._ensure_db()
             for p in self.processors:
                 p.prepare(conn)
             spans: list[tuple[str, int, int]] | None = [] if self.leases is not None else None
             seq_log: list[tuple[str, int]] = []
-            batch = self._build(conn, msgs, spans, seq_log)
+            batch = self._build(conn, msgs, spans, seq_log, rebirths)
             now = self.clock.now()
             hooks = []
             lost: list[str] = []
@@ -542,17 +632,23 @@ class Collector:
                 for p in self.processors:
                     hooks.append(p.process(conn, ruled, now))
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            self.sparkplug.rollback()
             self.stats.db_errors += 1
             log.warning("database unavailable (%s); holding %d messages unacknowledged", exc, len(msgs))
             return False
         except psycopg.Error as exc:
             # Not a connection problem: something in this batch is poison. Store
             # message by message and dead-letter what still fails.
+            self.sparkplug.rollback()
             self.stats.db_errors += 1
             log.error("batch failed (%s); retrying message by message", exc)
             if len(msgs) > 1:
                 return self._flush_one_by_one(msgs)
             return self._poison(msgs[0], exc)
+        except BaseException:
+            self.sparkplug.rollback()
+            raise
+        self.sparkplug.commit()
         self.stats.batches += 1
         self.stats.messages += len(msgs)
         self.stats.readings_stored += res.stored
@@ -565,10 +661,15 @@ class Collector:
             hook()
         self._ack(msgs)
         self._confirm(res.confirmed if owned is None else self._handover_confirmed(res.confirmed, owned, seq_log))
+        if rebirths:
+            # In a group, only the gateway's owner asks: the other member, still subscribed during a handover,
+            # would otherwise send a second request.
+            self._request_rebirths([r for r in rebirths if owned is None or r[0] in owned])
         if lost and self.leases is not None:
             gone = self.leases.forget(lost)
             for g in gone:
                 self._resyncing.pop(g, None)
+                self.sparkplug.forget(g)
             self.stats.leases_lost += len(gone)
             log.warning("leases of %s taken over by another collector: %s", self.client_id, gone)
             self._resubscribe([], gone, [])
@@ -673,7 +774,8 @@ class Collector:
             conn = self._ensure_db()
             batch = Batch(messages=1)
             parsed = topics.parse(m.topic)
-            batch.dead.append(DeadLetter(parsed[0] if parsed else None, m.topic, "store_failed",
+            gw = parsed[0] if parsed else sp_topics.edge_of(m.topic) if sp_topics.is_sparkplug(m.topic) else None
+            batch.dead.append(DeadLetter(gw, m.topic, "store_failed",
                                          str(exc)[:500], None, m.payload[:DEAD_PAYLOAD_MAX]))
             with conn.transaction():
                 store_batch(conn, batch)
@@ -702,9 +804,11 @@ class Collector:
 
     def _build(self, conn: psycopg.Connection, msgs: list[_Msg],
                spans: list[tuple[str, int, int]] | None = None,
-               seq_log: list[tuple[str, int]] | None = None) -> Batch:
+               seq_log: list[tuple[str, int]] | None = None,
+               rebirths: list[tuple[str, str]] | None = None) -> Batch:
         """Decode msgs into one batch. `spans` (a group member's): per message of a known gateway, (gateway,
-        first, end) of its readings in the batch's lists, for the fence."""
+        first, end) of its readings in the batch's lists, for the fence. `rebirths` receives the (gateway,
+        group) of each Sparkplug rebirth request the batch decided, to publish once it has committed."""
         batch = Batch(messages=len(msgs))
         snap = self._registry(conn)
         now = self.clock.now()
@@ -733,6 +837,9 @@ class Collector:
                     # at reconnect adds nothing. Retained statuses go on: their replay informs the rule engine.
                     self.stats.retained_replays += 1
                     continue
+            if route is None and sp_topics.is_sparkplug(m.topic):
+                snap = self._sparkplug(conn, batch, m, key, known, snap, now, spans, seq_log, rebirths)
+                continue
             if route is None:
                 if key is not None:
                     known.add(key)
@@ -791,30 +898,7 @@ class Collector:
             for rej in d.rejected:
                 batch.dead.append(DeadLetter(gw, m.topic, rej.reason, rej.detail, rej.index,
                                              _reading_bytes(rej.raw)))
-            pmap = snap.points.get(gw, {})
-            pids = [pmap.get(tag, -1) for tag in d.tags]
-            if -1 in pids:
-                snap = self._registry(conn, force=True)  # a tag added to the registry a moment ago?
-                pmap = snap.points.get(gw, {})
-                pids = [pmap.get(tag, -1) for tag in d.tags]
-            if -1 not in pids:
-                batch.point_ids += pids
-                batch.times_us += d.times_us
-                batch.values += d.values
-                batch.qualities += d.qualities
-                if spans is not None:
-                    spans[-1] = (gw, spans[-1][1], len(batch.point_ids))
-                continue
-            for pid, tag, t_us, v, q in zip(pids, d.tags, d.times_us, d.values, d.qualities, strict=True):
-                if pid < 0:
-                    batch.add_unmapped(gw, tag, t_us, v, q)
-                    continue
-                batch.point_ids.append(pid)
-                batch.times_us.append(t_us)
-                batch.values.append(v)
-                batch.qualities.append(q)
-            if spans is not None:
-                spans[-1] = (gw, spans[-1][1], len(batch.point_ids))
+            snap = self._add_readings(conn, batch, snap, gw, d.tags, d.times_us, d.values, d.qualities, spans)
         starts.append(len(batch.dead))
         # An invalid retained status is dead-lettered the first time only; its replays still reach the engine.
         drop: list[tuple[int, int]] = []
@@ -829,12 +913,113 @@ class Collector:
                 batch.retained_new.append(key)
         for start, end in reversed(drop):
             del batch.dead[start:end]
-        replays = sum(1 for m in msgs if m.retain and (topics.route(m.topic) or ("", ""))[1] not in ("stored", "cmd"))
+        replays = sum(1 for m in msgs if m.retain and not _service_traffic(m.topic))
         if replays:
             log.info("%d retained messages replayed by the broker (each handled once: stored or dead-lettered "
                      "the first time only)", replays)
         return batch
 
+    def _add_readings(self, conn: psycopg.Connection, batch: Batch, snap: registry.Snapshot, gw: str,
+                      tags: list[str], times_us: list[int], values: list[float], qualities: list[int],
+                      spans: list[tuple[str, int, int]] | None) -> registry.Snapshot:
+        """One message's valid readings into the batch: mapped tags as readings, unmapped ones quarantined (JSON v1
+        and Sparkplug alike). Returns the registry snapshot, re-read when a tag was unknown."""
+        pmap = snap.points.get(gw, {})
+        pids = [pmap.get(tag, -1) for tag in tags]
+        if -1 in pids:
+            snap = self._registry(conn, force=True)  # a tag added to the registry a moment ago?
+            pmap = snap.points.get(gw, {})
+            pids = [pmap.get(tag, -1) for tag in tags]
+        if -1 not in pids:
+            batch.point_ids += pids
+            batch.times_us += times_us
+            batch.values += values
+            batch.qualities += qualities
+        else:
+            for pid, tag, t_us, v, q in zip(pids, tags, times_us, values, qualities, strict=True):
+                if pid < 0:
+                    batch.add_unmapped(gw, tag, t_us, v, q)
+                    continue
+                batch.point_ids.append(pid)
+                batch.times_us.append(t_us)
+                batch.values.append(v)
+                batch.qualities.append(q)
+        if spans is not None:
+            spans[-1] = (gw, spans[-1][1], len(batch.point_ids))
+        return snap
+
+    def _sparkplug(self, conn: psycopg.Connection, batch: Batch, m: _Msg, key: tuple[str, bytes] | None,
+                   known: set[tuple[str, bytes]], snap: registry.Snapshot, now: float,
+                   spans: list[tuple[str, int, int]] | None, seq_log: list[tuple[str, int]] | None,
+                   rebirths: list[tuple[str, str]] | None) -> registry.Snapshot:
+        """One message under spBv1.0/ into the batch, as `_build` does a JSON v1 one (docs/sparkplug.md).
+
+        The edge node id is the gateway id (the broker's ACL binds it to the username). Commands (NCMD, DCMD: ours,
+        or another collector's) and STATE messages are the host side's traffic, ignored like rw/v1/{gw}/cmd. The
+        host's session state (ingest.sparkplug.host) resolves aliases and checks seq; readings then take the
+        JSON v1 path: mapped points, quarantine for unknown tags, reading-level dead letters for the rest.
+        """
+        if _service_traffic(m.topic):
+            self.stats.ignored += 1
+            return snap
+        t = sp_topics.parse(m.topic)
+        if key is not None:
+            known.add(key)
+            batch.retained_new.append(key)  # an edge node should not retain: handled once, like telemetry
+        self.stats.sparkplug_messages += 1
+        if not isinstance(t, sp_topics.Topic):
+            why = t.why if isinstance(t, sp_topics.Bad) else "STATE"  # (STATE is service traffic, above)
+            batch.dead.append(DeadLetter(sp_topics.edge_of(m.topic), m.topic, "sparkplug_topic",
+                                         f"not a Sparkplug B topic: {why}", None, m.payload[:DEAD_PAYLOAD_MAX]))
+            return snap
+        gw = t.edge
+        where = f"group {t.group!r}, {t.kind}" + (f", device {t.device!r}" if t.device is not None else "")
+        if spans is not None:
+            spans.append((gw, len(batch.point_ids), len(batch.point_ids)))
+        info = snap.gateways.get(gw)
+        if info is None:
+            snap = self._registry(conn, force=True)
+            info = snap.gateways.get(gw)
+        if info is None or not info.enabled:
+            reason = "unknown_gateway" if info is None else "gateway_disabled"
+            batch.dead.append(DeadLetter(gw, m.topic, reason, f"edge node (gateway) {gw!r}, {where}", None,
+                                         m.payload[:DEAD_PAYLOAD_MAX]))
+            return snap
+        if not m.retain:
+            batch.last_seen[gw] = now
+        try:
+            p = sp_payload.decode(m.payload, self.limits.max_payload_bytes)
+            if len(p.metrics) > self.limits.max_readings:
+                raise MessageRejected("too_many_readings", f"{len(p.metrics)} metrics > {self.limits.max_readings}")
+        except MessageRejected as exc:
+            batch.dead.append(DeadLetter(gw, m.topic, exc.reason, f"{where}: {exc.detail}", None,
+                                         m.payload[:DEAD_PAYLOAD_MAX]))
+            return snap
+        out = self.sparkplug.handle(gw, t, p, now)
+        for note in out.notes:
+            log.info("Sparkplug edge node %s (%s): %s", gw, where, note)
+        if out.online is not None:
+            batch.status[gw] = (out.online, now)
+        if out.stale_death:
+            self.stats.stale_deaths += 1
+        if out.rebirth is not None and rebirths is not None:
+            rebirths.append((gw, out.rebirth))
+        if out.rw_seq is not None:
+            batch.add_seq(gw, out.rw_seq)
+            if seq_log is not None and spans is not None and not m.retain:
+                seq_log.append((gw, out.rw_seq))
+        if p.timestamp_ms is not None and not m.retain and t.kind != "NDEATH":
+            # NDEATH is a will: its timestamp is when the edge set it (Sparkplug 3.0), not when it was sent.
+            batch.skew[gw] = max(batch.skew.get(gw, -math.inf), p.timestamp_ms / MS_PER_S - now)
+        for rej in out.rejected:
+            raw = rej.raw if isinstance(rej.raw, dict) else {"metric": rej.raw}
+            batch.dead.append(DeadLetter(gw, m.topic, rej.reason, f"{where}: {rej.detail}", rej.index,
+                                         _reading_bytes({**raw, "group": t.group})))
+        if out.readings:
+            snap = self._add_readings(conn, batch, snap, gw, [r.tag for r in out.readings],
+                                      [r.t_us for r in out.readings], [r.value for r in out.readings],
+                                      [r.quality for r in out.readings], spans)
+        return snap
 
     def _retained_known(self, conn: psycopg.Connection, msgs: list[_Msg]) -> set[tuple[str, bytes]]:
         """The retained messages of this batch already handled once (retained_seen), by (topic, digest)."""
@@ -859,9 +1044,22 @@ class _Resync:
     best: int = -1
 
 
-def _gateway_filter(gateway_id: str) -> str:
-    """A group member's subscription for one gateway: its whole subtree, so bad topics are still seen."""
-    return f"{topics.PREFIX}{gateway_id}/#"
+def _gateway_filters(gateway_id: str) -> list[str]:
+    """A group member's subscriptions for one gateway, subscribed and unsubscribed together: its whole rw/v1/
+    subtree, so bad topics are still seen, and its Sparkplug B node and device topics in any group."""
+    return [f"{topics.PREFIX}{gateway_id}/#", *sp_topics.gateway_filters(gateway_id)]
+
+
+def _service_traffic(topic: str) -> bool:
+    """The service's own messages the collector sees on its subscriptions: `stored` confirmations, downlink
+    commands (rw/v1/{gw}/cmd, Sparkplug NCMD/DCMD) and host STATE (ours, retained, replayed at each subscribe)."""
+    r = topics.route(topic)
+    if r is not None:
+        return r[1] in ("stored", "cmd")
+    if not sp_topics.is_sparkplug(topic):
+        return False
+    t = sp_topics.parse(topic)
+    return isinstance(t, sp_topics.State) or (isinstance(t, sp_topics.Topic) and t.kind in sp_topics.COMMANDS)
 
 
 def _quiet_shutdown(record: logging.LogRecord) -> bool:

@@ -57,6 +57,24 @@ REASONS: dict[str, Reason] = {
     "timestamp_out_of_range": Reason("读数时间与服务器时间相差过大（网关时钟可能不准），请校准网关时间。",
                                      "The reading's time is too far from the server's (gateway clock off?); "
                                      "set the gateway's clock."),
+    # Sparkplug B (ingest/sparkplug, docs/sparkplug.md)
+    "sparkplug_decode": Reason("网关按 Sparkplug B 主题发送的消息不是有效的 Sparkplug B（protobuf）数据，"
+                               "整条消息未被接收。请检查网关的 Sparkplug B 设置或固件版本。",
+                               "Not a Sparkplug B protobuf payload; check the gateway's Sparkplug B settings."),
+    "sparkplug_topic": Reason("网关发布到了 spBv1.0/ 下不符合 Sparkplug B 规范的主题，数据未被接收。"
+                              "请按 spBv1.0/{组}/{消息类型}/{网关编号}[/{设备}] 发布。",
+                              "A topic under spBv1.0/ that is not a Sparkplug B topic; use "
+                              "spBv1.0/{group}/{type}/{gateway}[/{device}]."),
+    "sparkplug_type": Reason("该指标的数据类型不是数值（例如字符串、日期或数组），系统只接收数值和开关量。"
+                             "如需监测，请在网关上改为数值类型的指标。",
+                             "The metric's datatype is not numeric (string, date, array, ...); only numbers and "
+                             "booleans are readings."),
+    "sparkplug_null": Reason("该指标的值为空（is_null），通常是传感器离线或网关未采集到数据。请检查该测点的采集。",
+                             "The metric's value is null (is_null): usually the sensor is offline or unread."),
+    "sparkplug_alias": Reason("网关使用了未在出生消息（NBIRTH/DBIRTH）中声明的指标别名，无法确定是哪个测点。"
+                              "系统已请求网关重新发送出生消息，之后的数据会正常接收。",
+                              "A metric alias never declared in a birth; a rebirth was requested, later data "
+                              "will be understood."),
 }
 
 
