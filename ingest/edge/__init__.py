@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"配置错误 invalid edge config:\n{exc}", file=sys.stderr)
         return 2
     if args.check:
-        print(f"{args.config}: OK ({sum(len(s.tags) for s in cfg.sources)} tags, gateway {cfg.gateway})")
+        fmt = "" if cfg.publish.group_id is None else f"; {cfg.publish.format}, group {cfg.publish.group_id!r}"
+        print(f"{args.config}: OK ({sum(len(s.tags) for s in cfg.sources)} tags, gateway {cfg.gateway}{fmt})")
         return 0
     try:
         run_agent(cfg)

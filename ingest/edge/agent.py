@@ -27,9 +27,12 @@ class Agent:
     def __init__(self, cfg: EdgeConfig, clock: Callable[[], float] = time.time):
         self.cfg = cfg
         self.clock = clock
-        self.fmt = make_format(cfg.publish.format)
         self.buffer = Buffer(cfg.buffer.path, max_readings=cfg.buffer.max_readings,
-                             when_full=cfg.buffer.when_full, fmt=self.fmt, clock=clock)
+                             when_full=cfg.buffer.when_full, clock=clock)
+        # Sparkplug's session state (aliases, bdSeq) lives in the buffer's database, hence format after buffer.
+        self.fmt = make_format(cfg.publish.format, group_id=cfg.publish.group_id, tags=cfg.tags(),
+                               store=self.buffer, clock=clock)
+        self.buffer.use_format(self.fmt)
         self.sources: list[ModbusPoller | OpcuaReader] = [make_source(s, self._sink, clock) for s in cfg.sources]
         self.publisher = Publisher(
             cfg.gateway, cfg.mqtt_url(), self.buffer, self.fmt, window=cfg.publish.window,

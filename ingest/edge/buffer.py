@@ -16,6 +16,11 @@ buffer still numbers above what the collector confirmed for the gateway before (
 down); after that the counter is persisted. A confirmation above the last seq handed out is ignored: it is a
 previous installation's or a forgery, and honouring it would drop data.
 
+Sparkplug B session state lives here too (`SessionStore`, see formats.py): the tag -> alias table, because a
+sealed message carries aliases and may be sent after a restart with a changed config (an alias must keep its tag
+for as long as a message using it is buffered), and the bdSeq counter, which Sparkplug increments per MQTT CONNECT
+across restarts.
+
 Bounded size: `max_readings` over both tables. `drop_oldest` deletes the oldest messages (then staged
 readings), `refuse` drops new readings; both count the drop in `meta.dropped` and report it to the caller,
 which logs it.
@@ -31,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ingest.edge.formats import Format, JsonV1, Reading
+from ingest.edge.formats import Format, JsonV1, Reading, decode_stored
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -39,9 +44,11 @@ CREATE TABLE IF NOT EXISTS staged(id INTEGER PRIMARY KEY AUTOINCREMENT, tag TEXT
                                   v REAL NOT NULL, q INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS messages(seq INTEGER PRIMARY KEY, payload BLOB NOT NULL, n INTEGER NOT NULL,
                                     oldest_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS aliases(tag TEXT PRIMARY KEY, alias INTEGER NOT NULL UNIQUE);
 """
 
 ConfirmOutcome = Literal["advanced", "stale", "ahead"]
+FORMAT_CODES = {"json_v1": 1, "sparkplug_b": 2}  # meta.format: how the sealed messages are encoded
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,7 @@ class Buffer:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_readings = max_readings
         self.when_full = when_full
-        self.fmt = fmt or JsonV1()
+        self.fmt: Format = JsonV1()
         self.clock = clock
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -85,6 +92,8 @@ class Buffer:
                 self._set("confirmed", first - 1)
                 self._set("dropped", 0)
         self._count = self._readings_in_db()
+        if fmt is not None:
+            self.use_format(fmt)
 
     # -- internals (lock held) ---------------------------------------------------------------------------
 
@@ -187,6 +196,57 @@ class Buffer:
             self._set("confirmed", seq)
             self._count -= int(row[1])
             return Confirmation("advanced", int(row[0]))
+
+    def use_format(self, fmt: Format) -> int:
+        """Seal from now on with `fmt`. Messages sealed under another format (the config switched between json_v1
+        and sparkplug_b with data buffered) are re-encoded in it, same seq and readings, in one transaction, so
+        what is sent is always what the collector expects on that topic. Returns how many were re-encoded."""
+        with self._lock, self._tx():
+            names = {v: k for k, v in FORMAT_CODES.items()}
+            old = names.get(self._meta("format") or FORMAT_CODES["json_v1"], "json_v1")  # buffers before 2026-12
+            self._set("format", FORMAT_CODES[fmt.name])
+            rows = [] if old == fmt.name else self._db.execute(
+                "SELECT seq, payload FROM messages ORDER BY seq").fetchall()
+            tag_of = {int(a): str(t) for t, a in self._db.execute("SELECT tag, alias FROM aliases")}
+            for seq, payload in rows:
+                stored_seq, ts_ms, readings = decode_stored(old, bytes(payload), tag_of)
+                if stored_seq != seq:
+                    raise ValueError(f"buffer message {seq} carries seq {stored_seq}: the buffer is corrupt")
+                self._db.execute("UPDATE messages SET payload = ? WHERE seq = ?",
+                                 (fmt.encode(seq, ts_ms, readings), seq))
+            self.fmt = fmt  # only once the transaction's work is done (a failure leaves both as they were)
+            return len(rows)
+
+    # -- Sparkplug B session state (formats.SessionStore) -------------------------------------------------
+
+    def aliases(self, tags: Sequence[str]) -> dict[str, int]:
+        """The alias of every tag in `tags` (new tags get the next free alias, from 1), plus the tags of earlier
+        configs that buffered readings may still use; those are forgotten only once the buffer is empty, so a
+        message sealed under the old config is never decoded against another tag."""
+        with self._lock, self._tx():
+            empty = self._db.execute("SELECT NOT EXISTS (SELECT 1 FROM messages) AND NOT EXISTS "
+                                     "(SELECT 1 FROM staged)").fetchone()[0]
+            wanted = set(tags)
+            if empty:
+                old = [t for (t,) in self._db.execute("SELECT tag FROM aliases") if t not in wanted]
+                self._db.executemany("DELETE FROM aliases WHERE tag = ?", [(t,) for t in old])
+            table = {str(t): int(a) for t, a in self._db.execute("SELECT tag, alias FROM aliases")}
+            nxt = max(table.values(), default=0) + 1
+            for t in tags:
+                if t not in table:
+                    table[t] = nxt
+                    self._db.execute("INSERT INTO aliases(tag, alias) VALUES (?, ?)", (t, nxt))
+                    nxt += 1
+            return table
+
+    def next_bdseq(self) -> int:
+        """Sparkplug's birth/death sequence for the next MQTT CONNECT: the previous one + 1, wrapping 255 -> 0,
+        persisted so a restarted agent's will never repeats the bdSeq of the session it replaces."""
+        with self._lock, self._tx():
+            prev = self._meta("bdseq")
+            value = 0 if prev is None else (prev + 1) % 256
+            self._set("bdseq", value)
+            return value
 
     @property
     def confirmed_seq(self) -> int:

@@ -1,8 +1,8 @@
 """The edge agent's YAML configuration, validated with pydantic; every error names file and line.
 
 One file describes one gateway box: which broker to reach as which gateway, where the on-disk buffer lives and
-how big it may grow, how readings are published (JSON v1 today; the `format` field is the seam for Sparkplug B),
-and the southbound sources (Modbus TCP devices, OPC UA servers) with their tags.
+how big it may grow, how readings are published (JSON v1, or Sparkplug B with `format: sparkplug_b` and a
+`group_id`), and the southbound sources (Modbus TCP devices, OPC UA servers) with their tags.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from core.settings import MqttUrl
 from ingest.edge.registers import Order, RegType, register_count
 
 GATEWAY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# A Sparkplug topic element: no MQTT level separator or wildcard (Sparkplug 3.0, topic namespace). Spaces are legal
+# in Sparkplug but not at either end, where an integrator would never see them.
+GROUP_ID = re.compile(r"^[^/+#\s\x00-\x1f](?:[^/+#\x00-\x1f]{0,62}[^/+#\s\x00-\x1f])?$")
 
 
 class _Strict(BaseModel):
@@ -65,11 +68,31 @@ class BufferConfig(_Strict):
 
 
 class PublishConfig(_Strict):
-    format: Literal["json_v1"] = "json_v1"  # "sparkplug_b": the publisher seam in edge/formats.py
+    """`format`: `json_v1` (riskwatch's own contract) or `sparkplug_b` (Sparkplug 3.0 edge node, the gateway id as
+    edge node id, under `group_id`; see docs/edge.md "Sparkplug B")."""
+
+    format: Literal["json_v1", "sparkplug_b"] = "json_v1"
+    group_id: str | None = None  # Sparkplug group id; required for sparkplug_b, meaningless for json_v1
     max_readings_per_message: int = Field(500, ge=1, le=5000)
     flush_interval_s: float = Field(0.5, gt=0, le=60)
     window: int = Field(100, ge=1, le=10_000)  # messages handed to the broker and not yet PUBACKed
     resend_after_s: float = Field(15.0, gt=0)  # unconfirmed for this long while connected: send again
+
+    @field_validator("group_id")
+    @classmethod
+    def _group(cls, v: str | None) -> str | None:
+        if v is not None and not GROUP_ID.match(v):
+            raise ValueError("group_id must be 1-64 characters without '/', '+', '#' and without spaces at the ends "
+                             "(a Sparkplug topic element)")
+        return v
+
+    @model_validator(mode="after")
+    def _format(self) -> PublishConfig:
+        if self.format == "sparkplug_b" and self.group_id is None:
+            raise ValueError("format sparkplug_b needs group_id (the Sparkplug group this edge node publishes under)")
+        if self.format == "json_v1" and self.group_id is not None:
+            raise ValueError("group_id applies to format sparkplug_b only (json_v1 topics have no group)")
+        return self
 
 
 class HealthConfig(_Strict):
@@ -162,6 +185,10 @@ class EdgeConfig(_Strict):
         if len(set(names)) != len(names):
             raise ValueError("source names must be unique")
         return self
+
+    def tags(self) -> list[str]:
+        """Every configured tag, in config order (Sparkplug declares them in its births)."""
+        return [t.tag for src in self.sources for t in src.tags]
 
     def mqtt_url(self) -> MqttUrl:
         """The broker URL with the gateway as user and the password from `password_file` if given."""

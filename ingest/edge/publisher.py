@@ -11,6 +11,11 @@ message is sent alone as a probe until it is confirmed (see `_serve`): "the high
 safe summary once the collector is known to be subscribed behind this connection. Re-sends are duplicates at
 worst, which the collector's unique key absorbs.
 
+The wire format (`formats.Format`) decides the will, what goes out first on every connection (Sparkplug's NBIRTH),
+what the agent subscribes to for commands (Sparkplug's NCMD: a rebirth request is answered on this thread, in
+order with the telemetry, then everything unconfirmed is sent again behind the new birth), and what a message
+looks like at send time (Sparkplug's 0-255 `seq`, stamped here, never stored).
+
 Reconnects back off exponentially with full jitter between `backoff_initial_s` and `backoff_max_s`, reset
 after a connection that lasted a minute.
 """
@@ -34,11 +39,9 @@ from core.mqtt import configure
 from core.settings import MqttUrl
 from ingest import topics
 from ingest.edge.buffer import Buffer
-from ingest.edge.formats import Format
+from ingest.edge.formats import OFFLINE, CommandError, Format
 
 log = logging.getLogger("riskwatch.edge.publisher")
-
-OFFLINE = b'{"online": false}'
 
 
 def next_backoff(attempt: int, initial: float, maximum: float, rnd: Callable[[], float] = random.random) -> float:
@@ -57,6 +60,8 @@ class LinkState:
     published: int = 0
     acked: int = 0
     resends: int = 0
+    rebirths: int = 0  # rebirth requests answered
+    commands_rejected: int = 0
     last_error: str | None = None
     clock_skew_ms: int | None = None
     confirmations: list[int] = field(default_factory=list)
@@ -89,6 +94,7 @@ class Publisher:
         self._inflight = 0
         self._progress_at = time.monotonic()
         self._fatal_refusal = False
+        self._rebirth = False  # a rebirth request is waiting for the serving loop
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
@@ -115,13 +121,19 @@ class Publisher:
             if rc.is_failure:
                 self.state.last_error = f"broker refused connection: {rc.getName()}"
                 self._fatal_refusal = rc.getName() in ("Bad user name or password", "Not authorized")
-            else:
-                self.state.connected = True
-                self.state.connects += 1
-                self.state.last_error = None
+                self.lock.notify_all()
+                return
+        # Subscribed (queued ahead of anything `_serve` publishes) before the serving loop may send a birth:
+        # Sparkplug wants the NCMD subscription in place before the NBIRTH.
+        client.subscribe(topics.stored(self.gateway), qos=1)
+        for t in self.fmt.command_topics(self.gateway):
+            client.subscribe(t, qos=1)
+        with self.lock:
+            self.state.connected = True
+            self.state.connects += 1
+            self.state.last_error = None
+            self._rebirth = False  # the connection's own birth comes first anyway
             self.lock.notify_all()
-        if not rc.is_failure:
-            client.subscribe(topics.stored(self.gateway), qos=1)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, rc: Any, _p: object) -> None:
         with self.lock:
@@ -169,6 +181,20 @@ class Publisher:
             log.warning("%s: confirmation of seq %d above the last seq sent (%d) ignored (a previous "
                         "installation's numbering, or forged)", self.gateway, seq, self.buffer.last_seq)
 
+    def _on_command(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        try:
+            what = self.fmt.command(bytes(msg.payload))
+        except CommandError as exc:
+            with self.lock:
+                self.state.commands_rejected += 1
+            log.warning("%s: command on %s ignored: %s", self.gateway, msg.topic, exc)
+            return
+        if what == "rebirth":
+            log.info("%s: rebirth requested by the host (%s)", self.gateway, msg.topic)
+            with self.lock:
+                self._rebirth = True
+                self.lock.notify_all()
+
     # -- the connection loop (own thread) -----------------------------------------------------------------
 
     def _new_client(self) -> mqtt.Client:
@@ -177,11 +203,14 @@ class Publisher:
         configure(c, self.url)
         c.max_inflight_messages_set(0)  # our window bounds it; paho must never hold back a lower seq
         c.max_queued_messages_set(0)
-        c.will_set(topics.status(self.gateway), OFFLINE, qos=1, retain=True)
+        will_topic, will_payload, will_retain = self.fmt.will(self.gateway)
+        c.will_set(will_topic, will_payload, qos=1, retain=will_retain)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
         c.message_callback_add(topics.stored(self.gateway), self._on_stored)
+        for t in self.fmt.command_topics(self.gateway):
+            c.message_callback_add(t, self._on_command)
         return c
 
     def _run(self) -> None:
@@ -251,7 +280,8 @@ class Publisher:
         per reconnect.
         """
         for topic, payload, retain in self.fmt.on_connect_messages(self.gateway):
-            self._publish(c, topic, payload, retain)
+            if not self._publish(c, topic, payload, retain):
+                return
         cursor = self.buffer.confirmed_seq
         probe: int | None = None  # the seq sent alone; None once the collector confirmed it (streaming)
         probing = True
@@ -262,8 +292,19 @@ class Publisher:
                 if not self.state.connected:
                     return
                 room = self.window - self._inflight
+                rebirth, self._rebirth = self._rebirth, False
+            if rebirth:
+                for topic, payload, retain in self.fmt.rebirth_messages(self.gateway):
+                    if not self._publish(c, topic, payload, retain):
+                        return
+                with self.lock:
+                    self.state.rebirths += 1
+                # The host forgot this session (or saw a gap): what it had not stored goes out again behind the
+                # new birth. Duplicates are absorbed by the unique key; the collector is subscribed (it asked).
+                cursor = self.buffer.confirmed_seq
             if time.monotonic() >= next_status:
-                self._publish(c, topics.status(self.gateway), orjson.dumps(self._status_doc()), retain=True)
+                self._publish(c, topics.status(self.gateway), orjson.dumps(self._status_doc()),
+                              retain=self.fmt.status_retained)
                 next_status = time.monotonic() + self.status_interval_s
             confirmed = self.buffer.confirmed_seq
             if probing and probe is not None and confirmed >= probe:
@@ -274,7 +315,7 @@ class Publisher:
             if room > 0:
                 batch = self.buffer.after(cursor, room)
                 for seq, payload in batch:
-                    if not self._publish(c, self.fmt.telemetry_topic(self.gateway), payload):
+                    if not self._publish(c, self.fmt.telemetry_topic(self.gateway), self.fmt.outgoing(payload)):
                         return  # the connection went away; the next one re-sends from the confirmation
                     cursor = seq
                     if probing:
@@ -296,7 +337,8 @@ class Publisher:
                 self.lock.wait(0.2)
         # clean stop: say so, since a clean disconnect does not fire the will
         if self._stop.is_set():
-            self._publish(c, topics.status(self.gateway), OFFLINE, retain=True)
+            for topic, payload, retain in self.fmt.on_stop_messages(self.gateway):
+                self._publish(c, topic, payload, retain)
             with self.lock:
                 self.lock.wait_for(lambda: self._inflight == 0 or not self.state.connected, 3)
 
@@ -305,12 +347,15 @@ class Publisher:
         now_ms = int(self.clock() * 1000)
         with self.lock:
             skew = self.state.clock_skew_ms
+            commands = {"rebirths": self.state.rebirths, "rejected": self.state.commands_rejected}
         doc: dict[str, Any] = {
             "online": True, "ts": now_ms,
             "buffer": {"messages": d.messages, "readings": d.readings, "dropped": d.dropped,
                        "oldest_age_s": None if d.oldest_ms is None else round((now_ms - d.oldest_ms) / 1000, 3),
                        "confirmed_seq": self.buffer.confirmed_seq, "last_seq": self.buffer.last_seq},
             "clock_skew_ms": skew,
+            "commands": commands,
+            **self.fmt.health(),
         }
         doc.update(self.status())
         return doc
@@ -320,4 +365,4 @@ class Publisher:
             return self.state.connected
 
 
-__all__ = ["LinkState", "Publisher", "next_backoff"]
+__all__ = ["OFFLINE", "LinkState", "Publisher", "next_backoff"]

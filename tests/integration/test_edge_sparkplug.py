@@ -1,0 +1,350 @@
+"""Issue 18: riskwatch's edge agent publishing Sparkplug B (`publish.format: sparkplug_b`) end to end.
+
+Simulated PLC (Modbus TCP + OPC UA) -> the agent as a real process -> Mosquitto (TLS, the gateway's own account,
+the Sparkplug ACL) -> the real collector (its Sparkplug host). Every value the PLC's own log says it produced is
+stored exactly once and the buffer drains, so `riskwatch/seq` drives the `rw/v1/{gw}/stored` confirmation as a
+JSON v1 seq does; a collector restart (the host forgets the aliases) costs nothing; a rebirth NCMD published by
+another client makes the agent publish a new NBIRTH and carry on with a fresh seq; a malformed NCMD is ignored;
+a clean stop publishes the NDEATH with the session's bdSeq.
+
+The observer is a second collector login (`riskwatch-collector-2`, same rights as the collector's: read
+`spBv1.0/#`, write NCMD), so it can watch the agent's births and send commands without taking over the
+collector's session (the broker binds client ids to usernames).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import psycopg
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from core.mqtt import configure
+from core.settings import MqttUrl
+from ingest.sparkplug import payload as host_payload
+from ingest.sparkplug import sparkplug_b_pb2 as pb
+from simulators.plc import read_log
+from tests.conftest import CollectorProcess, Site, sql_one, wait_for
+from tests.integration.edge_harness import LoopbackProxy, compare, stored
+from tests.integration.test_edge_soak import GW, county, drain, edge_setup, start_polled  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+GROUP = "Plant A"
+SPARKPLUG = {"publish": {"format": "sparkplug_b", "group_id": GROUP, "resend_after_s": 10.0}}
+
+
+class Observer:
+    """A client under the second collector login: records the agent's Sparkplug traffic in arrival order."""
+
+    def __init__(self, site: Site):
+        site.broker.state.collector_instances = 2
+        with psycopg.connect(site.db_url) as conn:
+            site.sync(conn)
+        self.user = "riskwatch-collector-2"
+        url = MqttUrl.parse(site.broker.url(self.user))
+        self.lock = threading.Lock()
+        self.seen: list[tuple[str, pb.Payload]] = []  # (message type, payload)
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.user,
+                             protocol=MQTTProtocolVersion.MQTTv311, clean_session=True)
+        configure(self.c, url)
+        self.subscribed = threading.Event()
+        self.c.on_connect = lambda c, *_: c.subscribe(f"spBv1.0/{GROUP}/+/{GW}", qos=1)
+        self.c.on_subscribe = lambda *_: self.subscribed.set()
+        self.c.on_message = self._on_message
+        self.c.connect(url.host, url.port)
+        self.c.loop_start()
+        assert self.subscribed.wait(10), "observer could not subscribe"
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        kind = msg.topic.split("/")[2]
+        if kind == "NCMD":
+            return  # the commands (our own, malformed ones included): not the agent's traffic
+        with self.lock:
+            self.seen.append((kind, pb.Payload.FromString(msg.payload)))
+
+    def of(self, kind: str) -> list[pb.Payload]:
+        with self.lock:
+            return [p for k, p in self.seen if k == kind]
+
+    def kinds(self) -> list[str]:
+        with self.lock:
+            return [k for k, _p in self.seen]
+
+    def publish(self, kind: str, payload: bytes) -> None:
+        self.c.publish(f"spBv1.0/{GROUP}/{kind}/{GW}", payload, qos=1).wait_for_publish(10)
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+def metric(p: pb.Payload, name: str) -> pb.Payload.Metric:
+    return next(m for m in p.metrics if m.name == name)
+
+
+def seq_runs_are_contiguous(seen: list[tuple[str, pb.Payload]]) -> list[str]:
+    """Problems with the Sparkplug seq: each NBIRTH starts at 0, each NDATA follows the previous message by one
+    (mod 256)."""
+    problems = []
+    last: int | None = None
+    for i, (kind, p) in enumerate(seen):
+        if kind == "NBIRTH":
+            if p.seq != 0:
+                problems.append(f"#{i} NBIRTH seq {p.seq}")
+            last = 0
+        elif kind == "NDATA":
+            if last is None or p.seq != (last + 1) % 256:
+                problems.append(f"#{i} NDATA seq {p.seq} after {last}")
+            last = p.seq
+    return problems
+
+
+def test_sparkplug_agent_stores_every_plc_value_exactly_once_across_a_collector_restart_and_drains(
+    county: Site, collector: CollectorProcess, tmp_path: Path  # noqa: F811
+) -> None:
+    collector.start()
+    obs = Observer(county)
+    sim, agent = edge_setup(county, tmp_path, county.broker.state.mqtt_port, **SPARKPLUG)
+    sim.start_thread()
+    try:
+        start_polled(sim, agent)
+        agent.wait_log(f"{GW}: connected to 127.0.0.1:{county.broker.state.mqtt_port}")
+        wait_for(lambda: len(obs.of("NDATA")) >= 5, message="NDATA flowing")
+        time.sleep(3)
+        # The collector restarts: its host forgets the aliases; the agent's next NDATA cannot be resolved, the host
+        # asks for a rebirth, and what it could not store is sent again behind the new NBIRTH.
+        collector.kill()
+        time.sleep(3)
+        collector.start()
+        agent.wait_log("rebirth requested by the host", timeout=60)
+        time.sleep(5)
+        drain(sim, agent)
+    finally:
+        if agent.alive():
+            assert agent.stop() == 0
+        sim.stop_thread()
+        obs.close()
+    problems = compare(read_log(sim.log_path), stored(county.db_url, GW), restarts_ms=[])
+    assert not problems, "\n".join(problems)
+    births = obs.of("NBIRTH")
+    assert len(births) >= 2  # the connect's and the rebirth's
+    assert len({metric(b, "bdSeq").long_value for b in births}) == 1  # one connection, one bdSeq
+    declared = {m.name for m in births[0].metrics if m.HasField("alias")}
+    assert declared == {t.tag for t in sim.tags}
+    assert all(not m.HasField("name") for p in obs.of("NDATA") for m in p.metrics if m.name != "riskwatch/seq")
+    with obs.lock:
+        seq_problems = seq_runs_are_contiguous(obs.seen)
+    assert not seq_problems, seq_problems
+    # the clean stop said goodbye with the session's bdSeq, and the gateway is offline
+    [death] = obs.of("NDEATH")
+    assert metric(death, "bdSeq").long_value == metric(births[0], "bdSeq").long_value
+    assert sql_one(county.db_url, "SELECT count(*) FROM unmapped_points") == 0
+    reasons = sql_one(county.db_url, "SELECT coalesce(string_agg(DISTINCT reason, ','), '') FROM dead_letters")
+    assert reasons in ("", "sparkplug_alias"), reasons  # only what the restarted host could not resolve
+    wait_for(lambda: sql_one(county.db_url, "SELECT online FROM gateways WHERE id = %s", (GW,)) is False,
+             message="gateway offline after the NDEATH")
+    assert "Traceback" not in agent.log.read_text()
+
+
+def test_rebirth_ncmd_from_another_client_makes_the_agent_birth_again_and_a_bad_one_is_ignored(
+    county: Site, collector: CollectorProcess, tmp_path: Path  # noqa: F811
+) -> None:
+    collector.start()
+    obs = Observer(county)
+    sim, agent = edge_setup(county, tmp_path, county.broker.state.mqtt_port, **SPARKPLUG)
+    sim.start_thread()
+    try:
+        start_polled(sim, agent)
+        wait_for(lambda: len(obs.of("NBIRTH")) == 1 and len(obs.of("NDATA")) >= 3, message="born and sending")
+        first = obs.of("NBIRTH")[0]
+        # not a command: garbage, and a rebirth that is not a Boolean -> logged, ignored, no birth
+        obs.publish("NCMD", b"\x08\xff\xff garbage")
+        bad = pb.Payload(timestamp=int(time.time() * 1000))
+        bad.metrics.add(name="Node Control/Rebirth", datatype=pb.String, string_value="yes")
+        obs.publish("NCMD", bad.SerializeToString())
+        agent.wait_log("command on spBv1.0/Plant A/NCMD/gw-cem-01 ignored", count=2)
+        # another gateway forging a rebirth request for this one: the broker's ACL drops it
+        other = "gw-cem-02"
+        url = MqttUrl.parse(county.broker.url(other, county.credentials[other]))
+        forger = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=other, protocol=MQTTProtocolVersion.MQTTv311)
+        configure(forger, url)
+        forger.connect(url.host, url.port)
+        forger.loop_start()
+        try:
+            forger.publish(f"spBv1.0/{GROUP}/NCMD/{GW}", host_payload.rebirth_request(int(time.time() * 1000)),
+                           qos=1).wait_for_publish(10)
+        finally:
+            forger.disconnect()
+            forger.loop_stop()
+        time.sleep(2)
+        assert len(obs.of("NBIRTH")) == 1 and agent.alive()
+        assert "rebirth requested by the host" not in agent.section()
+        # the real request
+        n_data = len(obs.of("NDATA"))
+        obs.publish("NCMD", host_payload.rebirth_request(int(time.time() * 1000)))
+        wait_for(lambda: len(obs.of("NBIRTH")) == 2, message="a new NBIRTH")
+        wait_for(lambda: len(obs.of("NDATA")) >= n_data + 3, message="NDATA after the rebirth")
+        second = obs.of("NBIRTH")[1]
+        assert second.seq == 0
+        assert metric(second, "bdSeq").long_value == metric(first, "bdSeq").long_value  # same session
+        assert [(m.name, m.alias) for m in second.metrics] == [(m.name, m.alias) for m in first.metrics]
+        drain(sim, agent)
+    finally:
+        if agent.alive():
+            assert agent.stop() == 0
+        sim.stop_thread()
+        obs.close()
+    with obs.lock:
+        seq_problems = seq_runs_are_contiguous(obs.seen)
+    assert not seq_problems, seq_problems
+    problems = compare(read_log(sim.log_path), stored(county.db_url, GW), restarts_ms=[])
+    assert not problems, "\n".join(problems)
+    with psycopg.connect(county.db_url) as conn:
+        dead = conn.execute("SELECT reason, topic, detail FROM dead_letters ORDER BY id").fetchall()
+    assert dead == [], dead
+
+
+def test_bad_quality_travels_as_the_quality_property_and_is_stored_as_bad(
+    county: Site, collector: CollectorProcess, tmp_path: Path  # noqa: F811
+) -> None:
+    """The OPC UA server reports Bad for a tag: the agent sends its last value with `Quality` 0 and the collector
+    stores it with quality 2 at the PLC's time, as for JSON v1's `q: bad`; a malformed value is not sent at all."""
+    collector.start()
+    sim, agent = edge_setup(county, tmp_path, county.broker.state.mqtt_port, **SPARKPLUG)
+    bad_tag, odd_tag = [t.tag for t in sim.tags if t.protocol == "opcua"][:2]
+    sim.start_thread()
+    try:
+        start_polled(sim, agent)
+        time.sleep(2)
+        sim.faults[bad_tag] = "bad"
+        sim.faults[odd_tag] = "malformed"
+        agent.wait_log(f"tag {odd_tag}: value '##ERR' (str) is not a number", timeout=20)
+        time.sleep(3)
+        sim.faults.clear()
+        agent.wait_log(f"tag {odd_tag}: reading again", timeout=20)
+        time.sleep(2)
+        drain(sim, agent)
+    finally:
+        if agent.alive():
+            agent.stop()
+        sim.stop_thread()
+    produced = read_log(sim.log_path)
+    assert any(e.q == "bad" for e in produced)
+    problems = compare(produced, stored(county.db_url, GW), restarts_ms=[])  # bad ones with quality 2
+    assert not problems, "\n".join(problems)
+    assert sql_one(county.db_url, "SELECT count(*) FROM readings WHERE quality = 2") == sum(
+        1 for e in produced if e.q == "bad")
+    assert sql_one(county.db_url, "SELECT count(*) FROM dead_letters") == 0
+
+
+def test_agent_sigkilled_its_will_is_the_ndeath_and_the_restart_births_with_the_next_bdseq(
+    county: Site, collector: CollectorProcess, tmp_path: Path  # noqa: F811
+) -> None:
+    """A power cut of the box: the broker publishes the will (NDEATH, the dead session's bdSeq) and the gateway
+    goes offline; the restarted agent births with a higher bdSeq (persisted in its SQLite), goes online again,
+    and sends what it had buffered in the new session without a seq gap; nothing is lost or doubled."""
+    collector.start()
+    obs = Observer(county)
+    sim, agent = edge_setup(county, tmp_path, county.broker.state.mqtt_port, **SPARKPLUG)
+    sim.start_thread()
+    restarts = []
+    online = "SELECT online FROM gateways WHERE id = %s"
+    try:
+        start_polled(sim, agent)
+        wait_for(lambda: len(obs.of("NDATA")) >= 5, message="NDATA flowing")
+        wait_for(lambda: sql_one(county.db_url, online, (GW,)) is True, message="online after the NBIRTH")
+        first = metric(obs.of("NBIRTH")[0], "bdSeq").long_value
+        sim.paused = True
+        time.sleep(1)
+        agent.kill()
+        # keepalive 10 s: the broker gives up after 15 s and publishes the will
+        wait_for(lambda: len(obs.of("NDEATH")) == 1, timeout=40, message="the will (NDEATH)")
+        assert metric(obs.of("NDEATH")[0], "bdSeq").long_value == first
+        wait_for(lambda: sql_one(county.db_url, online, (GW,)) is False, message="offline after the will")
+        agent.start()
+        restarts.append(int(time.time() * 1000))
+        agent.wait_log("source plc-modbus: connected")
+        agent.wait_log("source plc-opcua: connected")
+        time.sleep(1.5)
+        sim.paused = False
+        wait_for(lambda: len(obs.of("NBIRTH")) == 2, message="the restarted agent's NBIRTH")
+        wait_for(lambda: sql_one(county.db_url, online, (GW,)) is True, message="online again")
+        time.sleep(4)
+        drain(sim, agent)
+    finally:
+        if agent.alive():
+            assert agent.stop() == 0
+        sim.stop_thread()
+        obs.close()
+    second = metric(obs.of("NBIRTH")[1], "bdSeq").long_value
+    assert second == (first + 1) % 256  # one CONNECT since, persisted across the kill
+    with obs.lock:
+        seq_problems = seq_runs_are_contiguous(obs.seen)
+    assert not seq_problems, seq_problems
+    problems = compare(read_log(sim.log_path), stored(county.db_url, GW), restarts_ms=restarts)
+    assert not problems, "\n".join(problems)
+    assert sql_one(county.db_url, "SELECT count(*) FROM dead_letters") == 0
+
+
+@pytest.mark.slow
+def test_sparkplug_soak_broker_kill_network_cut_and_agent_kill_lose_nothing(
+    county: Site, collector: CollectorProcess, tmp_path: Path  # noqa: F811
+) -> None:
+    """The issue's acceptance run (test_edge_soak.py) in sparkplug_b: broker SIGKILLed and restarted, the agent's
+    link blackholed for 60 s (its will fires at the broker, a later session births with a newer bdSeq; the will of
+    the dead session may arrive after it and must be ignored as stale), the agent SIGKILLed and restarted. Every
+    PLC value stored once. RISKWATCH_EDGE_SPARKPLUG_SOAK_S, default 150 s."""
+    soak_s = float(os.environ.get("RISKWATCH_EDGE_SPARKPLUG_SOAK_S", "150"))
+    collector.start()
+    proxy = LoopbackProxy(county.broker.state.mqtt_port)
+    sim, agent = edge_setup(county, tmp_path, proxy.port, **SPARKPLUG)
+    sim.start_thread()
+    restarts: list[int] = []
+    try:
+        start_polled(sim, agent)
+        agent.wait_log(f"{GW}: connected to 127.0.0.1:{proxy.port}")
+        t0 = time.monotonic()
+
+        def at(frac: float) -> None:
+            left = t0 + frac * soak_s - time.monotonic()
+            if left > 0:
+                time.sleep(left)
+
+        at(0.1)
+        county.broker.stop(signal.SIGKILL)
+        county.broker.start()
+        at(0.2)
+        proxy.cut("blackhole")
+        time.sleep(60)
+        proxy.restore()
+        at(0.8)
+        sim.paused = True
+        agent.kill()
+        agent.start()
+        restarts.append(int(time.time() * 1000))
+        agent.wait_log("source plc-modbus: connected")
+        agent.wait_log("source plc-opcua: connected")
+        time.sleep(1.5)
+        sim.paused = False
+        at(1.0)
+        drain(sim, agent)
+        log = agent.log.read_text()
+        assert log.count(f"{GW}: connected to 127.0.0.1:{proxy.port}") >= 3, log[-3000:]
+    finally:
+        if agent.alive():
+            assert agent.stop() == 0
+        sim.stop_thread()
+        proxy.close()
+    problems = compare(read_log(sim.log_path), stored(county.db_url, GW), restarts_ms=restarts)
+    assert not problems, "\n".join(problems)
+    assert sql_one(county.db_url, "SELECT count(*) FROM unmapped_points") == 0
+    reasons = sql_one(county.db_url, "SELECT coalesce(string_agg(DISTINCT reason, ','), '') FROM dead_letters")
+    assert reasons in ("", "sparkplug_alias"), reasons
+    assert "Traceback" not in agent.log.read_text()
