@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -33,10 +31,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.web import queries as wq
 from api.web import queries_disposal as qd
-from api.web.ledger import Face, limits_of
+from api.web.charts import TrendLimits, bind_aliases, bound_deltas, trend_chart, trend_limits
+from api.web.charts import subject_limits as subject_limits  # re-exported: tests import it from here
+from api.web.ledger import Face
 from api.web.session import Conn, Refused, Signed, Viewer, check_csrf, read_form
 from rules import disposal, store_disposal, store_stops
-from rules.model import Cmp, Composite, CompositeRule, Diff, DifferenceRule, InterlockRule, PointSelector, ThresholdRule
 from rules.stops import StopAction, StopError
 
 log = logging.getLogger("riskwatch.web.disposal")
@@ -72,11 +71,6 @@ def _cst(t: float | None) -> str:
     return datetime.fromtimestamp(t, CST).strftime("%Y-%m-%d %H:%M") if t is not None else ""
 
 
-def _cst_ms(t: float) -> int:
-    """Epoch ms shifted to CST: the chart draws them as UTC (`useUTC`), so its axis shows the bureau's clock."""
-    return int((t + 8 * 3600) * 1000)
-
-
 def parse_local(value: str) -> float | None:
     """A datetime-local field (CST) as epoch seconds; None when empty or unreadable. Pure."""
     try:
@@ -101,150 +95,6 @@ def actor_name(viewer: Viewer) -> str:
 def is_bureau(viewer: Viewer) -> bool:
     """The API's BUREAU: admin, or any bureau role (leader, section chief, duty officer)."""
     return viewer.user.api_role in ("admin", "bureau")
-
-
-def subject_limits(rule: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The rule's limits split into those on the alarm's own point (drawn as lines on its trend) and those on
-    something else — a difference, another point of the rule — which `trend_limits` sorts further."""
-    own: list[dict[str, Any]] = []
-    other: list[dict[str, Any]] = []
-    for lim in limits_of(rule):
-        name = str(lim["name"])
-        (own if name == lim["kind"] or name.startswith("subject ") else other).append(lim)
-    return own, other
-
-
-@dataclass(frozen=True)
-class Delta:
-    """One difference `a − b` of two of the rule's point aliases, and the limits the rule puts on it."""
-
-    a: str
-    b: str
-    limits: list[dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class TrendLimits:
-    """What a trend can draw of a rule: limits on the subject point, limits on differences of two points, and
-    the rest (limits on another single point), which the chart names above itself."""
-
-    own: list[dict[str, Any]] = field(default_factory=list)
-    deltas: list[Delta] = field(default_factory=list)
-    other: list[dict[str, Any]] = field(default_factory=list)
-    #: a `difference` rule: the Δ is what the alarm is about, so the chart is the Δ alone
-    delta_only: bool = False
-
-
-def _limit(kind: str, value: float, name: str | None = None) -> dict[str, Any]:
-    return {"name": name or kind, "kind": kind, "value": float(value)}
-
-
-def _conditions(rule: InterlockRule | CompositeRule) -> list[Any]:
-    if isinstance(rule, CompositeRule):
-        return list(rule.conditions)
-    when = rule.when
-    return list(when.any or when.all or []) if isinstance(when, Composite) else [when]
-
-
-def trend_limits(rule: Any, setpoints: Mapping[str, Any] | None = None) -> TrendLimits:
-    """The limits of a catalog rule as a trend draws them, with the subject point's own setpoints where the
-    compiler applies them (`rules.compile`: a threshold's and a difference rule's limits,
-    `setpoints["<rule id>.<limit>"]`; conditions of an interlock or composite use the catalog's values). Pure.
-    """
-    sp = setpoints or {}
-
-    def value(name: str, default: float) -> float:
-        got = sp.get(f"{rule.id}.{name}", default)
-        return float(got) if isinstance(got, (int, float)) and not isinstance(got, bool) else float(default)
-
-    if isinstance(rule, ThresholdRule):
-        return TrendLimits(own=[_limit(k, value(k, v)) for k, v in rule.limits.items()])
-    if isinstance(rule, DifferenceRule):
-        return TrendLimits(deltas=[Delta(rule.diff[0], rule.diff[1],
-                                         [_limit(k, value(k, v)) for k, v in rule.limits.items()])],
-                           delta_only=True)
-    if isinstance(rule, InterlockRule | CompositeRule):
-        own: list[dict[str, Any]] = []
-        other: list[dict[str, Any]] = []
-        deltas: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for c in _conditions(rule):
-            if not isinstance(c, Cmp | Diff) or (c.hi is None and c.lo is None):
-                continue  # a state condition: nothing to draw
-            kind, v = ("hi", c.hi) if c.hi is not None else ("lo", c.lo)
-            assert v is not None
-            if isinstance(c, Diff):
-                deltas.setdefault((c.diff[0], c.diff[1]), []).append(_limit(kind, v))
-            elif c.point == "subject":
-                own.append(_limit(kind, v, f"subject {kind}"))
-            else:
-                other.append(_limit(kind, v, f"{c.point} {kind}"))
-        return TrendLimits(own=own, deltas=[Delta(a, b, lims) for (a, b), lims in deltas.items()], other=other)
-    own, other = subject_limits(rule)
-    return TrendLimits(own=own, other=other)
-
-
-def _selects(sel: PointSelector, p: Mapping[str, Any]) -> bool:
-    """The compiler's point selector (`rules.compile._matches`) on a point row."""
-    return (sel.quantity in ("*", p["quantity"]) and (sel.role is None or sel.role == p["role"])
-            and (not sel.required_only or bool(p["required"])))
-
-
-def bind_aliases(rule: Any, subject_id: int, device_points: Sequence[Mapping[str, Any]]
-                 ) -> dict[str, Mapping[str, Any]]:
-    """The rule's point aliases bound to the points of the subject's device, as the compiler binds them
-    (`rules.compile._multi`): `subject` is the alarm's point; every other alias is the one point of the device
-    its selector matches — an alias matching none or several is left out (the registry changed since the
-    alarm; its Δ is then named, not drawn). Pure."""
-    pts = {int(p["id"]): p for p in device_points}
-    out: dict[str, Mapping[str, Any]] = {}
-    if subject_id in pts:
-        out["subject"] = pts[subject_id]
-    for alias, sel in (getattr(rule, "points", None) or {}).items():
-        if alias == "subject":
-            continue
-        found = [p for p in device_points if _selects(sel, p)]
-        if len(found) == 1:
-            out[alias] = found[0]
-    return out
-
-
-def delta_name(tag_a: str, tag_b: str) -> str:
-    return f"Δ {tag_a} − {tag_b}"
-
-
-def delta_series(tag_a: str, tag_b: str, rows: Sequence[tuple[datetime, float, float]],
-                 limits: list[dict[str, Any]], axis: int) -> dict[str, Any]:
-    """One chart series of a difference: each bucket as [time (CST ms), a − b, a, b] (the tooltip shows the two
-    meters beside their difference), the rule's limits on it drawn on its own axis. Pure."""
-    return {"name": delta_name(tag_a, tag_b), "parts": [tag_a, tag_b], "axis": axis,
-            "data": [[_cst_ms(t.timestamp()), round(va - vb, 6), va, vb] for t, va, vb in rows],
-            "limits": [{"name": f"Δ {lim['kind']}", "kind": lim["kind"], "value": lim["value"]} for lim in limits]}
-
-
-def trend_chart(tag: str, points: list[tuple[datetime, float]], activated_at: float | None,
-                cleared_at: float | None, limits: list[dict[str, Any]], other: list[dict[str, Any]],
-                labels: dict[str, str], deltas: Sequence[dict[str, Any]] = (), delta_only: bool = False
-                ) -> dict[str, Any]:
-    """The chart data of one alarm's trend (drawn by static/charts.js): the point's line with its limits and
-    the activation marks; with `deltas` (from `delta_series`) also each difference on a right-hand axis with
-    its own limits, or — `delta_only`, a difference rule — the difference alone on the main axis. Pure."""
-    marks = []
-    if activated_at is not None:
-        marks.append({"name": labels["activated"], "x": _cst_ms(activated_at)})
-    if cleared_at is not None and activated_at is not None and cleared_at >= activated_at:
-        marks.append({"name": labels["cleared"], "x": _cst_ms(cleared_at)})
-    notes = [f"{lim['name']} {lim['value']:g}" for lim in other]
-    if delta_only and deltas:
-        first = dict(deltas[0])
-        first["axis"] = 0
-        main_limits = first.pop("limits")
-        series = [first, *[{**d, "axis": 1} for d in deltas[1:]]]
-    else:
-        main_limits = [{"name": lim["kind"], "kind": lim["kind"], "value": lim["value"]} for lim in limits]
-        series = [{"name": tag, "data": [[_cst_ms(t.timestamp()), v] for t, v in points]},
-                  *[{**d, "axis": 1} for d in deltas]]
-    return {"kind": "readings", "series": series, "limits": main_limits, "marks": marks, "notes": notes,
-            "compact": True}
 
 
 def register(app: FastAPI, face: Face) -> None:
@@ -298,17 +148,9 @@ def register(app: FastAPI, face: Face) -> None:
             subject = next((p for p in device if int(p["id"]) == pid), None)
             lim = trend_limits(rule, subject["setpoints"] if subject else None) if rule is not None else TrendLimits()
             bound = bind_aliases(rule, pid, device) if lim.deltas else {}
-            deltas: list[dict[str, Any]] = []
-            other = list(lim.other)
-            for d in lim.deltas:
-                pa, pb = bound.get(d.a), bound.get(d.b)
-                rows = (qd.difference_trend(conn, int(pa["id"]), int(pb["id"]), start, end,
-                                            min_bucket_s=max(float(pa["interval_s"]), float(pb["interval_s"])))
-                        if pa is not None and pb is not None else [])
-                if pa is None or pb is None or not rows:  # not bound, or no aligned readings: named, not drawn
-                    other.extend({**x, "name": f"Δ {d.a}-{d.b} {x['kind']}"} for x in d.limits)
-                    continue
-                deltas.append(delta_series(str(pa["tag"]), str(pb["tag"]), rows, d.limits, 1))
+            deltas, other = bound_deltas(lim, bound, lambda pa, pb: qd.difference_trend(
+                conn, int(pa["id"]), int(pb["id"]), start, end,
+                min_bucket_s=max(float(pa["interval_s"]), float(pb["interval_s"]))))
             delta_only = lim.delta_only and bool(deltas)
             points = [] if delta_only else qd.point_trend(conn, pid, start, end)
             if points or delta_only:

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,9 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from api.web import files
+from api.web import charts, files
 from api.web import queries as wq
+from api.web import queries_disposal as qd
 from api.web.session import Conn, ConsoleContext, Refused, Signed, Viewer, check_csrf, read_form
 from hazards import ledger, store, workflow
 from hazards.errors import ActionForbidden, InvalidAction, TicketNotFound, TransitionRefused
@@ -56,7 +57,6 @@ REWARD_ZH = {"approved": "批准奖励", "declined": "不予奖励", "paid": "�
 PLAN_FIELDS = {"responsible_person": "责任人", "measures": "整改措施", "funds_yuan": "整改资金",
                "deadline": "整改期限", "contingency_plan": "应急预案"}
 INDUSTRY_ZH = {"cement": "水泥", "lime": "石灰", "refractory": "耐火材料", "foundry": "铸造", "machinery": "机械"}
-LIMIT_NAMES = ("hihi", "hi", "lo", "lolo")
 CST = timezone(timedelta(hours=8), "CST")
 MAX_UPLOAD_BODY = files.MAX_BYTES + 64 * 1024
 
@@ -101,31 +101,6 @@ def parse_plan(form: dict[str, str], now: float) -> tuple[Plan | None, list[str]
                 form["contingency_plan"].strip()[:4000], (form.get("responsible_phone") or "").strip()[:40] or None), []
 
 
-def limits_of(rule: Any) -> list[dict[str, Any]]:
-    """The numeric limits a catalog rule names (threshold limits, or hi/lo in its conditions), for the chart."""
-    out: list[dict[str, Any]] = []
-
-    def walk(v: Any) -> None:
-        if isinstance(v, dict):
-            # a condition names what it limits: a point alias, or the difference of two ("Δ subject-out")
-            on = str(v["point"]) if isinstance(v.get("point"), str) else \
-                ("Δ " + "-".join(map(str, v["diff"])) if isinstance(v.get("diff"), list) else "")
-            for k, x in v.items():
-                if k in LIMIT_NAMES and isinstance(x, (int, float)) and not isinstance(x, bool):
-                    out.append({"name": f"{on} {k}".strip(), "kind": k, "value": float(x)})
-                else:
-                    walk(x)
-        elif isinstance(v, (list, tuple)):
-            for x in v:
-                walk(x)
-
-    walk(rule.model_dump(mode="json", exclude={"title", "description", "basis", "applies"}))
-    unique: dict[tuple[str, float], dict[str, Any]] = {}
-    for d in out:
-        unique.setdefault((d["name"], d["value"]), d)
-    return list(unique.values())
-
-
 def _load_rules(catalog: Path | None) -> dict[str, Any]:
     from rules.model import load_catalog
 
@@ -136,25 +111,59 @@ def _load_rules(catalog: Path | None) -> dict[str, Any]:
         return {}
 
 
-def readings_chart(ev: store.EvidenceRecord, limits: list[dict[str, Any]]) -> dict[str, Any]:
-    """The chart of one readings-window evidence item: one line per tag, the rule's limits as lines."""
-    series: dict[str, list[list[Any]]] = {}
+def readings_chart(ev: store.EvidenceRecord, rule: Any, subject_id: int | None,
+                   device_points: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The chart of one readings-window evidence item, drawing what the rule judges, from the readings kept
+    with the evidence (they outlive the readings' retention): as the board's trend does (`api.web.charts`),
+    a difference rule's chart is the Δ of its two points with its limit, an interlock or composite with a
+    Δ condition shows its subject point with its own limits and the Δ on a right-hand axis, and limits on
+    another single point are named above the chart. The Δ is taken as the engine takes it, on the held
+    values of both points at every reading time (`charts.held_difference`).
+
+    `device_points` are the points of the subject's device within the viewer's scope (the rule's aliases are
+    bound among them, as the compiler binds them). When the subject or an alias cannot be found in the
+    window — a point left the registry, the rule left the catalog — every tag is drawn as it was recorded
+    and a limit is drawn only where it is unambiguous (the rule's own limits on a one-tag window); the rest
+    are named, never drawn on the wrong line."""
+    raw: dict[str, list[tuple[float, float]]] = {}
     for r in ev.readings or []:
-        v = r.get("value")
-        if isinstance(v, bool):
-            v = 1.0 if v else 0.0
-        if isinstance(v, (int, float)):
-            series.setdefault(str(r.get("tag") or r.get("point_id")), []).append([_cst_ms(r.get("time")), v])
-    return {"kind": "readings", "series": [{"name": k, "data": d} for k, d in series.items()], "limits": limits}
+        got = charts.reading_at(r)
+        if got is not None:
+            raw.setdefault(str(r.get("tag") or r.get("point_id")), []).append(got)
+    if rule is None:
+        lim = charts.TrendLimits()
+    else:
+        subject = next((p for p in device_points if int(p["id"]) == subject_id), None)
+        lim = charts.trend_limits(rule, subject["setpoints"] if subject is not None else None)
+    bound = charts.bind_aliases(rule, subject_id, device_points) if rule is not None and subject_id is not None \
+        else {}
 
+    def of(p: Mapping[str, Any] | None, valid: bool) -> list[tuple[float, float]]:
+        """The window's readings of one bound point: by point id where the snapshot has it, else by tag."""
+        if p is None:
+            return []
+        read = charts.valid_reading if valid else charts.reading_at
+        mine = (r for r in ev.readings or []
+                if (int(r["point_id"]) == int(p["id"]) if r.get("point_id") is not None else r.get("tag") == p["tag"]))
+        return [x for x in map(read, mine) if x is not None]
 
-def _cst_ms(iso: object) -> int | None:
-    """Epoch milliseconds shifted to China Standard Time: the chart draws them as UTC (`useUTC`), so its axis
-    shows the bureau's clock whatever the browser's zone."""
-    try:
-        return int((datetime.fromisoformat(str(iso)).timestamp() + 8 * 3600) * 1000)
-    except ValueError:
-        return None
+    # two bound points sharing a tag cannot be told apart in a snapshot without point ids: no Δ of them
+    deltas, other = charts.bound_deltas(lim, bound, lambda pa, pb: charts.held_difference(
+        of(pa, True), of(pb, True)) if pa["tag"] != pb["tag"] else [])
+    delta_only = lim.delta_only and bool(deltas)
+    subject_rows = [] if delta_only else of(bound.get("subject"), False)
+    if delta_only or subject_rows:
+        tag = str(bound["subject"]["tag"]) if "subject" in bound else ""
+        return charts.trend_chart(tag, [(datetime.fromtimestamp(t, UTC), v) for t, v in subject_rows],
+                                  None, None, lim.own, other, {}, deltas=deltas, delta_only=delta_only,
+                                  compact=False)
+    # the subject is not in the window (or not known): every tag as recorded
+    own = lim.own if len(raw) == 1 else []
+    notes = other + [x for x in lim.own if x not in own]
+    return {"kind": "readings",
+            "series": [{"name": k, "data": [[charts.cst_ms(t), v] for t, v in d]} for k, d in raw.items()],
+            "limits": [{"name": x["kind"], "kind": x["kind"], "value": x["value"]} for x in own],
+            "notes": [f"{x['name']} {x['value']:g}" for x in notes]}
 
 
 def register(app: FastAPI, face: Face) -> None:
@@ -182,14 +191,22 @@ def register(app: FastAPI, face: Face) -> None:
             _ = face.gettext_for(request)
             raise Refused(404, _("No such hazard.")) from exc
 
-    def evidence_view(rec: store.TicketRecord, items: list[store.EvidenceRecord]) -> list[dict[str, Any]]:
-        rule = rules().get(rec.rule_id or "")
-        lim = limits_of(rule) if rule is not None else []
+    def evidence_view(conn: psycopg.Connection, viewer: Viewer, rec: store.TicketRecord,
+                      items: list[store.EvidenceRecord]) -> list[dict[str, Any]]:
+        # a rule's levels are alarms of their own ("bm.gas.pressure:hi"): their limits are the rule's
+        rule_id = rec.rule_id or ""
+        rule = rules().get(rule_id) or rules().get(rule_id.split(":", 1)[0])
+        subject_id = rec.point_id
+        device: list[dict[str, Any]] | None = None
         out = []
         for e in items:
             d: dict[str, Any] = {"e": e}
             if e.kind == "readings" and e.readings:
-                d["chart"] = json.dumps(readings_chart(e, lim), ensure_ascii=False, default=str)
+                if device is None:  # the subject's device, read within the viewer's scope, once per ticket
+                    device = qd.device_points(conn, subject_id, viewer.scope) \
+                        if rule is not None and subject_id is not None else []
+                d["chart"] = json.dumps(readings_chart(e, rule, subject_id, device), ensure_ascii=False,
+                                        default=str)
             if e.kind == "attachment" and str((e.attachment or {}).get("uri", "")).startswith(files.URI_PREFIX):
                 d["href"] = url(f"/hazards/{rec.id}/files/{e.id}")
                 d["is_image"] = str((e.attachment or {}).get("content_type", "")).startswith("image/")
@@ -204,7 +221,7 @@ def register(app: FastAPI, face: Face) -> None:
         now = ctx.clock.now()
         recs, total = store.list_tickets(conn, store.Filters(status=[Status.CANDIDATE.value]), viewer.scope, now,
                                          limit=50, order="-created_at")
-        items = [{"t": r, "evidence": evidence_view(r, store.evidence(conn, r.id))} for r in recs]
+        items = [{"t": r, "evidence": evidence_view(conn, viewer, r, store.evidence(conn, r.id))} for r in recs]
         return render(request, "candidates.html", viewer=viewer, items=items, total=total, page="candidates",
                       source_zh=SOURCE_ZH)
 
@@ -243,7 +260,7 @@ def register(app: FastAPI, face: Face) -> None:
         return render(request, "hazard.html", status, viewer=viewer, t=rec, page="hazards",
                       events=[e for e in store.events(conn, hazard_id)
                               if viewer.scope is None or e.action not in BUREAU_ONLY_ACTIONS],
-                      evidence=evidence_view(rec, store.evidence(conn, rec.id)),
+                      evidence=evidence_view(conn, viewer, rec, store.evidence(conn, rec.id)),
                       allowed=allowed, action_zh=workflow.ACTION_ZH, status_zh=STATUS_ZH, source_zh=SOURCE_ZH,
                       level_zh=LEVEL_ZH, overdue=rec.overdue(now), error=error, missing=missing or [],
                       plan_fields=PLAN_FIELDS, form=form or {}, reward_zh=REWARD_ZH,

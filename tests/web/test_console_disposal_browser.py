@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect
+from playwright.sync_api import Browser, Locator, expect
 from playwright.sync_api import Error as PlaywrightError
 
 from core.services import LocalMosquitto
@@ -32,7 +32,7 @@ from simulators.run import simulate
 from simulators.scenarios import SCENARIOS
 from tests.conftest import Site, sql_one, wait_for
 from tests.web import test_console_browser as cb
-from tests.web.test_console_browser import VIEWPORTS, Server, Shots, live, login, new_context
+from tests.web.test_console_browser import VIEWPORTS, Server, Shots, fits, live, login, new_context
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 playwright, browser = cb.playwright, cb.browser  # the module-scoped Chromium fixtures, shared
@@ -98,14 +98,6 @@ def quiet(db_url: str, still_s: float = 3.0, timeout: float = 30.0) -> None:
 @pytest.fixture
 def served(db_url: str, broker: LocalMosquitto, tmp_path: Path) -> Iterator[tuple[Server, Site]]:
     yield from cb.serve_site(db_url, broker, tmp_path, USERS)
-
-
-def fits(page: Page) -> None:
-    """The page is no wider than the viewport asked for. Not `window.innerWidth`: on a phone (`is_mobile`) the
-    layout viewport grows to whatever overflows, so innerWidth grows with the page and the check could not fail."""
-    width = (page.viewport_size or {"width": 0})["width"]
-    got = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
-    assert got[0] <= width + 1 and got[1] <= width + 1, (page.url, got, width)
 
 
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))

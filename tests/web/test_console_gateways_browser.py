@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
 from api.http import auth
 from core.services import LocalMosquitto
@@ -34,6 +34,7 @@ from tests.web.test_console_browser import (  # noqa: F401 - fixtures
     Server,
     Shots,
     browser,
+    fits,
     login,
     new_context,
     playwright,
@@ -58,10 +59,6 @@ def served_private(db_url: str, broker: LocalMosquitto, tmp_path: Path) -> Itera
     s.start()
     yield s, site, bureau_token
     s.stop()
-
-
-def no_horizontal_scroll(page: Page) -> None:
-    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), page.url
 
 
 def publish(snippet: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -96,7 +93,7 @@ def test_attach_a_gateway_and_see_its_reading_live(viewport: str, served_private
     offered = {plants.nth(i).get_attribute("value") for i in range(plants.count())}
     assert offered and offered <= own  # only its own plants are offered
     shot(page, "gateways")
-    no_horizontal_scroll(page)
+    fits(page)
     plant = sorted(offered)[0]
     page.fill("input[name=id]", gw)
     page.fill("input[name=name]", "新增采集网关")
@@ -113,7 +110,7 @@ def test_attach_a_gateway_and_see_its_reading_live(viewport: str, served_private
     expect(page.locator("button[data-copy='#gw-password']")).to_have_attribute("data-state", "copied")
     assert page.evaluate("navigator.clipboard.readText()") == password
     shot(page, "gateway_secret")
-    no_horizontal_scroll(page)
+    fits(page)
 
     # the CA the page links to, saved as the snippet expects it
     ca = page.request.get("/console/broker/ca.crt")
@@ -150,7 +147,7 @@ def test_attach_a_gateway_and_see_its_reading_live(viewport: str, served_private
     expect(row).to_have_attribute("data-status", "ok")
     assert page.evaluate("window.__same_page") is True  # no reload happened
     shot(page, "points")
-    no_horizontal_scroll(page)
+    fits(page)
     with psycopg.connect(s.env["RISKWATCH_DB_URL"]) as conn:
         stored = conn.execute("""SELECT r.value FROM readings r JOIN points p ON p.id = r.point_id
                                  WHERE p.gateway_id = %s AND p.tag = 'TT-101'""", (gw,)).fetchall()
@@ -160,7 +157,7 @@ def test_attach_a_gateway_and_see_its_reading_live(viewport: str, served_private
     page.goto(f"/console/gateways/{gw}")
     expect(page.locator("[data-testid=gw-status]")).to_have_text("在线")
     shot(page, "gateway")
-    no_horizontal_scroll(page)
+    fits(page)
     page.click("[data-testid=rotate]")
     expect(page.locator("[data-testid=password]")).to_be_visible()
     rotated = page.locator("[data-testid=password]").inner_text().strip()

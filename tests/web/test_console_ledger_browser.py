@@ -28,7 +28,7 @@ from simulators.run import simulate
 from simulators.scenarios import SCENARIOS
 from tests.conftest import Site, sql_one, wait_for
 from tests.web import test_console_browser as cb
-from tests.web.test_console_browser import VIEWPORTS, Server, Shots, live, login, new_context, session_cookie
+from tests.web.test_console_browser import VIEWPORTS, Server, Shots, fits, live, login, new_context, session_cookie
 from tests.web.test_console_ledger_http import png
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -55,9 +55,11 @@ def open_now(page: Page, shot: Shots, name: str) -> int:
     return int(page.locator("[data-testid=open-major-now]").inner_text())
 
 
-def fits(page: Page) -> None:
-    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), page.url
-
+# every series of a readings chart as ECharts holds it: name, y axis, the limit lines drawn on it, its extremes
+SERIES = """el => echarts.getInstanceByDom(el).getOption().series.map(s => ({
+  name: s.name, axis: s.yAxisIndex || 0,
+  max: Math.max(...s.data.map(r => r[1])), min: Math.min(...s.data.map(r => r[1])),
+  y: ((s.markLine || {}).data || []).filter(d => d.yAxis !== undefined).map(d => d.yAxis)}))"""
 
 #: The card colour (its top border) of each risk level, as console.css draws it.
 RISK_COLOURS = {"red": "rgb(198, 40, 40)", "orange": "rgb(239, 108, 0)", "yellow": "rgb(249, 168, 37)",
@@ -123,6 +125,12 @@ def test_ledger_flow_in_chromium(viewport: str, served: tuple[Server, Site], bro
     chart = card.locator("[data-testid=evidence-chart]").first
     expect(chart).to_have_attribute("data-rendered", "1", timeout=10_000)
     assert chart.locator("canvas").count() >= 1
+    # drawn as the rule judges: the inlet meter on the left axis with no limit on its ~36 m3/h, and the Δ
+    # inlet − outlet on the right axis with its 3 m3/h limit, which the leak crossed in the window
+    inlet, delta = chart.evaluate(SERIES)
+    assert (inlet["name"], inlet["axis"], inlet["y"]) == ("FT-601", 0, []) and inlet["min"] > 20, inlet
+    assert (delta["name"], delta["axis"], delta["y"]) == ("Δ FT-601 − FT-602", 1, [3]), delta
+    assert delta["max"] >= 3 > delta["min"], delta
     shot(duty, "candidates")
     card.locator("form[action$='/act/confirm'] input[name=comment]").fill("联锁未动作，确认为重大事故隐患")
     card.get_by_test_id("confirm").click()

@@ -44,21 +44,24 @@ def png(w: int = 2, h: int = 2) -> bytes:
             + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
-def candidate(db_url: str, gateway: str, tag: str, plant: str, enterprise: str, title: str, now: float) -> int:
-    """A rule's candidate as the engine inserts it, taken up by the ledger's intake: the sensor ticket's id."""
+def candidate(db_url: str, gateway: str, tag: str, plant: str, enterprise: str, title: str, now: float,
+              rule: str = "bm.coal.temp", readings: list[dict[str, Any]] | None = None) -> int:
+    """A rule's candidate as the engine inserts it (its evidence window: `readings`, by default six of the
+    subject), taken up by the ledger's intake: the sensor ticket's id."""
     with psycopg.connect(db_url, autocommit=True) as conn:
         row = conn.execute("SELECT id FROM points WHERE gateway_id = %s AND tag = %s", (gateway, tag)).fetchone()
         assert row is not None
         pid = row[0]
-        readings = [{"tag": tag, "time": datetime.fromtimestamp(now - 60 + i * 10, UTC).isoformat(),
-                     "value": 80.0 + i * 5, "quality": "good"} for i in range(6)]
+        if readings is None:
+            readings = [{"tag": tag, "time": datetime.fromtimestamp(now - 60 + i * 10, UTC).isoformat(),
+                         "value": 80.0 + i * 5, "quality": "good"} for i in range(6)]
         at = datetime.fromtimestamp(now, UTC)
         cid = conn.execute(
             """INSERT INTO hazard_candidates (detected_at, rule_id, subject, point_id, gateway_id, plant_id,
                    enterprise_id, basis, title_zh, title_en, catalog_version, reason, evidence)
-               VALUES (%s, 'bm.coal.temp', %s, %s, %s, %s, %s, '《判定标准》第四条', %s, 'test', 'test',
+               VALUES (%s, %s, %s, %s, %s, %s, %s, '《判定标准》第四条', %s, 'test', 'test',
                        '超过上限 above limit', %s) RETURNING id""",
-            (at, f"p:{pid}", pid, gateway, plant, enterprise, title, Jsonb({"readings": readings}))).fetchone()
+            (at, rule, f"p:{pid}", pid, gateway, plant, enterprise, title, Jsonb({"readings": readings}))).fetchone()
         assert cid is not None
         with conn.transaction():
             return intake.take_up(conn, int(cid[0]))
@@ -354,7 +357,7 @@ def test_clearance_is_a_trend_per_day_industry_and_enterprise(console: Console, 
 
 
 def test_limits_name_what_they_limit() -> None:
-    from api.web.ledger import limits_of
+    from api.web.charts import limits_of
     from rules.model import load_catalog
     rules = {rid: r for rid, (_, r) in load_catalog(None).rules.items()}
     lim = limits_of(rules["mach.cooling.interlock"])

@@ -37,6 +37,7 @@ from tests.web.test_console_browser import (  # noqa: F401 - fixtures
     Server,
     Shots,
     browser,
+    fits,
     login,
     new_context,
     playwright,
@@ -104,7 +105,7 @@ class Visit:
     def __call__(self, page: Page, name: str) -> None:
         page.wait_for_load_state("networkidle")
         self.shot(page, f"pages-{name}")
-        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), (name, page.url)
+        fits(page, (name, page.url))
 
 
 def dy_point(db_url: str) -> tuple[int, str]:

@@ -15,12 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
 from core.services import LocalMosquitto
 from tests.conftest import Site, pub_args, sql_one, wait_for
 from tests.web import test_console_browser as cb
-from tests.web.test_console_browser import VIEWPORTS, Server, Shots, login, new_context
+from tests.web.test_console_browser import VIEWPORTS, Server, Shots, fits, login, new_context
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 playwright, browser = cb.playwright, cb.browser  # the module-scoped Chromium fixtures, shared
@@ -42,10 +42,6 @@ def publish(site: Site, payload: str) -> None:
                           "-P", site.credentials[GATEWAY], "-t", f"rw/v1/{GATEWAY}/telemetry", "-s"],
                          input=payload.encode(), capture_output=True, timeout=20)
     assert res.returncode == 0, res.stderr
-
-
-def fits(page: Page) -> None:
-    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), page.url
 
 
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))

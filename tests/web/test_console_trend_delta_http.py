@@ -19,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.web import queries_disposal as qd
-from api.web.disposal import bind_aliases, delta_series, trend_chart, trend_limits
+from api.web.charts import bind_aliases, delta_series, trend_chart, trend_limits
 from rules.compile import compile_rules, leaves_of
 from rules.model import load_catalog
 from rules.store import load_registry

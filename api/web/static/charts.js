@@ -88,7 +88,8 @@
                 series: series };
     if (src.some(function (s) { return s.parts; })) { opt.tooltip.formatter = deltaTooltip(src); }
     // a compact chart names its lines only when it has two axes (the point and a difference), below the plot
-    if (!compact) { opt.legend = { type: "scroll", top: 0 }; } else if (right) {
+    // a full chart's legend sits under the notes (the limits it names but does not draw), not over them
+    if (!compact) { opt.legend = { type: "scroll", top: notes ? 18 : 0 }; opt.grid.top = notes ? 52 : 32; } else if (right) {
       opt.legend = { type: "scroll", bottom: 0, itemHeight: 8, textStyle: { fontSize: 10 } };
     }
     if (notes) { opt.title = { text: notes, left: "right", top: 0, textStyle: { fontSize: 11, fontWeight: "normal",
