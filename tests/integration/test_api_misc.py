@@ -261,3 +261,20 @@ def test_the_openapi_document(api: Api) -> None:
         "responsible_person", "measures", "funds_yuan", "deadline", "contingency_plan"}
     assert doc["components"]["schemas"]["Problem"]["examples"][0]["status"] == 409
     assert api.get("/docs", None).status_code == 200
+
+
+def test_api_pool_plans_for_the_actual_parameters(api: Api) -> None:
+    """The API's and console's connections never reuse a generic plan: their optional filters
+    (`%(scope)s IS NULL OR ...`) only fold away in a plan made for the values (6 ms against 600 ms for the
+    bureau's points page at 100k points, with psycopg preparing every query from its fifth run)."""
+    from api.http.deps import Database
+
+    db = Database(api.db_url, 1)
+    try:
+        with db.pool.connection() as conn:
+            for _ in range(7):  # past psycopg's prepare threshold
+                conn.execute("SELECT count(*) FROM points WHERE (%s::text IS NULL OR tag = %s)", (None, None))
+            assert conn.execute("SHOW plan_cache_mode").fetchone() == ("force_custom_plan",)
+            assert conn.execute("SHOW jit").fetchone() == ("off",)
+    finally:
+        db.close()
