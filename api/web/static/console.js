@@ -32,6 +32,13 @@
     });
   }
 
+  // typing() is checked when a fetch starts, but a fetch already in flight when the user starts writing
+  // lands later: its swap would replace the row and wipe the note (and a click on the new, empty form's
+  // button submits nothing). Hold such a swap back; the refresh runs once the note is left.
+  document.addEventListener("htmx:beforeSwap", function (evt) {  // fired on the request's source, not the target
+    if (evt.detail.target === target && typing()) { evt.detail.shouldSwap = false; deferred = true; }
+  });
+
   target.addEventListener("focusout", function () {
     if (deferred) { deferred = false; setTimeout(refresh, 0); }
   });
