@@ -18,16 +18,20 @@ def register(root: typer.Typer) -> None:
 def bench(
     quick: Annotated[bool, typer.Option("--quick", help="A short run (well under 3 minutes).")] = False,
     only: Annotated[str, typer.Option("--only", "--part", help="Comma-separated parts: db,broker,e2e,latency,"
-                                                               "grafana,alerting,edge,console (console: page times "
+                                                               "grafana,alerting,edge,scale,console (scale: 1, 2 "
+                                                               "and 3 lease-group collectors; console: page times "
                                                                "on a county-sized database; not in the default run)."
-                                      )] = "db,broker,e2e,latency,grafana,alerting,edge",
+                                      )] = "db,broker,e2e,latency,grafana,alerting,edge,scale",
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
     duration: Annotated[float | None, typer.Option("--duration", help="Seconds per throughput part.")] = None,
     points: Annotated[int | None, typer.Option("--points", help="Registry size (default 100k; 2k quick).")] = None,
     batch: Annotated[int, typer.Option("--batch", help="Readings per message in the batched run.")] = 100,
     procs: Annotated[int, typer.Option("--procs", help="Publisher processes.")] = 2,
 ) -> None:
-    """Measure on private services and print figures (medians, percentiles, ratios)."""
+    """Measure on private services and print figures (medians, percentiles, ratios).
+
+    Exits 1 when a part's check failed (a breach not detected, a reading or message not delivered): the figures
+    are still printed, then each failure."""
     import json
 
     from rich.table import Table
@@ -55,7 +59,9 @@ def bench(
                         on_part=part)
     pages = fig.data.pop("console_table", None)  # the console part's per-page lines (80 columns)
     if as_json:
-        print(json.dumps(fig.data, indent=2))
+        print(json.dumps({**fig.data, "failures": fig.failures}, indent=2))
+        if fig.failures:
+            raise typer.Exit(1)
         return
     t = Table(title="riskwatch bench" + (" --quick" if quick else ""), title_justify="left")
     t.add_column("指标 figure")
@@ -66,3 +72,7 @@ def bench(
     console.print(t)
     if pages:
         console.print("\n".join(pages), markup=False, highlight=False)
+    if fig.failures:
+        for f in fig.failures:
+            err.print(f"[red]失败 FAILED[/] {f}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(1)

@@ -10,6 +10,13 @@ Parts (each prints medians and ratios, never pass/fail):
 - ``alerting`` breach published -> webhook received (p50/p99/max) at a moderate background load,
                with the alerting dispatcher routing, grouping and delivering; split at the alarm's
                commit (``simulators.bench.alert_latency``).
+- ``broker``   the QoS1 ceiling measured with Mosquitto's C clients (``simulators.bench.cclients``):
+               a queued persistent session drained by `mosquitto_sub`, and publish + drain at once.
+- ``scale``    batched end to end with 1, 2 and 3 `collect --group` members (leases), stored == sent,
+               with the CPU of members, PostgreSQL, broker and machine over the same window.
+
+The latency part and the scale part check their own accounting: every breach published is detected, every
+reading sent is stored. A miss is returned to `run`, which records it as a failure (the CLI exits 1).
 """
 
 from __future__ import annotations
@@ -40,10 +47,28 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from core import registry
 from core.db import migrate
 from core.mqtt import configure
-from core.services import COLLECTOR_USER, LocalServices
+from core.services import COLLECTOR_USER, LocalServices, collector_users
 from core.settings import MqttUrl
 from ingest.batch import Readings
 from ingest.writer import write_readings
+from simulators.bench.cclients import (
+    CPublisher,
+    DrainResult,
+    chunks,
+    reading_lines,
+    start_drain,
+    subscribe_persistent,
+    wait_drain,
+    wipe_session,
+)
+from simulators.bench.cclients import client_args as cclients_args
+
+#: Collectors of the ``scale`` part: 1, 2 and 3 members of a lease group.
+SCALE_COLLECTORS = (1, 2, 3)
+#: Logins the bench's broker holds: the scale part's members, then one spare for the C drain of the
+#: ``broker`` part, so the drain never takes over a collector's session (client id = username).
+BENCH_COLLECTOR_LOGINS = max(SCALE_COLLECTORS) + 1
+DRAIN_USER = collector_users(instances=BENCH_COLLECTOR_LOGINS)[-1]
 
 BENCH_CATALOG = """\
 catalog: bench
@@ -65,6 +90,8 @@ rules:
 class Figures:
     rows: list[tuple[str, str, str]] = field(default_factory=list)  # (figure, value, note)
     data: dict[str, Any] = field(default_factory=dict)
+    #: What makes the run fail (the CLI exits non-zero): a check that must hold, such as every breach detected.
+    failures: list[str] = field(default_factory=list)
 
     def add(self, key: str, label: str, value: float, unit: str, note: str = "") -> None:
         self.data[key] = value
@@ -93,17 +120,20 @@ class Bench:
     def __init__(self, keep: bool = False):
         self.keep = keep
         self.collector: subprocess.Popen[bytes] | None = None
+        self.members: dict[str, subprocess.Popen[bytes]] = {}  # the scale part's lease-group collectors
 
     def __enter__(self) -> Bench:
         # the scratch dir and the services exist from here to __exit__, not from construction
         self.dir = Path(tempfile.mkdtemp(prefix="rw-bench-"))
         self.services = LocalServices(self.dir / "data")
+        self.services.state.collector_instances = BENCH_COLLECTOR_LOGINS  # written by `load` (write_auth)
         self.services.up()
         migrate(self.services.db_url)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop_collector()
+        self.stop_members()
         self.services.destroy()
         if not self.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -130,6 +160,36 @@ class Bench:
             if self.collector.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("collector did not start:\n" + (self.dir / "collector.log").read_text()[-2000:])
             time.sleep(0.05)
+
+    def start_member(self, user: str, catalog: Path, ttl_s: float, renew_s: float) -> subprocess.Popen[bytes]:
+        """One `riskwatch collect --group` member under its own login (`riskwatch-collector[-N]`), as
+        `riskwatch services collectors N` prints them; it logs to ``<user>.log`` in the bench dir."""
+        env = {**os.environ, "RISKWATCH_DB_URL": self.services.db_url,
+               "RISKWATCH_MQTT_URL": self.services.mqtt.url(user),
+               "RISKWATCH_DATA_DIR": str(self.dir / "data")}
+        path = self.dir / f"{user}.log"
+        exe = Path(sys.executable).parent / "riskwatch"
+        with path.open("ab") as log:
+            log.write(b"--- start\n")
+            p = subprocess.Popen([str(exe), "-v", "collect", "--catalog", str(catalog), "--group",
+                                  "--lease-ttl", f"{ttl_s:g}", "--lease-renew", f"{renew_s:g}"], env=env,
+                                 stdout=log, stderr=subprocess.STDOUT)
+        self.members[user] = p
+        deadline = time.monotonic() + 60
+        while "MQTT connected" not in path.read_text().rsplit("--- start\n", 1)[-1]:
+            if p.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"collector {user} did not start:\n" + path.read_text()[-2000:])
+            time.sleep(0.05)
+        return p
+
+    def stop_members(self) -> None:
+        """SIGTERM every member (each flushes and releases its leases), then wait for all."""
+        for p in self.members.values():
+            if p.poll() is None:
+                p.terminate()
+        for p in self.members.values():
+            p.wait(60)
+        self.members.clear()
 
     def gateway_url(self, gateway: str, password: str) -> str:
         """A gateway's broker URL (mqtts, the private CA): a string, so a publisher process can take it."""
@@ -342,41 +402,138 @@ def end_to_end(bench: Bench, creds: dict[str, str], site: registry.SiteSpec, cat
     return E2E(sent, stored, rate, (cpu1 - cpu_first) / max(t_last - t_first, 1e-9) if t_first else 0.0, rss)
 
 
-def broker_ceiling(bench: Bench, creds: dict[str, str], site: registry.SiteSpec, *, seconds: float,
-                   procs: int) -> float:
-    """Publish -> receive of single-reading messages at QoS1, no processing: messages/s received.
+@dataclass
+class BrokerCeiling:
+    """The broker measured with C clients: one drain, `procs` publishers, single-reading QoS1 messages."""
 
-    Each publisher process sends to its gateway's own command topic (`rw/v1/{gw}/cmd/bench`, which the ACL
-    lets a gateway write and read) and receives there on the same connection. A separate sink would need an
-    account allowed to read every gateway's topics — the collector's, and under the collector's name it would
-    take over the running collector's session (client id = username).
+    messages: int  # published, each acknowledged (PUBACK) by the broker
+    publish_rate: float  # messages/s, first publisher start -> last PUBACK (prefilled: into the queued session)
+    drain: DrainResult  # what the drain received, with its first/last stamps
+    mode: str  # "prefilled" (a queued persistent session drained) or "live" (publish and drain at once)
+
+    @property
+    def complete(self) -> bool:
+        return self.drain.received == self.messages
+
+
+def broker_ceiling(bench: Bench, creds: dict[str, str], site: registry.SiteSpec, *, messages: int, procs: int,
+                   mode: str = "prefilled", progress: Callable[[str], None] = lambda _m: None) -> BrokerCeiling:
+    """The broker's QoS1 ceiling for single-reading messages, measured with Mosquitto's C clients.
+
+    `procs` gateways each run `mosquitto_pub -l -q 1` over TLS on their telemetry topic, fed JSON v1 single
+    readings (`cclients.reading_lines`); one `mosquitto_sub -q 1 -C messages` drain under a spare collector
+    login (`DRAIN_USER`, which the ACL lets read ``rw/v1/#``) receives them, stamping each (`-F %U`).
+
+    ``prefilled`` (the ratio's denominator): the drain's persistent session subscribes first and leaves, the
+    publishers fill it, then the drain connects and empties it. That is exactly what the ``e2e`` part asks of
+    the collector (a backlog queued in its persistent session while it was stopped), so the single-reading
+    ratio compares like with like: the broker delivering a queued session to one QoS1 subscriber, acknowledging
+    each PUBACK. ``live``: the drain is connected while the publishers run (the broker receives and delivers at
+    once). Rates are taken from the first message the drain received to the last one: neither process start
+    nor TLS handshakes count.
+
+    Needs no collector session subscribed to telemetry (the run wipes the collector's before this part):
+    otherwise the broker would also queue every message for it.
     """
+    if mode not in ("prefilled", "live"):
+        raise ValueError(f"mode must be prefilled or live, got {mode!r}")
     gws = [g.id for _, g in site.gateways()][:procs]
     tags = {d.gateway: [p.tag for p in d.points] for e in site.enterprises for pl in e.plants for d in pl.devices}
-    counter = mp.Value("q", 0)
-    received = [mp.Value("q", 0, lock=False) for _ in gws]
-    ps = [mp.Process(target=publisher, args=(bench.gateway_url(g, creds[g]), tags[g], math.inf, 1, seconds,
-                                               counter, 0, f"rw/v1/{g}/cmd/bench", None, r), daemon=True)
-          for g, r in zip(gws, received, strict=True)]
-
-    def got() -> int:
-        return sum(int(r.value) for r in received)
-
-    for p in ps:
+    per = messages // len(gws)
+    start_ms = int(time.time() * 1000) - 600_000
+    work = bench.dir / f"cpub-{mode}"
+    pubs = [CPublisher(bench.gateway_url(g, creds[g]), f"rw/v1/{g}/telemetry",
+                       chunks(reading_lines(tags[g], per, start_ms)), work, g) for g in gws]
+    total = per * len(gws)
+    drain_url = bench.services.mqtt.url(DRAIN_USER)
+    topic = "rw/v1/+/telemetry"
+    subscribe_persistent(drain_url, topic)
+    out = bench.dir / f"drain-{mode}.stamps"
+    drain = None if mode == "prefilled" else start_drain(drain_url, topic, total, out)
+    if drain is not None:
+        time.sleep(0.5)  # connected; a message before that is queued in the session, not lost
+    t0 = time.monotonic()
+    for p in pubs:
         p.start()
-    time.sleep(0.2 * seconds)
-    a, ta = got(), time.monotonic()
-    time.sleep(0.7 * seconds)
-    b, tb = got(), time.monotonic()
-    for p in ps:
-        p.join(seconds + 120)
-    return (b - a) / (tb - ta)
+    for p in pubs:
+        p.join(900)
+    t_pub = time.monotonic() - t0
+    failed = [(p.name, p.rc, p.stderr.decode(errors="replace")[-300:]) for p in pubs if p.rc]
+    if failed:
+        raise RuntimeError(f"mosquitto_pub failed: {failed}")
+    progress(f"broker ({mode}): {total:,} messages published by {len(gws)} mosquitto_pub in {t_pub:.1f} s")
+    if drain is None:
+        drain = start_drain(drain_url, topic, total, out)
+    result = wait_drain(drain, out, total, timeout_s=max(60.0, total / 2_000))
+    wipe_session(drain_url)  # nothing of this part stays queued on the broker
+    return BrokerCeiling(total, total / t_pub if t_pub > 0 else 0.0, result, mode)
+
+
+@dataclass(frozen=True)
+class Breach:
+    """One limit breach the latency part published: a reading above `hi`, cleared 1 ms later."""
+
+    gateway: str
+    tag: str
+    ts_ms: int  # data time of the breaching reading
+    value: float
+
+    def describe(self) -> str:
+        t = time.strftime("%H:%M:%S", time.gmtime(self.ts_ms / 1000)) + f".{self.ts_ms % 1000:03d}Z"
+        return f"{self.gateway}/{self.tag} at {t} ({self.ts_ms}) value {self.value:g}"
+
+
+@dataclass
+class Accounting:
+    """Breaches published vs activations committed, matched on the breach's data time (ms)."""
+
+    latencies: list[float]  # seconds, publish -> commit seen, in publish order
+    missing: list[int]  # data times published and never seen activated
+    unexpected: list[int]  # activations at a data time no breach of this run had
+
+
+def account_breaches(published: dict[int, float], detected: dict[int, float]) -> Accounting:
+    """Every breach accounted for: published (data time -> wall time sent) against detected (data time -> wall
+    time its activation's commit was heard). Pure, so the bench's own bookkeeping is unit-tested."""
+    lat = [detected[t] - published[t] for t in sorted(published) if t in detected]
+    return Accounting(lat, sorted(t for t in published if t not in detected),
+                      sorted(t for t in detected if t not in published))
+
+
+@dataclass
+class LatencyRun:
+    breaches: dict[int, Breach]  # by data time (ms)
+    published: dict[int, float]  # data time -> wall time published
+    detected: dict[int, float]  # data time -> wall time the activation's commit was heard
+    window_end: float  # wall time the last breach's own listening window closed
+    evidence: dict[int, str] = field(default_factory=dict)  # for a missing breach: what the database holds
+
+    @property
+    def accounting(self) -> Accounting:
+        return account_breaches(self.published, self.detected)
+
+    @property
+    def late(self) -> int:
+        """Breaches whose commit was heard only after the last breach's window: what a bench that stops listening
+        there (as this part did before issue 15) reports as missing."""
+        return sum(1 for t in self.detected.values() if t > self.window_end)
+
+    def missing_lines(self) -> list[str]:
+        return [self.breaches[t].describe() + (f"; {self.evidence[t]}" if t in self.evidence else "")
+                for t in self.accounting.missing]
 
 
 def alarm_latency(bench: Bench, creds: dict[str, str], site: registry.SiteSpec, *, load_rate: float,
-                  breaches: int, interval_s: float, progress: Callable[[str], None]) -> list[float]:
-    """Publish `breaches` limit breaches on one point while others publish background load; return
-    breach-publish -> alarm-commit latencies in seconds."""
+                  breaches: int, interval_s: float, progress: Callable[[str], None],
+                  grace_s: float = 15.0) -> LatencyRun:
+    """Publish `breaches` limit breaches on one point while others publish background load; every breach's
+    publish -> alarm-commit latency.
+
+    Each breach is a reading above `hi` cleared by one at 50 a millisecond later (one message), one breach every
+    `interval_s`. The commit is heard on LISTEN riskwatch_alarm (delivered at commit). After the last breach the
+    part keeps listening until every breach is heard or `grace_s` passes: a breach still missing then is a
+    breach the pipeline did not detect, and `LatencyRun.missing_lines` names it with what the database holds.
+    """
     gws = [g.id for _, g in site.gateways()]
     tags = {d.gateway: [p.tag for p in d.points] for e in site.enterprises for pl in e.plants for d in pl.devices}
     probe_gw, load_gws = gws[0], gws[1:]
@@ -386,37 +543,257 @@ def alarm_latency(bench: Bench, creds: dict[str, str], site: registry.SiteSpec, 
                                                   100, seconds, counter), daemon=True) for g in load_gws]
     for p in procs:
         p.start()
-    lat: list[float] = []
     probe = gateway_client(bench.gateway_url(probe_gw, creds[probe_gw]))  # not a load gateway: its own account
-    sent_at: dict[int, float] = {}
+    tag = tags[probe_gw][0]
+    run = LatencyRun({}, {}, {}, 0.0)
+
+    def hear(conn: psycopg.Connection[Any], until: float) -> None:
+        while time.time() < until:
+            r, _, _ = select.select([conn.fileno()], [], [], max(0.0, until - time.time()))
+            if not r:
+                continue
+            for n in conn.notifies(timeout=0, stop_after=100):
+                d = json.loads(n.payload)
+                if d["event"] == "activate" and d["rule"] == "bench.temp:hi":
+                    run.detected.setdefault(int(round(d["time"] * 1000)), time.time())
+
     with psycopg.connect(bench.services.db_url, autocommit=True) as conn:
         conn.execute("LISTEN riskwatch_alarm")
         time.sleep(2.0)  # load running
-        tag = tags[probe_gw][0]
         for b in range(breaches):
             ts = int(time.time() * 1000)
-            sent_at[ts] = time.time()
+            run.breaches[ts] = Breach(probe_gw, tag, ts, 150.0)
+            run.published[ts] = time.time()
             probe.publish(f"rw/v1/{probe_gw}/telemetry",
                           orjson.dumps({"readings": [{"tag": tag, "v": 150.0, "ts": ts},
                                                      {"tag": tag, "v": 50.0, "ts": ts + 1}]}), qos=1)
-            deadline = time.time() + interval_s
-            while time.time() < deadline:
-                r, _, _ = select.select([conn.fileno()], [], [], max(0.0, deadline - time.time()))
-                if not r:
-                    continue
-                for n in conn.notifies(timeout=0, stop_after=100):
-                    d = json.loads(n.payload)
-                    if d["event"] == "activate" and d["rule"] == "bench.temp:hi":
-                        key = int(round(d["time"] * 1000))
-                        if key in sent_at:
-                            lat.append(time.time() - sent_at.pop(key))
+            hear(conn, time.time() + interval_s)
             if (b + 1) % 20 == 0:
                 progress(f"latency: {b + 1}/{breaches} breaches")
+        run.window_end = time.time()
+        deadline = run.window_end + grace_s
+        while run.accounting.missing and time.time() < deadline:
+            hear(conn, min(deadline, time.time() + 0.2))
+        for t in run.accounting.missing:
+            run.evidence[t] = _breach_evidence(conn, probe_gw, tag, t)
     probe.disconnect()
     probe.loop_stop()
     for p in procs:
         p.join(seconds + 60)
-    return lat
+    return run
+
+
+def _breach_evidence(conn: psycopg.Connection[Any], gateway: str, tag: str, ts_ms: int) -> str:
+    """What the database holds for a breach not heard: is the reading stored, and which alarm events are there."""
+    stored = conn.execute(
+        "SELECT r.value FROM readings r JOIN points p ON p.id = r.point_id WHERE p.gateway_id = %s AND p.tag = %s"
+        " AND r.time = to_timestamp(%s / 1000.0)", (gateway, tag, ts_ms)).fetchall()
+    events = conn.execute(
+        "SELECT event, (extract(epoch FROM time) * 1000)::bigint FROM alarm_events WHERE rule_id = 'bench.temp:hi'"
+        " AND time BETWEEN to_timestamp(%s / 1000.0) AND to_timestamp(%s / 1000.0) ORDER BY time",
+        (ts_ms - 1000, ts_ms + 1000)).fetchall()
+    return (f"reading stored: {'yes, ' + str(stored[0][0]) if stored else 'no'}; alarm events within ±1 s: "
+            + (", ".join(f"{e}@{t}" for e, t in events) or "none"))
+
+
+def wait_caught_up(db_url: str, quiet_s: float = 2.0, timeout_s: float = 180.0) -> float:
+    """Wait until the collector has stored everything queued for it (no row inserted for `quiet_s`): a part that
+    left a backlog in the collector's session would otherwise bleed into the next part's figures. Returns the
+    seconds waited beyond `quiet_s` (how far behind the load left the collector)."""
+    t0 = time.monotonic()
+    last, since = _inserted(db_url), time.monotonic()
+    while time.monotonic() - since < quiet_s and time.monotonic() - t0 < timeout_s:
+        time.sleep(0.25)
+        n = _inserted(db_url)
+        if n != last:
+            last, since = n, time.monotonic()
+    return max(0.0, since - t0)
+
+
+# --- several collectors ---------------------------------------------------------------------------
+
+
+def _descendants(pid: int) -> list[int]:
+    """`pid` and every live process below it (from /proc): a PostgreSQL postmaster and its backends."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
+def _cpu_of(pids: list[int]) -> float:
+    total = 0.0
+    for p in pids:
+        try:
+            total += _proc_stat(p)[0]
+        except (OSError, IndexError, ValueError):
+            pass  # exited between the listing and the read
+    return total
+
+
+def _machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat (idle and iowait are not busy)."""
+    f = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    tck = os.sysconf("SC_CLK_TCK")
+    return (sum(f) - f[3] - f[4]) / tck, sum(f) / tck
+
+
+@dataclass
+class ScaleRun:
+    """Batched end to end with `collectors` members of a lease group, on one broker and one database."""
+
+    collectors: int
+    sent: int
+    stored: int
+    rate: float  # readings/s stored, publishers' start -> the last row stored
+    held: dict[str, int]  # gateways per member, as the leases spread them
+    cores: dict[str, float]  # CPU over the window, in cores: each member, postgres, broker, machine
+    moved: list[str] = field(default_factory=list)  # gateways whose lease changed hands (or epoch) during the run
+
+
+def fair_spread(held: dict[str, int], members: list[str], gateways: int) -> bool:
+    """The leases have settled: every member holds its fair share (⌊G/N⌋ or ⌈G/N⌉), all G gateways held once."""
+    n = len(members)
+    return (sorted(held) == sorted(members) and sum(held.values()) == gateways
+            and all(gateways // n <= held[m] <= -(-gateways // n) for m in members))
+
+
+def _held(db_url: str) -> dict[str, int]:
+    with psycopg.connect(db_url) as conn:
+        return {str(r[0]): int(r[1]) for r in conn.execute(
+            "SELECT collector_id, count(*) FROM gateway_leases WHERE collector_id IS NOT NULL"
+            " AND expires_at > now() GROUP BY collector_id")}
+
+
+def _leases(db_url: str) -> dict[str, tuple[str | None, int]]:
+    with psycopg.connect(db_url) as conn:
+        return {str(r[0]): (r[1], int(r[2])) for r in conn.execute(
+            "SELECT gateway_id, collector_id, epoch FROM gateway_leases")}
+
+
+def scale_run(bench: Bench, creds: dict[str, str], site: registry.SiteSpec, catalog: Path, *, collectors: int,
+              readings: int, batch: int, progress: Callable[[str], None], ttl_s: float = 6.0,
+              renew_s: float = 1.0) -> ScaleRun:
+    """`readings` batched readings over every gateway of `site`, stored by `collectors` lease-group members.
+
+    The members are `riskwatch collect --group` under `riskwatch-collector`, `-2`, `-3` (the logins
+    `riskwatch services collectors N` creates), started on an empty `readings` table. Once the leases have
+    spread the gateways fairly and a probe reading of every gateway has been stored (each member subscribed
+    to what it holds), one `mosquitto_pub -l` per gateway publishes its share as fast as the broker takes it
+    (C publishers: a few per cent of a core, so the publishers do not take the collectors' CPU as paho ones
+    would). The rate is taken from the publishers' start to the last row stored (the statistics counters lag
+    by up to a second, which only lengthens the window: a lower bound); CPU of each member, of PostgreSQL (the
+    postmaster and its backends), of the broker and of the whole machine over the same window says what bounds
+    it. Stored must equal sent, exactly (count(*) of the readings at or after the run's first time).
+    """
+    db = bench.services.db_url
+    bench.stop_collector()
+    bench.stop_members()
+    # A stopped collector's persistent session keeps its subscriptions, so the broker queued copies of everything
+    # published since (the single collector's rw/v1/#, a member's gateways of the previous run). Delivered at the
+    # next start, they would be drained before this run's data and counted in its time: each run starts clean.
+    for user in collector_users(instances=max(SCALE_COLLECTORS)):
+        wipe_session(bench.services.mqtt.url(user))
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("TRUNCATE readings")
+        conn.execute("TRUNCATE readings_1m")
+    gws = [g.id for _, g in site.gateways()]
+    tags = {d.gateway: [p.tag for p in d.points] for e in site.enterprises for pl in e.plants for d in pl.devices}
+    per = readings // len(gws)
+    start_ms = int(time.time() * 1000)
+    work = bench.dir / f"scale-{collectors}"
+    pubs = [CPublisher(bench.gateway_url(g, creds[g]), f"rw/v1/{g}/telemetry",
+                       chunks(reading_lines(tags[g], per, start_ms, batch=batch)), work, g) for g in gws]
+    sent = per * len(gws)
+    members = collector_users(instances=collectors)
+    t_start = time.monotonic()
+    for m in members:
+        bench.start_member(m, catalog, ttl_s, renew_s)
+    deadline = time.monotonic() + 120
+    while not fair_spread(_held(db), members, len(gws)):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"scale {collectors}: leases did not spread: {_held(db)}")
+        time.sleep(0.2)
+    time.sleep(2 * renew_s + 0.5)  # a gateway that moved while settling is unsubscribed by its first holder
+    # Probes, 1 ms before the run's data: one reading per gateway until each is stored (subscriptions live).
+    stored_probe: set[str] = set()
+    probe_ms = start_ms - 1
+    while set(gws) - stored_probe:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"scale {collectors}: no probe stored for {sorted(set(gws) - stored_probe)}")
+        for g in sorted(set(gws) - stored_probe):
+            subprocess.run(["mosquitto_pub", *cclients_args(bench.gateway_url(g, creds[g])), "-q", "1",
+                            "-t", f"rw/v1/{g}/telemetry", "-m",
+                            orjson.dumps({"tag": tags[g][0], "v": 50.0, "ts": probe_ms}).decode()],
+                           check=True, capture_output=True, timeout=30)
+        probe_ms -= 1
+        time.sleep(1.0)
+        with psycopg.connect(db) as conn:
+            # this run's probes only (the probe tag, times just below the run's): nothing older counts
+            stored_probe = {str(r[0]) for r in conn.execute(
+                "SELECT DISTINCT p.gateway_id FROM readings r JOIN points p ON p.id = r.point_id"
+                " WHERE p.tag = ANY(%s) AND r.time > to_timestamp(%s / 1000.0) AND r.time < to_timestamp(%s / 1000.0)",
+                (sorted({tags[g][0] for g in gws}), probe_ms, start_ms))}
+    progress(f"scale {collectors}: leases {_held(db)}, probes stored after {time.monotonic() - t_start:.1f} s; "
+             f"publishing {sent:,} readings")
+    held = _held(db)
+    before = _leases(db)
+    base = _inserted(db)
+    pids = {m: p.pid for m, p in bench.members.items()}
+    pg_pid, mq_pid = bench.services.pg.pid(), bench.services.mqtt.pid()
+
+    def sample() -> dict[str, float]:
+        out = {m: _cpu_of([pid]) for m, pid in pids.items()}
+        out["postgres"] = _cpu_of(_descendants(pg_pid)) if pg_pid else 0.0
+        out["broker"] = _cpu_of([mq_pid]) if mq_pid else 0.0
+        out["machine"] = _machine_busy()[0]
+        return out
+
+    first = sample()
+    t_pub = time.monotonic()
+    for p in pubs:
+        p.start()
+    stored = 0
+    t_done = t_pub
+    last_change, prev = time.monotonic(), -1
+    while stored < sent:
+        time.sleep(0.2)
+        stored = _inserted(db) - base
+        now = time.monotonic()
+        if stored != prev:
+            last_change, prev, t_done = now, stored, now
+        elif now - last_change > 20:
+            break  # stalled: the exact count below says what is missing
+    last, t_sampled = sample(), time.monotonic()
+    for p in pubs:
+        p.join(120)
+    window = max(t_done - t_pub, 1e-9)
+    rate = stored / window
+    with psycopg.connect(db) as conn:
+        row = conn.execute("SELECT count(*) FROM readings WHERE time >= to_timestamp(%s / 1000.0)",
+                           (start_ms,)).fetchone()
+    exact = int(row[0]) if row else 0
+    after = _leases(db)
+    moved = sorted(f"{g}: {before.get(g)} -> {after.get(g)}" for g in gws if before.get(g) != after.get(g))
+    cores = {k: (last[k] - first[k]) / max(t_sampled - t_pub, 1e-9) for k in last}
+    failed = [(p.name, p.rc) for p in pubs if p.rc]
+    if failed:
+        progress(f"scale {collectors}: mosquitto_pub failed: {failed}")
+    bench.stop_members()
+    progress(f"scale {collectors}: sent {sent:,}, stored {exact:,} at {rate:,.0f}/s; cores "
+             + ", ".join(f"{k} {v:.2f}" for k, v in cores.items())
+             + (f"; leases moved during the run: {moved}" if moved else ""))
+    return ScaleRun(collectors, sent, exact, rate, held, cores, moved)
 
 
 def pct(values: list[float], q: float) -> float:

@@ -77,7 +77,7 @@ def test_simulate_draws_a_bar_that_reaches_the_end(cli: Cli) -> None:  # noqa: F
 
 def test_bench_counts_its_parts_on_a_terminal_and_names_unknown_ones(cli: Cli) -> None:  # noqa: F811
     bad = cli("bench", "--only", "db,nope", check=False)
-    assert bad.returncode == 2 and "nope" in bad.stderr and "grafana" in bad.stderr
+    assert bad.returncode == 2 and "nope" in bad.stderr and "grafana" in bad.stderr and "scale" in bad.stderr
     code, drawn = in_terminal(cli, "bench", "--quick", "--only", "db", timeout_s=300)
     assert code == 0, drawn
     assert "bench db (parts)" in drawn and "1/1" in drawn, drawn
