@@ -766,6 +766,9 @@ def scale_run(bench: Bench, creds: dict[str, str], site: registry.SiteSpec, cata
     stored = 0
     t_done = t_pub
     last_change, prev = time.monotonic(), -1
+    # A run that trickles (leases moving back and forth) never stalls for 20 s: bound it as a whole too, at
+    # what the slowest rate worth measuring (10,000 readings/s) needs, three times over.
+    give_up = t_pub + max(120.0, 3 * sent / 10_000)
     while stored < sent:
         time.sleep(0.2)
         stored = _inserted(db) - base
@@ -774,6 +777,9 @@ def scale_run(bench: Bench, creds: dict[str, str], site: registry.SiteSpec, cata
             last_change, prev, t_done = now, stored, now
         elif now - last_change > 20:
             break  # stalled: the exact count below says what is missing
+        if now > give_up:
+            progress(f"scale {collectors}: gave up after {now - t_pub:.0f} s with {stored:,} of {sent:,} stored")
+            break
     last, t_sampled = sample(), time.monotonic()
     for p in pubs:
         p.join(120)
