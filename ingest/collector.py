@@ -857,8 +857,9 @@ class Collector:
                 else:
                     known.add(key)
                     batch.retained_new.append(key)
-            snap, reason = self._refused(conn, snap, gw)
-            if reason is not None:
+            snap, info = self._gateway(conn, snap, gw)
+            if info is None or not info.enabled:
+                reason = "unknown_gateway" if info is None else "gateway_disabled"
                 batch.dead.append(DeadLetter(gw, m.topic, reason, f"gateway {gw!r}", None,
                                              m.payload[:DEAD_PAYLOAD_MAX]))
                 continue
@@ -972,8 +973,9 @@ class Collector:
         where = f"group {t.group!r}, {t.kind}" + (f", device {t.device!r}" if t.device is not None else "")
         if spans is not None:
             spans.append((gw, len(batch.point_ids), len(batch.point_ids)))
-        snap, reason = self._refused(conn, snap, gw)
-        if reason is not None:
+        snap, info = self._gateway(conn, snap, gw)
+        if info is None or not info.enabled:
+            reason = "unknown_gateway" if info is None else "gateway_disabled"
             batch.dead.append(DeadLetter(gw, m.topic, reason, f"edge node (gateway) {gw!r}, {where}", None,
                                          m.payload[:DEAD_PAYLOAD_MAX]))
             return snap
@@ -1013,18 +1015,15 @@ class Collector:
                                       [r.quality for r in out.readings], spans)
         return snap
 
-    def _refused(self, conn: psycopg.Connection, snap: registry.Snapshot, gw: str
-                 ) -> tuple[registry.Snapshot, str | None]:
-        """Why a gateway's messages are refused: None for an enabled gateway of the registry, else
-        `unknown_gateway` or `gateway_disabled`; with the snapshot, reloaded once when `gw` is not in it (a
-        gateway registered a moment ago)."""
+    def _gateway(self, conn: psycopg.Connection, snap: registry.Snapshot, gw: str
+                 ) -> tuple[registry.Snapshot, registry.GatewayInfo | None]:
+        """The registry's entry for `gw` (None: unknown), with the snapshot, reloaded once when `gw` is not in it
+        (a gateway registered a moment ago)."""
         info = snap.gateways.get(gw)
         if info is None:
             snap = self._registry(conn, force=True)
             info = snap.gateways.get(gw)
-        if info is None:
-            return snap, "unknown_gateway"
-        return snap, (None if info.enabled else "gateway_disabled")
+        return snap, info
 
     def _retained_known(self, conn: psycopg.Connection, msgs: list[_Msg]) -> set[tuple[str, bytes]]:
         """The retained messages of this batch already handled once (retained_seen), by (topic, digest)."""
