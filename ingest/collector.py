@@ -29,7 +29,7 @@ a commit, the rebirth requests that batch decided (`_request_rebirths`).
 
 Several collectors (`leases`, issue 15; see ingest.leases and docs/scaling.md): instead of `rw/v1/#` the
 collector subscribes to `rw/v1/{gateway}/#` for each gateway it holds by lease, renewed every few seconds in
-the flush loop. Each batch checks its gateways' leases in its own transaction (`Leases.fence`): readings, dead
+the flush loop (and by the `Keeper` thread while the loop is busy with a long step, such as reloading rules). Each batch checks its gateways' leases in its own transaction (`Leases.fence`): readings, dead
 letters and confirmations of every message are stored (the unique key makes that safe whoever stores them),
 but only the gateways still held at their claim's epoch reach the rule engine, so rule state is written by
 one collector per gateway. On a claim the engine reloads the recorded state before the subscription starts.
@@ -68,7 +68,7 @@ from core.timeconst import MS_PER_S
 from ingest import topics
 from ingest.batch import Batch, DeadLetter
 from ingest.decode import MessageRejected, decode_json_v1, decode_status, decode_status_at
-from ingest.leases import Leases
+from ingest.leases import Keeper, Leases
 from ingest.sparkplug import payload as sp_payload
 from ingest.sparkplug import topics as sp_topics
 from ingest.sparkplug.host import Host as SparkplugHost
@@ -189,6 +189,8 @@ class Collector:
         self._unsub_due: dict[str, float] = {}  # gateways lost, to unsubscribe at (monotonic s): see _resubscribe
         self._resync = True  # after a (re)connect: drop a previous run's per-gateway subscriptions
         self._lease_at = -math.inf
+        self._alive_at = time.monotonic()  # the flush loop's last iteration: the lease keeper's sign of progress
+        self._keeper: Keeper | None = None
         self._resyncing: dict[str, _Resync] = {}  # gateways claimed whose confirmations wait for a re-send
         # Sparkplug B host application (docs/sparkplug.md): the edge nodes' sessions, touched only by the flush loop.
         self.sparkplug = SparkplugHost(self.limits)
@@ -480,11 +482,18 @@ class Collector:
         props.ReceiveMaximum = self.settings.receive_maximum
         self._connect(props)
         self._client.loop_start()
+        if self.leases is not None:
+            self._keeper = Keeper(self.leases, lambda: psycopg.connect(
+                self.db_url, connect_timeout=5, application_name="riskwatch-collector-leases"),
+                lambda: self._alive_at)
+            self._keeper.start()
         try:
             if ready:
                 ready()
             self._loop()
         finally:
+            if self._keeper is not None:
+                self._keeper.stop()
             self._leave_state()
             self._client.disconnect()
             self._client.loop_stop()
@@ -532,6 +541,7 @@ class Collector:
         first_at = 0.0
         backoff = 0.0
         while True:
+            self._alive_at = time.monotonic()
             stopping = self._stop.is_set()
             if not stopping and self.leases is not None:
                 self._lease_round()
@@ -572,6 +582,8 @@ class Collector:
 
     def _leave(self) -> None:
         """A clean stop of a group member: hand its gateways over now rather than after the lease ttl."""
+        if self._keeper is not None:
+            self._keeper.stop()  # a renewal after the release would announce us alive again
         if self.leases is None or not self.leases.held:
             return
         try:

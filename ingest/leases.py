@@ -12,7 +12,11 @@ alarms) must be written by one process per gateway. So each collector of a group
   rule state for that gateway, and a claim waits until a batch in flight has committed, so the new owner,
   which loads the recorded state after its claim, sees everything the old one wrote;
 - the leases' clock is the database's (one clock for every collector, whatever their hosts' clocks say);
-  tests inject a fake clock instead.
+  tests inject a fake clock instead;
+- between rounds a `Keeper` thread, on a connection of its own, heartbeats and renews what is held while the flush
+  loop is busy with something long (compiling the rules of a 200,000-point registry takes ~8 s, longer than a
+  lease), so a busy member does not lose its gateways only to claim them back and reload again; it stops renewing
+  once the loop has made no progress for `stall_s`, so a stuck collector still hands its gateways over.
 
 No consensus of our own: the database the service already trusts decides who holds what. `plan` is the pure
 core (what to renew, claim and release); `Leases` is the adapter that runs it against the tables.
@@ -23,7 +27,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import psycopg
@@ -32,22 +38,27 @@ from core.clock import Clock, ts
 
 log = logging.getLogger("riskwatch.leases")
 
-__all__ = ["Change", "LeaseRow", "LeaseSettings", "Leases", "Plan", "fair_share", "plan"]
+__all__ = ["Change", "Keeper", "LeaseRow", "LeaseSettings", "Leases", "Plan", "fair_share", "plan"]
 
 
 @dataclass(frozen=True)
 class LeaseSettings:
     """`ttl_s`: how long a lease lasts unrenewed (a dead collector's gateways move after at most ttl + renew);
     `renew_s`: how often a collector renews, claims and rebalances. ttl must cover a few renewals, so a slow
-    batch or a short database hiccup does not move gateways."""
+    batch or a short database hiccup does not move gateways. `stall_s`: how long the flush loop may be busy
+    with one step (a rule recompile, a long batch) while the `Keeper` still renews for it; a collector stuck
+    longer loses its gateways after stall_s + ttl_s."""
 
     ttl_s: float = 8.0
     renew_s: float = 2.0
+    stall_s: float = 60.0
 
     def __post_init__(self) -> None:
         if not (0 < self.renew_s and self.ttl_s >= 2 * self.renew_s):
             raise ValueError(f"lease ttl ({self.ttl_s:g} s) must be at least twice the renew interval "
                              f"({self.renew_s:g} s)")
+        if self.stall_s < self.ttl_s:
+            raise ValueError(f"lease stall limit ({self.stall_s:g} s) must be at least the ttl ({self.ttl_s:g} s)")
 
     @property
     def takeover_s(self) -> float:
@@ -117,8 +128,12 @@ class Change:
 class Leases:
     """This collector's leases: `round` on the timer, `fence` in every batch's transaction, `leave` at stop.
 
-    `held` maps each gateway held to the epoch of the claim, as last committed. Not thread-safe: the
-    collector's flush loop is its only caller.
+    `held` maps each gateway held to the epoch of the claim, as last committed. The flush loop is the only
+    caller of everything but `renew`, which the `Keeper` calls from its own thread: `held` changes and round and
+    renew run under `_lock`, so the keeper reads a consistent copy and its renewal never interleaves with a
+    round's updates of the same rows (two transactions updating lease rows in different orders could deadlock).
+    `fence` runs on the flush loop, which is the only writer of `held`, and takes no lock: a keeper waiting for
+    the fence's row locks then waits only for that batch's commit.
     """
 
     def __init__(self, collector_id: str, settings: LeaseSettings | None = None, *, clock: Clock | None = None):
@@ -130,6 +145,8 @@ class Leases:
         self.clock = clock
         self.held: dict[str, int] = {}
         self.rounds = 0
+        self.renewals = 0  # by the keeper, between rounds
+        self._lock = threading.Lock()
 
     def _now(self, conn: psycopg.Connection) -> float:
         if self.clock is not None:
@@ -140,6 +157,10 @@ class Leases:
 
     def round(self, conn: psycopg.Connection) -> Change:
         """Heartbeat, renew, release above the fair share, claim up to it: one transaction, committed here."""
+        with self._lock:
+            return self._round(conn)
+
+    def _round(self, conn: psycopg.Connection) -> Change:
         ttl = self.settings.ttl_s
         change = Change()
         with conn.transaction():
@@ -208,18 +229,95 @@ class Leases:
             (want, [self.held[g] for g in want], self.me)))
         return ok
 
+    def renew(self, conn: psycopg.Connection) -> int:
+        """Heartbeat and renew what is held, at the epochs claimed, nothing else: the keeper's step between
+        rounds. Leases found lost are left for the next round to notice. Returns how many were renewed."""
+        ttl = self.settings.ttl_s
+        with self._lock:
+            held = dict(self.held)
+            with conn.transaction():
+                now = self._now(conn)
+                conn.execute("UPDATE collectors SET heartbeat_at = %s, expires_at = %s WHERE collector_id = %s",
+                             (ts(now), ts(now + ttl), self.me))
+                gws = sorted(held)
+                n = conn.execute(
+                    """UPDATE gateway_leases l SET expires_at = %s FROM unnest(%s::text[], %s::bigint[]) AS h(g, e)
+                       WHERE l.gateway_id = h.g AND l.epoch = h.e AND l.collector_id = %s AND l.expires_at > %s""",
+                    (ts(now + ttl), gws, [held[g] for g in gws], self.me, ts(now))).rowcount
+            self.renewals += 1
+        return n
+
     def forget(self, gateways: Sequence[str]) -> list[str]:
         """Drop gateways a fence found lost (after the caller's transaction); returns those that were held."""
-        out = [g for g in sorted(set(gateways)) if g in self.held]
-        for g in out:
-            del self.held[g]
+        with self._lock:
+            out = [g for g in sorted(set(gateways)) if g in self.held]
+            for g in out:
+                del self.held[g]
         return out
 
     def leave(self, conn: psycopg.Connection) -> None:
         """Clean stop: release every lease and the heartbeat, so the others take over at their next round."""
-        with conn.transaction():
-            now = self._now(conn)
-            conn.execute("UPDATE gateway_leases SET collector_id = NULL, expires_at = %s WHERE collector_id = %s",
-                         (ts(now), self.me))
-            conn.execute("DELETE FROM collectors WHERE collector_id = %s", (self.me,))
-        self.held.clear()
+        with self._lock:
+            with conn.transaction():
+                now = self._now(conn)
+                conn.execute("UPDATE gateway_leases SET collector_id = NULL, expires_at = %s WHERE collector_id = %s",
+                             (ts(now), self.me))
+                conn.execute("DELETE FROM collectors WHERE collector_id = %s", (self.me,))
+            self.held.clear()
+
+
+class Keeper:
+    """Renews a collector's leases every `renew_s` on a thread and a connection of its own, for as long as the
+    flush loop shows progress (`alive`, a monotonic time it refreshes) within `stall_s`.
+
+    The flush loop renews in its rounds too; the keeper covers the steps that outlast a lease. It never claims
+    or releases (that needs the loop, which acts on the change), and a renewal that fails (database away) is
+    logged and retried at the next tick: the fence keeps batches honest whatever happens to the leases.
+    """
+
+    def __init__(self, leases: Leases, connect: Callable[[], psycopg.Connection], alive: Callable[[], float]):
+        self.leases = leases
+        self._connect = connect
+        self._alive = alive
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._conn: psycopg.Connection | None = None
+        self._stalled = False
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"leases-{self.leases.me}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop renewing (before the loop releases its leases: a renewal after that would re-announce us)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _run(self) -> None:
+        s = self.leases.settings
+        while not self._stop.wait(s.renew_s):
+            busy = time.monotonic() - self._alive()
+            if busy > s.stall_s:
+                if not self._stalled:
+                    log.warning("collector %s made no progress for %.0f s: its leases are left to run out",
+                                self.leases.me, busy)
+                self._stalled = True
+                continue
+            self._stalled = False
+            try:
+                if self._conn is None or self._conn.closed or self._conn.broken:
+                    self._conn = self._connect()
+                self.leases.renew(self._conn)
+            except psycopg.Error as exc:
+                log.warning("lease renewal skipped: %s", exc)
+                if self._conn is not None:
+                    try:
+                        self._conn.close()
+                    except psycopg.Error:
+                        pass
+                    self._conn = None

@@ -21,7 +21,7 @@ import pytest
 
 from core.clock import FakeClock
 from core.services import COLLECTOR_USER, LocalMosquitto
-from ingest.leases import Leases, LeaseSettings
+from ingest.leases import Keeper, Leases, LeaseSettings
 from simulators.gateway import ConfirmingPublisher
 from tests.conftest import CollectorProcess, Site, sql_one, wait_for
 
@@ -241,3 +241,37 @@ def test_lease_fence_and_takeover_on_the_database(db_url: str, scale_site: Site)
         assert done.is_set() and mine[0] in a.held and a.held[mine[0]] == 3
         a.leave(ca)
         assert sql_one(db_url, "SELECT count(*) FROM gateway_leases WHERE collector_id = 'col-a'") == 0
+
+
+def test_keeper_holds_the_leases_of_a_busy_loop_and_lets_a_stuck_one_go(db_url: str, scale_site: Site) -> None:
+    """A member busy longer than its lease (at 200,000 points the rule reload of a takeover takes ~8 s, beyond
+    an 8 s ttl) keeps its gateways at the same epoch while the keeper renews; a loop stuck past stall_s loses
+    them to the other member within stall_s + ttl_s. On the database's own clock, in real time."""
+    settings = LeaseSettings(ttl_s=2.0, renew_s=0.5, stall_s=4.0)
+    a, b = Leases("col-a", settings), Leases("col-b", settings)
+    alive = [time.monotonic()]
+    with psycopg.connect(db_url) as ca, psycopg.connect(db_url) as cb:
+        assert a.round(ca).gained == GATEWAYS
+        epochs = dict(a.held)
+        keeper = Keeper(a, lambda: psycopg.connect(db_url), lambda: alive[0])
+        keeper.start()
+        try:
+            # a's loop is busy (no round, no progress) for 1.5 ttl: b, joining, finds nothing free
+            busy_until = time.monotonic() + 1.5 * settings.ttl_s
+            while time.monotonic() < busy_until:
+                assert b.round(cb).gained == []
+                time.sleep(settings.renew_s)
+            assert leases(db_url) == {g: ("col-a", epochs[g]) for g in GATEWAYS}
+            assert a.renewals >= 4
+            # then stuck: past stall_s the keeper stops renewing and b takes everything over
+            got: list[str] = []
+            t_stuck = alive[0]
+            while len(got) < len(GATEWAYS) and time.monotonic() - t_stuck < settings.stall_s + 3 * settings.ttl_s:
+                got += b.round(cb).gained
+                time.sleep(settings.renew_s)
+            took = time.monotonic() - t_stuck
+            assert sorted(got) == GATEWAYS, got
+            assert settings.stall_s <= took <= settings.stall_s + settings.ttl_s + 2 * settings.renew_s, took
+        finally:
+            keeper.stop()
+    assert all(owner == "col-b" and epoch == epochs[g] + 1 for g, (owner, epoch) in leases(db_url).items())

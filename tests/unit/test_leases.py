@@ -63,3 +63,8 @@ def test_lease_settings_refuse_a_ttl_that_one_late_renewal_would_break() -> None
     assert LeaseSettings(ttl_s=6, renew_s=2).takeover_s == 8
     with pytest.raises(ValueError, match="twice the renew"):
         LeaseSettings(ttl_s=3, renew_s=2)
+
+
+def test_lease_settings_refuse_a_stall_limit_below_the_ttl() -> None:
+    with pytest.raises(ValueError, match="stall"):
+        LeaseSettings(ttl_s=8, renew_s=2, stall_s=5)
