@@ -27,6 +27,7 @@ import multiprocessing as mp
 import os
 import select
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -111,8 +112,27 @@ def _site(gateways: int, points_per_gateway: int) -> registry.SiteSpec:
     return registry.SiteSpec.model_validate(doc)
 
 
+class BenchInterrupted(SystemExit):
+    """SIGTERM or SIGHUP arrived: unwind, so the bench's private PostgreSQL, Mosquitto and collectors stop."""
+
+
+def _teardown_on_signals() -> dict[int, signal.Handlers | int | None]:
+    """SIGTERM and SIGHUP (a `timeout`, a closed terminal, a CI runner giving up) end Python without running
+    `finally` blocks, which left the private PostgreSQL and Mosquitto of a killed bench running; raise instead, so
+    `Bench.__exit__` tears them down. Returns the previous handlers, restored at exit. SIGINT already raises
+    KeyboardInterrupt; SIGKILL cannot be caught (then `RISKWATCH_DATA_DIR=<scratch dir>/data riskwatch services
+    down` stops them; the bench prints its scratch dir first)."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise BenchInterrupted(128 + signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+
+
 class Bench:
-    """Private services in a temporary data dir, torn down at the end."""
+    """Private services in a temporary data dir, torn down at the end (also on SIGTERM and SIGHUP)."""
 
     dir: Path
     services: LocalServices
@@ -125,18 +145,28 @@ class Bench:
     def __enter__(self) -> Bench:
         # the scratch dir and the services exist from here to __exit__, not from construction
         self.dir = Path(tempfile.mkdtemp(prefix="rw-bench-"))
-        self.services = LocalServices(self.dir / "data")
-        self.services.state.collector_instances = BENCH_COLLECTOR_LOGINS  # written by `load` (write_auth)
-        self.services.up()
-        migrate(self.services.db_url)
+        self._signals = _teardown_on_signals()
+        try:
+            self.services = LocalServices(self.dir / "data")
+            self.services.state.collector_instances = BENCH_COLLECTOR_LOGINS  # written by `load` (write_auth)
+            self.services.up()
+            migrate(self.services.db_url)
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop_collector()
-        self.stop_members()
-        self.services.destroy()
-        if not self.keep:
-            shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            self.stop_collector()
+            self.stop_members()
+            if hasattr(self, "services"):
+                self.services.destroy()
+            if not self.keep:
+                shutil.rmtree(self.dir, ignore_errors=True)
+        finally:
+            for sig, handler in self._signals.items():
+                signal.signal(sig, handler)
 
     def load(self, site: registry.SiteSpec) -> dict[str, str]:
         with psycopg.connect(self.services.db_url) as conn:

@@ -63,8 +63,7 @@ def run(parts: list[str], quick: bool, progress: Callable[[str], None], *, durat
     dur = duration or (8.0 if quick else 30.0)
     n_points = points or (2_000 if quick else 100_000)
     with Bench(keep=keep) as bench:
-        if keep:
-            progress(f"scratch dir kept: {bench.dir} (collector logs, broker log)")
+        progress(f"scratch dir: {bench.dir}" + (" (kept: collector logs, broker log)" if keep else ""))
         db = e2e_b = e2e_1 = broker = None
         part("db")
         if "db" in parts:

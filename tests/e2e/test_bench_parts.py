@@ -9,6 +9,8 @@ the six gateways 6 / 3+3 / 2+2+2. A missing `mosquitto_pub`/`mosquitto_sub` or s
 from __future__ import annotations
 
 import json
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +59,38 @@ def test_a_failed_check_makes_the_bench_exit_non_zero(monkeypatch: pytest.Monkey
     table = CliRunner().invoke(app, ["bench", "--only", "latency"])
     assert table.exit_code == 1 and "p50" in table.stdout
     assert "FAILED" in table.output and "bench-gw-00/T00000" in table.output
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_bench_stopped_by_a_signal_stops_its_private_services(sig: signal.Signals) -> None:
+    """`timeout riskwatch bench`, a closed terminal or a CI runner giving up used to leave the bench's private
+    PostgreSQL and Mosquitto running (Python's default SIGTERM/SIGHUP runs no `finally`). Stopped in its db part,
+    the bench must exit with 128 + the signal and leave nothing running on its scratch dir."""
+    from core.services import LocalServices
+
+    p = subprocess.Popen([RISKWATCH, "bench", "--quick", "--only", "db"], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    scratch: Path | None = None
+    seen: list[str] = []
+    try:
+        assert p.stdout is not None
+        for line in p.stdout:
+            seen.append(line)
+            if "scratch dir:" in line:
+                scratch = Path(line.split("scratch dir:")[1].split()[0])
+            if "binary COPY" in line:
+                break
+        assert scratch is not None, "".join(seen)[-2000:]
+        services = LocalServices(scratch / "data")
+        assert services.status() == {"postgres": True, "mosquitto": True}
+        p.send_signal(sig)
+        rc = p.wait(timeout=120)
+        assert rc == 128 + sig, "".join(seen)[-2000:]
+        assert services.status() == {"postgres": False, "mosquitto": False}
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        if scratch is not None:
+            LocalServices(scratch / "data").destroy()
+            shutil.rmtree(scratch, ignore_errors=True)
