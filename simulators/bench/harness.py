@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -116,14 +117,17 @@ class BenchInterrupted(SystemExit):
     """SIGTERM or SIGHUP arrived: unwind, so the bench's private PostgreSQL, Mosquitto and collectors stop."""
 
 
-def _teardown_on_signals() -> dict[int, signal.Handlers | int | None]:
+_Handler = Callable[[int, FrameType | None], Any] | int | None
+
+
+def _teardown_on_signals() -> dict[int, _Handler]:
     """SIGTERM and SIGHUP (a `timeout`, a closed terminal, a CI runner giving up) end Python without running
     `finally` blocks, which left the private PostgreSQL and Mosquitto of a killed bench running; raise instead, so
     `Bench.__exit__` tears them down. Returns the previous handlers, restored at exit. SIGINT already raises
     KeyboardInterrupt; SIGKILL cannot be caught (then `RISKWATCH_DATA_DIR=<scratch dir>/data riskwatch services
     down` stops them; the bench prints its scratch dir first)."""
 
-    def stop(signum: int, _frame: object) -> None:
+    def stop(signum: int, _frame: FrameType | None) -> None:
         raise BenchInterrupted(128 + signum)
 
     if threading.current_thread() is not threading.main_thread():
