@@ -343,6 +343,8 @@ class Dispatcher:
                 if subj is not None and subj.point_id is not None and subj.point_id in points:
                     tag, name, unit = points[subj.point_id]
                     where = f"{tag} {name}".strip()
+                elif subj is not None and subj.device_id is not None:
+                    where = f"设备 device {subj.device_id} · 网关 gateway {subj.gateway_id}"
                 elif subj is not None and subj.gateway_id is not None:
                     where = f"网关 gateway {subj.gateway_id}"
                 value = f"{x.value:.4g} {unit}".strip() if x.value is not None else None

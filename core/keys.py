@@ -1,6 +1,7 @@
 """Identity of alarms, their subjects and alert items, as small immutable values.
 
-The database keeps the same strings it always has (`alarms.subject` = "p:42" or "g:gw-a1",
+The database keeps the same strings it always has (`alarms.subject` = "p:42", "g:gw-a1" or, for a Sparkplug
+device behind a gateway, "d:gw-a1/bf1",
 `alert_members.item` = "alarm:<rule>|<subject>" or "hazard:<id>:<event>"); these types are the
 ONE place those strings are built (`format`) and read (`parse`), so no stage slices "p:" off a
 string by hand.
@@ -20,8 +21,8 @@ from core.errors import RiskwatchError
 __all__ = ["AlarmItem", "AlarmKey", "DisposalItem", "HazardItem", "Item", "KeyFormatError", "Subject", "alarm_key_of",
            "parse_item"]
 
-SubjectKind = Literal["point", "gateway"]
-_PREFIX: dict[SubjectKind, str] = {"point": "p:", "gateway": "g:"}
+SubjectKind = Literal["point", "gateway", "device"]
+_PREFIX: dict[SubjectKind, str] = {"point": "p:", "gateway": "g:", "device": "d:"}
 
 
 class KeyFormatError(RiskwatchError, ValueError):
@@ -30,11 +31,13 @@ class KeyFormatError(RiskwatchError, ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Subject:
-    """What an alarm is about: one point (by registry id) or one gateway (by its id)."""
+    """What an alarm is about: one point (by registry id), one gateway (by its id), or one Sparkplug device of a
+    gateway (the `{device}` level of its topics; gateway ids hold no '/', so the first '/' splits the two)."""
 
     kind: SubjectKind
     point_id: int | None = None
     gateway_id: str | None = None
+    device_id: str | None = None
 
     @classmethod
     def point(cls, point_id: int) -> Subject:
@@ -45,8 +48,13 @@ class Subject:
         return cls("gateway", gateway_id=gateway_id)
 
     @classmethod
+    def device(cls, gateway_id: str, device_id: str) -> Subject:
+        return cls("device", gateway_id=gateway_id, device_id=device_id)
+
+    @classmethod
     def parse(cls, text: str) -> Subject:
-        """'p:42' -> point 42, 'g:gw-a1' -> gateway gw-a1; anything else raises KeyFormatError."""
+        """'p:42' -> point 42, 'g:gw-a1' -> gateway gw-a1, 'd:gw-a1/bf1' -> device bf1 of gw-a1; anything else
+        raises KeyFormatError."""
         if text.startswith("p:"):
             digits = text[2:]
             if not digits.isascii() or not digits.isdigit():
@@ -54,7 +62,12 @@ class Subject:
             return cls.point(int(digits))
         if text.startswith("g:") and len(text) > 2:
             return cls.gateway(text[2:])
-        raise KeyFormatError(f"invalid subject {text!r}: expected 'p:<point id>' or 'g:<gateway id>'")
+        if text.startswith("d:"):
+            gateway_id, sep, device_id = text[2:].partition("/")
+            if sep and gateway_id and device_id:
+                return cls.device(gateway_id, device_id)
+        raise KeyFormatError(f"invalid subject {text!r}: expected 'p:<point id>', 'g:<gateway id>'"
+                             " or 'd:<gateway id>/<device id>'")
 
     @classmethod
     def is_subject(cls, text: str) -> bool:
@@ -66,6 +79,8 @@ class Subject:
         return True
 
     def format(self) -> str:
+        if self.kind == "device":
+            return f"{_PREFIX['device']}{self.gateway_id}/{self.device_id}"
         ident = self.point_id if self.kind == "point" else self.gateway_id
         return f"{_PREFIX[self.kind]}{ident}"
 

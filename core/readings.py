@@ -63,6 +63,12 @@ class BatchView(Protocol):
         ...
 
     @property
+    def devices(self) -> Mapping[tuple[str, str], tuple[bool, float]]:
+        """(gateway id, Sparkplug device id) -> (alive, arrival time) that the batch's messages prove: a DBIRTH or
+        DDATA alive, a DDEATH of the current session dead (ingest.sparkplug.host)."""
+        ...
+
+    @property
     def skew(self) -> Mapping[str, float]:
         """Gateway id -> its clock ahead of the collector's (s), from its newest live message's own ts."""
         ...

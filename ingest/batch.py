@@ -2,8 +2,9 @@
 
 Readings accumulate in flat lists and become numpy arrays once per batch; the
 batch also carries what goes to dead_letters and unmapped_points, gateway
-status and last-seen times, and the MQTT message ids to acknowledge after the
-commit, in arrival order. The arrays type itself (`Readings`) lives in
+status and last-seen times, what Sparkplug devices' messages say of them
+(alive, dead), and the MQTT message ids to acknowledge after the commit, in
+arrival order. The arrays type itself (`Readings`) lives in
 `core.readings`, since the rules read it too.
 """
 
@@ -52,6 +53,9 @@ class Batch:
     # not written to `gateways` nor counted as traffic; the rule engine decides what they mean.
     replayed: dict[str, tuple[bool, float | None]] = field(default_factory=dict)
     last_seen: dict[str, float] = field(default_factory=dict)
+    # Per Sparkplug device (gateway, device id): (alive, arrival time) as its newest message in the batch shows it
+    # (ingest.sparkplug.host `Outcome.device`); the rule engine records the changes with the readings.
+    devices: dict[tuple[str, str], tuple[bool, float]] = field(default_factory=dict)
     # Highest JSON v1 `seq` per gateway in this batch: raised in gateway_stored_seq, then published as `stored`.
     seqs: dict[str, int] = field(default_factory=dict)
     # Per gateway: how far its clock is ahead of ours (s): the newest live message's own ts minus its arrival,

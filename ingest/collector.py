@@ -29,10 +29,11 @@ a commit, the rebirth requests that batch decided (`_request_rebirths`).
 
 Several collectors (`leases`, issue 15; see ingest.leases and docs/scaling.md): instead of `rw/v1/#` the
 collector subscribes to `rw/v1/{gateway}/#` for each gateway it holds by lease, renewed every few seconds in
-the flush loop (and by the `Keeper` thread while the loop is busy with a long step, such as reloading rules). Each batch checks its gateways' leases in its own transaction (`Leases.fence`): readings, dead
-letters and confirmations of every message are stored (the unique key makes that safe whoever stores them),
-but only the gateways still held at their claim's epoch reach the rule engine, so rule state is written by
-one collector per gateway. On a claim the engine reloads the recorded state before the subscription starts.
+the flush loop (and by the `Keeper` thread while the loop is busy with a long step, such as reloading rules).
+Each batch checks its gateways' leases in its own transaction (`Leases.fence`): readings, dead letters and
+confirmations of every message are stored (the unique key makes that safe whoever stores them), but only the
+gateways still held at their claim's epoch reach the rule engine, so rule state is written by one collector
+per gateway. On a claim the engine reloads the recorded state before the subscription starts.
 """
 
 from __future__ import annotations
@@ -748,6 +749,7 @@ class Collector:
             status={g: v for g, v in batch.status.items() if g in owned},
             replayed={g: v for g, v in batch.replayed.items() if g in owned},
             last_seen={g: v for g, v in batch.last_seen.items() if g in owned},
+            devices={d: v for d, v in batch.devices.items() if d[0] in owned},
             skew={g: v for g, v in batch.skew.items() if g in owned},
             messages=batch.messages - fenced,
         ), lost, owned
@@ -1006,6 +1008,8 @@ class Collector:
             log.info("Sparkplug edge node %s (%s): %s", gw, where, note)
         if out.online is not None:
             batch.status[gw] = (out.online, now)
+        if out.device is not None:
+            batch.devices[(gw, out.device[0])] = (out.device[1], now)
         if out.stale_death:
             self.stats.stale_deaths += 1
         if out.rebirth is not None and rebirths is not None:

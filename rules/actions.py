@@ -123,7 +123,7 @@ def history(conn: psycopg.Connection, rule_id: str, subject: str) -> list[tuple[
 def subject_for(conn: psycopg.Connection, gateway_or_subject: str, tag: str | None) -> str:
     """'p:<id>' from a gateway and tag, or a gateway subject, or a subject given as is."""
     if tag is None:
-        if gateway_or_subject.startswith(("p:", "g:")):
+        if gateway_or_subject.startswith(("p:", "g:", "d:")):
             return gateway_or_subject  # as is, even if malformed: the lookup then finds no alarm
         return Subject.gateway(gateway_or_subject).format()
     row = conn.execute("SELECT id FROM points WHERE gateway_id = %s AND tag = %s", (gateway_or_subject, tag)).fetchone()

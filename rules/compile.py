@@ -1,10 +1,11 @@
 """Bind the catalog to the registry: rules x points -> rule instances.
 
 An instance is one alarm: a rule (a threshold rule gives one instance per
-limit, named ``<rule id>:<limit>``) applied to one subject (a point, or a
-gateway for gateway rules). Its condition is compiled to a small tree over
-point ids; per-point setpoint overrides (``<rule id>.<parameter>`` in the
-registry) and recorded baselines are applied here.
+limit, named ``<rule id>:<limit>``) applied to one subject (a point, a
+gateway for gateway rules, a Sparkplug device of a gateway for device rules).
+Its condition is compiled to a small tree over point ids; per-point setpoint
+overrides (``<rule id>.<parameter>`` in the registry) and recorded baselines
+are applied here.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from rules.model import (
     CompositeRule,
     CopiedRule,
     DeviationRule,
+    DeviceOfflineRule,
     Diff,
     DifferenceRule,
     GatewayOfflineRule,
@@ -87,7 +89,7 @@ class Instance:
     rule_id: str  # expanded: threshold limits get ":hi" etc.
     base_id: str
     shape: str
-    subject: str  # core.keys.Subject, formatted: "p:<point id>" | "g:<gateway id>"
+    subject: str  # core.keys.Subject, formatted: "p:<point id>" | "g:<gateway id>" | "d:<gateway id>/<device>"
     point_id: int | None
     gateway_id: str | None
     plant_id: str
@@ -107,6 +109,7 @@ class Instance:
     stale_us: int = 0
     grace_us: int = 0
     silent_us: int = 0
+    device_id: str | None = None  # the Sparkplug device of a device rule (its tags' `{device}:` prefix)
     # data-trust shapes (rules.shapes_trust): their numeric parameters, in the order that module reads them
     params: tuple[float, ...] = ()
 
@@ -204,12 +207,24 @@ def _cond(c: Cmp | Diff | StateIs, bind: dict[str, PointRow], rule_id: str, subj
     return Leaf("eq", p.id, codes=tuple(c.equals or ()), negate=c.negate)
 
 
+def _sparkplug_devices(points: list[PointRow]) -> dict[str, list[str]]:
+    """Per gateway, the Sparkplug devices its mapped tags name: a device metric's tag is `{device}:{metric}`
+    (ingest.sparkplug.host), so a device id with a ':' of its own is read up to that ':'."""
+    found: dict[str, set[str]] = defaultdict(set)
+    for p in points:
+        device, sep, _ = p.tag.partition(":")
+        if sep and device:
+            found[p.gateway_id].add(device)
+    return {g: sorted(ds) for g, ds in found.items()}
+
+
 def compile_rules(catalog: Catalog, reg: RegistryView) -> Compiled:
     by_device: dict[int, list[PointRow]] = defaultdict(list)
     for p in reg.points:
         by_device[p.device_id].append(p)
     # one point -> tag map shared by every instance (a dict per instance costs ~50 MB at 100k points)
     tag_of = {p.id: p.tag for p in reg.points}
+    sparkplug_devices = _sparkplug_devices(reg.points)
     out: list[Instance] = []
     skipped: list[str] = []
 
@@ -242,6 +257,16 @@ def compile_rules(catalog: Catalog, reg: RegistryView) -> Compiled:
                     if g.enabled and _industry_ok(f, rule, plant.industry):
                         out.append(Instance(**common(rule.id, Subject.gateway(g.id).format(), plant, gateway_id=g.id),
                                             silent_us=int(rule.silent_s * US_PER_S)))
+                continue
+
+            if isinstance(rule, DeviceOfflineRule):
+                for g in reg.gateways:
+                    plant = reg.plants[g.plant_id]
+                    if g.enabled and _industry_ok(f, rule, plant.industry):
+                        for d in sparkplug_devices.get(g.id, ()):
+                            out.append(Instance(**common(rule.id, Subject.device(g.id, d).format(), plant,
+                                                         gateway_id=g.id),
+                                                silent_us=int(rule.silent_s * US_PER_S), device_id=d))
                 continue
 
             for dev_id, pts in by_device.items():

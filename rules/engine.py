@@ -3,15 +3,16 @@
 `process()` is called inside the batch transaction (after the readings are
 written) and returns a hook the collector calls once the transaction has
 committed; only then does the in-memory state move on. `tick()` runs the
-clock-driven rules (stale, never reported, gateway offline) and lifecycle
+clock-driven rules (stale, never reported, gateway and device offline) and lifecycle
 expiries (shelving, chattering) in a transaction of its own.
 
 At start (and when the registry changes) the catalog is compiled against the
 registry and the state is rebuilt from what was recorded, never inferred:
 evaluator state (conditions, on-delays in progress) from `alarms`, newest
 readings per point from `readings`, last arrival per point and gateway
-traffic and offline state from `point_arrivals` / `gateway_arrivals`, which
-each batch writes in its own transaction (migration 0010).
+traffic and offline state from `point_arrivals` / `gateway_arrivals`, and the
+Sparkplug devices reported dead from `sparkplug_devices`, which each batch
+writes in its own transaction (migrations 0010, 0022).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from rules.evaluate import (
     apply,
     evaluate_batch,
     evaluate_tick,
+    note_devices,
     note_gateways,
 )
 from rules.model import Catalog
@@ -120,7 +122,8 @@ class RuleEngine:
         self._arrival_log_id = self._restore_arrivals(conn, view, compiled, inst, hist, gws, ps, now)
         self._arrival_snapshot_id = self._arrival_log_id  # the next batch's log row makes a snapshot due
         state = State(points=ps, inst=inst, history=store.load_rate_history(conn, index.rate_window),
-                      seen=np.zeros(size, bool), gw_last_seen=gws.last_seen, gw_offline_at=gws.offline_at)
+                      seen=np.zeros(size, bool), gw_last_seen=gws.last_seen, gw_offline_at=gws.offline_at,
+                      dev_offline_at=store.load_device_states(conn))
         self._point_created = np.zeros(size)
         for pid, c in created.items():
             self._point_created[pid] = c
@@ -195,12 +198,14 @@ class RuleEngine:
         t0 = time.perf_counter()
         u, transitions = evaluate_batch(batch.readings(), self.state, self.index, now)
         note_gateways(u, batch.last_seen, batch.status, batch.replayed, self.state, self._gw_created)
+        note_devices(u, batch.devices, self.state)
         if batch.skew:  # gateway clocks, for the clock_skew rule (rules.shapes_trust)
             u.trust = u.trust or shapes_trust.TrustUpdates()
             shapes_trust.note_skew(u.trust, batch.skew, now)
         # What a restart must restore, recorded with the readings (one upsert each), as the state will hold it.
         log_id = store.log_point_arrivals(conn, u.arrival_pid, now)
         store.save_gateway_arrivals(conn, u.gw_last_seen, u.gw_offline_at, now)
+        store.save_device_states(conn, u.dev_offline_at, now)
         transitions = self._persist(conn, u, transitions)
         self.stats.eval_s += time.perf_counter() - t0
         return lambda: self._committed(u, transitions, log_id)

@@ -15,9 +15,9 @@ Policy (documented for operators):
   and do not count as data for staleness; ``uncertain`` is evaluated as good.
 - Readings of several points with the same timestamp are applied together
   before a multi-point condition is evaluated.
-- Staleness, never-reported and gateway-offline rules run on the timer tick
-  against the collector's clock (arrival time), so a gateway with a wrong
-  clock or a backlog being replayed is not mistaken for a dead one.
+- Staleness, never-reported, gateway-offline and device-offline rules run on
+  the timer tick against the collector's clock (arrival time), so a gateway
+  with a wrong clock or a backlog being replayed is not mistaken for a dead one.
 
 Fast path: in normal operation almost no reading comes near a limit. A
 vectorised pre-filter over the whole batch finds the few points whose
@@ -105,6 +105,7 @@ class State:
     seen: npt.NDArray[np.bool_] | None = None  # per point: evaluated since the rules were (re)compiled
     gw_last_seen: dict[str, float] = field(default_factory=dict)
     gw_offline_at: dict[str, float] = field(default_factory=dict)  # status {"online": false} time
+    dev_offline_at: dict[tuple[str, str], float] = field(default_factory=dict)  # (gateway, device): DDEATH arrival
     trust: shapes_trust.TrustState | None = None  # data-trust shapes (issue 14)
 
 
@@ -122,6 +123,7 @@ class Updates:
     seen_pid: I64 = field(default_factory=lambda: np.empty(0, np.int64))
     gw_last_seen: dict[str, float] = field(default_factory=dict)
     gw_offline_at: dict[str, float | None] = field(default_factory=dict)
+    dev_offline_at: dict[tuple[str, str], float | None] = field(default_factory=dict)  # None: alive again
     arrival_now: float = 0.0
     trust: shapes_trust.TrustUpdates | None = None
 
@@ -150,6 +152,11 @@ def apply(state: State, u: Updates) -> None:
             state.gw_offline_at.pop(gw, None)
         else:
             state.gw_offline_at[gw] = at
+    for dev, at in u.dev_offline_at.items():
+        if at is None:
+            state.dev_offline_at.pop(dev, None)
+        else:
+            state.dev_offline_at[dev] = at
 
 
 class Index:
@@ -174,12 +181,15 @@ class Index:
         self.stale: list[int] = []
         self.never: list[int] = []
         self.gateway: list[int] = []
+        self.device: list[int] = []
         for i, inst in enumerate(self.instances):
             if inst.expr is None:
                 if inst.stale_us:
                     self.stale.append(i)
                 elif inst.grace_us:
                     self.never.append(i)
+                elif inst.device_id is not None:
+                    self.device.append(i)
                 elif inst.silent_us:
                     self.gateway.append(i)
                 continue
@@ -483,7 +493,7 @@ class TickInputs:
 
 
 def evaluate_tick(state: State, index: Index, inputs: TickInputs) -> tuple[Updates, list[Transition]]:
-    """Staleness, never-reported and gateway-offline rules against the collector's clock."""
+    """Staleness, never-reported, gateway-offline and device-offline rules against the collector's clock."""
     u = Updates(arrival_now=inputs.now)
     now = inputs.now
     out: list[Transition] = []
@@ -540,9 +550,30 @@ def evaluate_tick(state: State, index: Index, inputs: TickInputs) -> tuple[Updat
         why = (f"gateway {gw} reported offline {now - off_at:.0f} s ago" if off_at is not None
                else f"gateway {gw}: no traffic for {quiet_s:.0f} s")
         flip(i, offline, why if offline else f"gateway {gw} back online")
+    for i in index.device:
+        inst = index.instances[i]
+        gw, dev = inst.gateway_id, inst.device_id
+        assert gw is not None and dev is not None
+        dead_at = state.dev_offline_at.get((gw, dev))
+        if dead_at is None:
+            flip(i, False, f"device {dev} of gateway {gw} reborn")
+        elif (now - dead_at) * US_PER_S > inst.silent_us and not _gateway_down(state, gw):
+            flip(i, True, f"device {dev} of gateway {gw} reported dead (DDEATH) {now - dead_at:.0f} s ago")
     if not index.trust.empty:  # clock skew and baseline age (rules.shapes_trust)
         _fold_trust(state, u, shapes_trust.evaluate_tick(index.trust, state.trust, state.inst, now), out)
     return u, out
+
+
+def _gateway_down(state: State, gw: str) -> bool:
+    """Whether the gateway reported itself offline (an NDEATH) and has not been heard from since: its devices'
+    deaths then raise nothing on top of the gateway's own alarm. An alarm already active stays: the device is no
+    less dead, and clearing would say it is back. Silence alone is not the gateway down here: an edge node whose
+    one device died may have nothing more to say, and an MQTT connection that drops ends in the broker's NDEATH."""
+    off_at = state.gw_offline_at.get(gw)
+    if off_at is None:
+        return False
+    seen = state.gw_last_seen.get(gw)
+    return seen is None or seen <= off_at + 1e-3
 
 
 def _fold_trust(state: State, u: Updates, steps: Mapping[int, shapes_trust.Step], out: list[Transition]) -> None:
@@ -574,5 +605,19 @@ def note_gateways(u: Updates, last_seen: Mapping[str, float], status: Mapping[st
         u.gw_offline_at[gw] = min(u.arrival_now, max(seen, ts_s if ts_s is not None else 0.0))
     for gw, (online, at) in status.items():
         u.gw_offline_at[gw] = None if online else at
+
+
+def note_devices(u: Updates, devices: Mapping[tuple[str, str], tuple[bool, float]], state: State) -> None:
+    """Record what a batch's Sparkplug messages say of their devices, as changes of the offline state held.
+
+    A DDEATH starts an offline state, or keeps one already held (and its time: a device dead since 10:00 is not
+    dead since 10:05 because the edge said so again); a DBIRTH or DDATA ends it. Only changes are recorded, so
+    a batch of ordinary DDATA writes nothing."""
+    for dev, (alive, at) in devices.items():
+        held = dev in state.dev_offline_at
+        if alive and held:
+            u.dev_offline_at[dev] = None
+        elif not alive and not held:
+            u.dev_offline_at[dev] = at
 
 

@@ -15,6 +15,7 @@ kind, point quantity and role), and has a shape:
 - ``stale``       no valid data for k x the point's expected interval
 - ``never_reported``  a required point that has never sent a valid reading
 - ``gateway_offline`` a gateway that reported itself offline or went silent
+- ``device_offline``  a Sparkplug device whose edge node reported it dead (DDEATH)
 - ``stuck`` / ``copied`` / ``impossible`` / ``clock_skew`` / ``baseline_age``
                   data you cannot trust (issue 14; rules.shapes_trust)
 
@@ -245,6 +246,14 @@ class GatewayOfflineRule(_RuleBase):
     silent_s: float = Field(gt=0)  # no traffic for this long, or status offline this long
 
 
+class DeviceOfflineRule(_RuleBase):
+    """A Sparkplug device (the `{device}` of its gateway's DBIRTH/DDATA/DDEATH topics) that its edge node reported
+    dead, for ``silent_s``, while the gateway itself is up: a gateway offline covers its devices."""
+
+    shape: Literal["device_offline"]
+    silent_s: float = Field(gt=0)  # dead (DDEATH, no DBIRTH or DDATA since) for this long
+
+
 # --- data trust (issue 14; evaluated by rules.shapes_trust) -----------------------------------
 
 
@@ -304,7 +313,7 @@ class BaselineAgeRule(_RuleBase):
 
 Rule = Annotated[
     ThresholdRule | RateRule | DeviationRule | DifferenceRule | StateRule | InterlockRule | CompositeRule
-    | StaleRule | NeverReportedRule | GatewayOfflineRule
+    | StaleRule | NeverReportedRule | GatewayOfflineRule | DeviceOfflineRule
     | StuckRule | CopiedRule | ImpossibleRule | ClockSkewRule | BaselineAgeRule,
     Field(discriminator="shape"),
 ]
@@ -359,7 +368,7 @@ def _semantic_problems(path: str, f: CatalogFile, lines: yamlsrc.Lines) -> list[
         loc = ("rules", i)
         line = yamlsrc.line_for(lines, loc)
         multi = isinstance(r, DifferenceRule | InterlockRule | CompositeRule)
-        single = not multi and not isinstance(r, GatewayOfflineRule | ClockSkewRule)
+        single = not multi and not isinstance(r, GatewayOfflineRule | DeviceOfflineRule | ClockSkewRule)
         if single and r.applies.point is None:
             out.append(SourceProblem(path, yamlsrc.line_for(lines, (*loc, "applies")),
                                      f"rule {r.id}: applies.point is required for shape {r.shape}"))

@@ -2,7 +2,7 @@
 
 An enterprise files a stop or maintenance period for a plant or one of its devices (reason, start,
 expected end); the bureau approves or rejects it. While an APPROVED stop holds:
-- silence rules (`SILENCE_SHAPES`: no data, never reported, gateway offline) open no candidates and
+- silence rules (`SILENCE_SHAPES`: no data, never reported, gateway or device offline) open no candidates and
   raise nothing — a stopped plant is expected to be silent; the condition is looked at again on the
   next tick, so a plant still silent when the stop ends is raised then, and only then;
 - every other alarm in its scope is recorded as not annunciated (the lifecycle's maintenance overlay).
@@ -27,7 +27,7 @@ StopStatus = Literal["filed", "approved", "rejected", "withdrawn"]
 StopAction = Literal["approve", "reject", "withdraw"]
 
 #: Rule shapes that a stopped plant trips by being stopped.
-SILENCE_SHAPES = frozenset({"stale", "never_reported", "gateway_offline"})
+SILENCE_SHAPES = frozenset({"stale", "never_reported", "gateway_offline", "device_offline"})
 #: A filing may start at most this long before it is filed: a stop is announced, not used to excuse a silence
 #: after the fact (the bureau can still approve a short back-dated one, e.g. filed during the first hour).
 MAX_BACKDATE_S = 1.0 * S_PER_H

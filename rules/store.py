@@ -239,6 +239,29 @@ def save_gateway_arrivals(conn: psycopg.Connection, last_seen: dict[str, float],
         )
 
 
+def load_device_states(conn: psycopg.Connection) -> dict[tuple[str, str], float]:
+    """The Sparkplug devices the engine holds dead, (gateway, device) -> since when (migration 0022)."""
+    return {(gid, dev): at.timestamp() for gid, dev, at in conn.execute(
+        "SELECT gateway_id, device_id, status_at FROM sparkplug_devices WHERE NOT online")}
+
+
+def save_device_states(conn: psycopg.Connection, offline_at: dict[tuple[str, str], float | None],
+                       now: float) -> None:
+    """Record the device offline states a batch set or ended (None: alive again, since `now`)."""
+    if not offline_at:
+        return
+    devs = sorted(offline_at)
+    at = [offline_at[d] for d in devs]
+    conn.execute(
+        """INSERT INTO sparkplug_devices (gateway_id, device_id, online, status_at)
+           SELECT * FROM unnest(%s::text[], %s::text[], %s::bool[], %s::timestamptz[])
+           ON CONFLICT (gateway_id, device_id)
+           DO UPDATE SET online = EXCLUDED.online, status_at = EXCLUDED.status_at""",
+        ([g for g, _ in devs], [d for _, d in devs], [a is None for a in at],
+         [ts(now if a is None else a) for a in at]),
+    )
+
+
 def save_instance_states(conn: psycopg.Connection, items: Iterable[tuple[Instance, InstState]]) -> None:
     rows = [(i.rule_id, i.subject, i.point_id, i.gateway_id, i.plant_id, i.catalog_version, i.severity, i.candidate,
              s.cond, ts(s.since_us / US_PER_S) if s.since_us else None, Jsonb(list(s.leaves)) if s.leaves else None)

@@ -1,9 +1,10 @@
 """The Sparkplug B host application's session state, one per edge node (= gateway): pure, no MQTT, no database.
 
 `Host.handle(gateway, topic, payload, now_s)` takes one decoded message and returns what it means for riskwatch
-(`Outcome`): readings under their tags, reading-level dead letters, an online/offline change, the edge node's
-riskwatch/seq, and whether to ask the edge node for a rebirth. The collector turns that into the same Batch as a
-JSON v1 message (ingest.collector) and publishes the rebirth request (NCMD) after the batch has committed.
+(`Outcome`): readings under their tags, reading-level dead letters, an online/offline change of the edge node or
+of one of its devices, the edge node's riskwatch/seq, and whether to ask the edge node for a rebirth. The
+collector turns that into the same Batch as a JSON v1 message (ingest.collector) and publishes the rebirth request
+(NCMD) after the batch has committed.
 
 What the state is for (Sparkplug 3.0, docs/sparkplug.md):
 - aliases: NBIRTH/DBIRTH declare each metric's name, alias and datatype; NDATA/DDATA usually send the alias only.
@@ -15,6 +16,12 @@ What the state is for (Sparkplug 3.0, docs/sparkplug.md):
 - bdSeq: an NDEATH is the edge node's MQTT will, and the broker may deliver the will of an old connection after
   the new connection's NBIRTH. An NDEATH whose bdSeq is older than the current NBIRTH's is a stale will, ignored;
   any other (the current bdSeq, none known, no birth known) ends the session.
+
+- devices: a DDEATH ends one device's session; in the current session and in seq order it says that device is
+  offline (`Outcome.device`), since the edge node stays up and only the device behind it (a PLC) went away. Out of
+  order (a seq gap, a redelivery) or before any NBIRTH it says nothing: the host cannot tell it from an old
+  message, and the rebirth it asks for shows which devices are alive. A DBIRTH or DDATA of a born session says the
+  device is alive. An NDEATH says nothing of the devices: the gateway is offline, which covers them.
 
 - riskwatch/seq (riskwatch's edge agent): confirmed on rw/v1/{gw}/stored like a JSON v1 seq, except from a
   detected loss (gap, data before birth, unknown alias) until the next NBIRTH, since the agent drops what a
@@ -80,6 +87,7 @@ class Outcome:
     readings: list[Reading] = field(default_factory=list)
     rejected: list[ReadingRejected] = field(default_factory=list)
     online: bool | None = None  # True at NBIRTH, False at the current session's NDEATH
+    device: tuple[str, bool] | None = None  # (device id, alive): a DBIRTH/DDATA alive, an in-order DDEATH dead
     rebirth: str | None = None  # the group id to send `Node Control/Rebirth` to, when one is due
     rw_seq: int | None = None  # the riskwatch edge agent's buffer seq (end-to-end confirmation)
     stale_death: bool = False
@@ -159,6 +167,7 @@ class Host:
         if kind == "NDEATH":
             self._death(s, gateway, payload, out)
             return out
+        in_order = True  # no seq gap and a birth known: a DDEATH is then this session's
         if kind == "NBIRTH":
             s.group = topic.group
             s.born = True
@@ -177,6 +186,7 @@ class Host:
             if not s.born:
                 out.notes.append(f"{kind} before any NBIRTH of this session")
                 s.hold_confirm = True
+                in_order = False
                 self._rebirth(s, topic.group, now_s, out)
             else:
                 expected = None if s.seq is None else (s.seq + 1) % SEQ_MOD
@@ -184,16 +194,25 @@ class Host:
                     self._pending["seq_gaps"] += 1
                     out.notes.append(f"seq gap: expected {expected}, got {payload.seq}")
                     s.hold_confirm = True
+                    in_order = False
                     self._rebirth(s, topic.group, now_s, out)
             if payload.seq is not None:
                 s.seq = payload.seq
+        if kind in ("DBIRTH", "DDATA") and s.born:
+            assert topic.device is not None
+            out.device = (topic.device, True)
         if kind == "DBIRTH":
             assert topic.device is not None
             s.devices.add(topic.device)
         if kind == "DDEATH":
             assert topic.device is not None
             s.devices.discard(topic.device)
-            out.notes.append(f"device {topic.device!r} died (its aliases stay until the next NBIRTH)")
+            if in_order:
+                out.device = (topic.device, False)
+                out.notes.append(f"device {topic.device!r} died (offline; its aliases stay until the next NBIRTH)")
+            else:
+                self._pending["device_deaths_ignored"] += 1
+                out.notes.append(f"DDEATH of device {topic.device!r} ignored: out of sequence or before any NBIRTH")
             return out
         birth = kind in ("NBIRTH", "DBIRTH")
         self._metrics(s, topic, payload, now_s, birth, out)

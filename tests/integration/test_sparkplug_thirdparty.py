@@ -12,10 +12,12 @@ assertion here:
   every message it published, not a copy of what the test meant to send);
 - one forced seq gap gets exactly one rebirth request (NCMD `Node Control/Rebirth`), which the edge answers;
 - the broker's NDEATH (the edge SIGKILLed: its will) marks the gateway offline and raises the offline rule;
-- a malformed DDATA is dead-lettered as `sparkplug_decode` and the next DDATA is stored.
+- a malformed DDATA is dead-lettered as `sparkplug_decode` and the next DDATA is stored;
+- a device's DDEATH (pysparkplug's `deregister`) raises the device-offline rule for that device alone, a collector
+  restart while it is dead raises and clears nothing, and its DBIRTH clears it.
 
 The catalog is tests/fixtures/rules_restart.yaml: the shipped common rules with limits of seconds (gateway
-offline after 8 s instead of 30 s), so the offline alarm is seen without a long wait.
+offline after 8 s instead of 30 s, device offline after 3 s), so the offline alarms are seen without a long wait.
 """
 
 from __future__ import annotations
@@ -517,6 +519,72 @@ def test_another_gateway_cannot_speak_for_this_edge_node(
     # nothing of the forger reached the collector; the one dead letter is gw-sp1's own String metric in its DBIRTH
     assert [(g, tp, r) for g, tp, r, _, _ in dead_letters(db)] == [
         (GW, f"spBv1.0/{GROUP}/DBIRTH/{GW}/bf1", "sparkplug_type")]
+    assert collector.stop() == 0
+
+
+def alarm_events(db_url: str, rule_id: str, subject: str) -> list[tuple[str, str]]:
+    with psycopg.connect(db_url) as conn:
+        return [(e, r) for e, r in conn.execute(
+            "SELECT event, reason FROM alarm_events WHERE rule_id = %s AND subject = %s ORDER BY time, id",
+            (rule_id, subject))]
+
+
+def active(db_url: str, rule_id: str, subject: str) -> bool:
+    return sql_one(db_url, "SELECT count(*) FROM alarms WHERE rule_id = %s AND subject = %s AND active",
+                   (rule_id, subject)) == 1
+
+
+def test_ddeath_takes_the_device_offline_across_a_restart_until_its_dbirth(
+        sp_site: Site, collector: CollectorProcess, edges: Callable[..., Edge]) -> None:
+    """Issue 18: the PLC behind an edge node goes away (DDEATH) while the edge node stays up."""
+    db = sp_site.db_url
+    device, gateway = "d:gw-sp1/bf1", f"g:{GW}"
+    start_collector(sp_site, collector)
+    edge = edges()
+    edge.call("connect")
+    edge.ddata([{"name": "TT-101", "value": 55.0, "timestamp": now_ms()}])
+    wait_stored(sp_site, edge, "data of the live session")
+    wait_for(lambda: not active(db, "rt.gateway.offline", gateway), message="no gateway offline alarm")
+    gw_events = len(alarm_events(db, "rt.gateway.offline", gateway))
+
+    edge.call("deregister", device="bf1")
+    death = edge.published("DDEATH")
+    assert [(e["topic"], e["seq"]) for e in death] == [(f"spBv1.0/{GROUP}/DDEATH/{GW}/bf1", 3)]  # in sequence
+    wait_for(lambda: active(db, "rt.device.offline", device), timeout=15, message="rt.device.offline for bf1")
+    assert sql_one(db, "SELECT online FROM sparkplug_devices WHERE gateway_id = %s AND device_id = 'bf1'",
+                   (GW,)) is False
+    [(event, reason)] = alarm_events(db, "rt.device.offline", device)
+    assert event == "activate" and "bf1" in reason and "DDEATH" in reason
+    # the edge node itself is up, and said so: its node data goes on, no gateway alarm on top
+    edge.call("ndata", metrics=[{"name": "CAB-T", "value": 31.0, "timestamp": now_ms()}])
+    wait_stored(sp_site, edge, "the node data after the DDEATH")
+    assert sql_one(db, "SELECT online FROM gateways WHERE id = %s", (GW,)) is True
+    assert not active(db, "rt.gateway.offline", gateway)
+
+    # a restart while the device is dead: the engine restores it from what was recorded. The restarted host lacks
+    # the node's birth, asks for a rebirth at the next message, and the edge answers with NBIRTH and the DBIRTHs of
+    # the devices it has: not bf1's. Nothing is raised or cleared.
+    assert collector.stop() == 0
+    start_collector(sp_site, collector)
+    edge.call("ndata", metrics=[{"name": "CAB-T", "value": 31.5, "timestamp": now_ms()}])
+    answer = edge.wait(lambda e: e.get("event") == "rebirth", "the edge's rebirth after the restart")
+    assert [b["type"] for b in answer["sent"]] == ["NBIRTH"]
+    edge.call("ndata", metrics=[{"name": "CAB-T", "value": 32.0, "timestamp": now_ms()}])
+    wait_stored(sp_site, edge, "the node data after the restart")
+    time.sleep(5.0)  # beyond the rule's 3 s: room for a clearance or a second activation, were there one
+    assert active(db, "rt.device.offline", device)
+    assert [e for e, _ in alarm_events(db, "rt.device.offline", device)] == ["activate"]
+
+    # the device is back: its DBIRTH clears the alarm
+    edge.call("register", device="bf1")
+    wait_for(lambda: not active(db, "rt.device.offline", device), timeout=15, message="rt.device.offline cleared")
+    assert [e for e, _ in alarm_events(db, "rt.device.offline", device)] == ["activate", "clear"]
+    assert sql_one(db, "SELECT online FROM sparkplug_devices WHERE gateway_id = %s AND device_id = 'bf1'",
+                   (GW,)) is True
+    edge.ddata([{"name": "TT-101", "value": 56.0, "timestamp": now_ms()}])
+    wait_stored(sp_site, edge, "the device's data after its rebirth")
+    assert len(alarm_events(db, "rt.gateway.offline", gateway)) == gw_events  # never a gateway alarm meanwhile
+    assert edge.call("stats")["errors"] == []
     assert collector.stop() == 0
 
 

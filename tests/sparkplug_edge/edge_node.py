@@ -38,6 +38,10 @@ is an event line `{"event": ...}`:
                                             answer an NCMD `Node Control/Rebirth` with NBIRTH + DBIRTHs (the
                                             default, as a compliant edge node does)
     {"cmd": "rebirth"}                      publish NBIRTH + DBIRTHs now, as on a rebirth request
+    {"cmd": "deregister", "device": "bf1"}  the device goes away: pysparkplug's `EdgeNode.deregister` publishes its
+                                            DDEATH (the node's next seq); later births leave it out
+    {"cmd": "register", "device": "bf1"}    the device is back: pysparkplug's `EdgeNode.register` publishes its
+                                            DBIRTH with the metrics of the config (their current values)
     {"cmd": "stats"}                        what was received: NCMD count, rebirth requests, and the error log
                                             lines of pysparkplug / paho (e.g. an NCMD it could not decode)
     {"cmd": "disconnect"}                   clean disconnect (pysparkplug publishes NDEATH itself)
@@ -215,6 +219,7 @@ class Driver:
         node_metrics = [parse_metric(m) for m in config.get("node_metrics", [])]
         self.node = RebirthingEdgeNode(config["group_id"], config["edge_node_id"], node_metrics, client=self.client,
                                  cmd_callback=self._on_ncmd)
+        self.gone: dict[str, psp.Device] = {}  # deregistered devices, as they were, for `register`
         for dev in config.get("devices", []):
             self.node.register(psp.Device(dev["id"], [parse_metric(m) for m in dev["metrics"]]))
 
@@ -293,6 +298,18 @@ class Driver:
 
     def cmd_rebirth(self, _cmd: dict[str, Any]) -> dict[str, Any]:
         return {"sent": self.node.rebirth(self.client)}
+
+    def cmd_deregister(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        self.gone[cmd["device"]] = self._device(cmd["device"])
+        self.node.deregister(cmd["device"])
+        return {}
+
+    def cmd_register(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        device = self.gone.pop(cmd["device"], None)
+        if device is None:
+            raise ValueError(f"device {cmd['device']!r} was not deregistered")
+        self.node.register(device)
+        return {}
 
     def cmd_stats(self, _cmd: dict[str, Any]) -> dict[str, Any]:
         r = self.received

@@ -14,6 +14,8 @@ from core.vocab import HAZARD_SOURCES, INDUSTRIES, SEVERITIES, Industry, Severit
     ("p:0", Subject.point(0)),
     ("g:gw-a1", Subject.gateway("gw-a1")),
     ("g:乙厂-网关", Subject.gateway("乙厂-网关")),
+    ("d:gw-sp1/bf1", Subject.device("gw-sp1", "bf1")),
+    ("d:gw-sp1/袋收尘 1:a", Subject.device("gw-sp1", "袋收尘 1:a")),
 ])
 def test_subject_round_trip(text: str, subject: Subject) -> None:
     assert Subject.parse(text) == subject
@@ -22,7 +24,7 @@ def test_subject_round_trip(text: str, subject: Subject) -> None:
 
 @pytest.mark.parametrize("forged", [
     "", "p:", "g:", "p:-1", "p:4x", "p: 4", "p:٣",  # an Arabic-Indic digit is a digit to str.isdigit
-    "P:4", "d:7", "x", "gw-a1", "p:" + "9" * 10_000 + "x",
+    "P:4", "d:7", "d:gw/", "d:/bf1", "d:", "x", "gw-a1", "p:" + "9" * 10_000 + "x",
 ])
 def test_subject_refuses_what_the_database_never_holds(forged: str) -> None:
     with pytest.raises(KeyFormatError):

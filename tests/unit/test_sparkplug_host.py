@@ -398,3 +398,37 @@ def test_group_filters_and_service_traffic_of_the_collector() -> None:
     for t in ("spBv1.0/g/NDATA/gw-1", "spBv1.0/g/DDEATH/gw-1/d", "spBv1.0/g/FOO/gw-1", "rw/v1/gw-1/telemetry",
               "other/topic"):
         assert not _service_traffic(t), t
+
+
+def test_ddeath_in_sequence_takes_the_device_offline_and_its_birth_or_data_brings_it_back() -> None:
+    h = Host()
+    nbirth(h)
+    assert h.handle(GW, topic("DBIRTH", "plc1"), msg([M("rpm", 1450, DT.UInt16, alias=10)], seq=1), NOW).device \
+        == ("plc1", True)
+    assert h.handle(GW, topic("DDATA", "plc1"), msg([M(alias=10, value=1460)], seq=2), NOW).device == ("plc1", True)
+    death = h.handle(GW, topic("DDEATH", "plc1"), msg([], seq=3), NOW + 1)
+    assert death.device == ("plc1", False) and death.online is None  # the edge node itself stays online
+    assert "plc1" not in h.sessions[GW].devices
+    assert h.handle(GW, topic("DBIRTH", "plc1"), msg([M("rpm", 0, DT.UInt16, alias=10)], seq=4), NOW + 2).device \
+        == ("plc1", True)
+    # node messages say nothing of a device; NDEATH neither (the gateway's offline state covers its devices)
+    assert h.handle(GW, topic("NDATA"), msg([M(alias=1, value=1.0)], seq=5), NOW).device is None
+    assert h.handle(GW, topic("NDEATH"), msg([M(sp.BDSEQ, 7, DT.UInt64)]), NOW).device is None
+
+
+@pytest.mark.parametrize("case", ["seq gap", "redelivered", "before any NBIRTH"])
+def test_a_ddeath_out_of_sequence_or_outside_the_session_says_nothing_of_the_device(case: str) -> None:
+    h = Host()
+    if case != "before any NBIRTH":
+        nbirth(h)
+        h.handle(GW, topic("DBIRTH", "plc1"), msg([M("rpm", 1450, DT.UInt16, alias=10)], seq=1), NOW)
+    seq = {"seq gap": 5, "redelivered": 1, "before any NBIRTH": 3}[case]
+    h.begin()
+    out = h.handle(GW, topic("DDEATH", "plc1"), msg([], seq=seq), NOW)
+    h.commit()
+    assert out.device is None
+    assert out.rebirth == "plant"  # the births it asks for show which devices are alive
+    assert h.stats["device_deaths_ignored"] == 1
+    # nor does data before any NBIRTH say a device is alive: the host does not know the node's session
+    if case == "before any NBIRTH":
+        assert h.handle(GW, topic("DDATA", "plc1"), msg([M(alias=10, value=1)], seq=4), NOW).device is None

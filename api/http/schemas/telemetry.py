@@ -41,7 +41,7 @@ class BucketsPublic(PublicSchema):
 
 class AlarmPublic(PublicSchema):
     rule_id: str
-    subject: str = Field(description="'p:<point id>' or 'g:<gateway id>'")
+    subject: str = Field(description="'p:<point id>', 'g:<gateway id>' or 'd:<gateway id>/<Sparkplug device id>'")
     plant_id: str
     enterprise_id: str
     point_id: int | None
