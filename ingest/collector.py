@@ -33,7 +33,7 @@ the flush loop (and by the `Keeper` thread while the loop is busy with a long st
 Each batch checks its gateways' leases in its own transaction (`Leases.fence`): readings, dead letters and
 confirmations of every message are stored (the unique key makes that safe whoever stores them), but only the
 gateways still held at their claim's epoch reach the rule engine, so rule state is written by one collector
-per gateway. On a claim the engine reloads the recorded state before the subscription starts.
+per gateway. On a claim the engine reloads the gained gateways' recorded state before the subscription starts.
 """
 
 from __future__ import annotations
