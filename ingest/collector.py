@@ -20,7 +20,8 @@ What arrives (issue 15), all on one `rw/v1/#` subscription at QoS1:
   (topic, SHA-256 of payload) of what was handled, written in the batch's transaction; a zero-length
   publish (the MQTT clear of a retained message) is ignored and forgets the topic's entries.
 - after each commit, per gateway with a `seq` in the batch, the highest `seq` durably stored is published
-  (retained, QoS1) to rw/v1/{gateway}/stored: gateways with a store-and-forward buffer keep data until then.
+  (retained, QoS1) to rw/v1/{gateway}/stored, with the seqs that commit holds (`seqs`, ranges; see `_confirm`):
+  gateways with a store-and-forward buffer keep data until a confirmation lists it.
 
 Sparkplug B (issue 18, docs/sparkplug.md): `spBv1.0/#` is subscribed alongside; an edge node's messages are decoded
 (ingest.sparkplug.payload) and run through the host's per-edge-node session (ingest.sparkplug.host) into the same
@@ -68,7 +69,7 @@ from core.settings import CollectorSettings, IngestLimits, MqttUrl
 from core.timeconst import MS_PER_S
 from ingest import topics
 from ingest.batch import Batch, DeadLetter
-from ingest.decode import MessageRejected, decode_json_v1, decode_status, decode_status_at
+from ingest.decode import MessageRejected, decode_json_v1, decode_status, decode_status_at, message_seq
 from ingest.leases import Keeper, Leases
 from ingest.sparkplug import payload as sp_payload
 from ingest.sparkplug import topics as sp_topics
@@ -78,6 +79,7 @@ from ingest.store import store_batch
 log = logging.getLogger("riskwatch.collector")
 
 DEAD_PAYLOAD_MAX = 64 * 1024
+MAX_SEQ_RANGES = 64  # per confirmation (`_confirm`); a gateway's seqs are consecutive but for holes and re-sends
 
 
 class BatchProcessor(Protocol):
@@ -673,7 +675,8 @@ class Collector:
         for hook in hooks:
             hook()
         self._ack(msgs)
-        self._confirm(res.confirmed if owned is None else self._handover_confirmed(res.confirmed, owned, seq_log))
+        self._confirm(res.confirmed if owned is None else self._handover_confirmed(res.confirmed, owned, seq_log),
+                      seq_ranges(seq_log))
         if rebirths:
             # In a group, only the gateway's owner asks: the other member, still subscribed during a handover,
             # would otherwise send a second request.
@@ -754,20 +757,29 @@ class Collector:
             messages=batch.messages - fenced,
         ), lost, owned
 
-    def _confirm(self, confirmed: dict[str, int]) -> None:
-        """Publish, after the commit, each gateway's highest durably stored `seq` (retained, QoS1).
+    def _confirm(self, confirmed: dict[str, int], held: dict[str, list[list[int]]]) -> None:
+        """Publish, after the commit, each gateway's highest durably stored `seq` (retained, QoS1) and the seqs
+        this commit holds for it (`seqs`: inclusive ranges, sorted and merged).
 
-        A gateway with a store-and-forward buffer drops messages only once this covers them, so riskwatch and
-        not only the broker holds its data. The value comes from gateway_stored_seq (raised, never lowered, in
-        the batch's transaction), so it never goes down, across restarts too; within a run nothing lower than
-        what was already published is sent again. paho queues it while the broker is away.
+        A gateway with a store-and-forward buffer drops messages only once a confirmation covers them, so riskwatch
+        and not only the broker holds its data. It drops what `seqs` lists, not everything up to `seq`: a broker
+        may drop a QoS1 message for our session while both connections stay up (its queue for us full), so the
+        highest seq stored says nothing about the lower ones. A message whose readings were all duplicates is
+        stored too and listed, so a re-sent hole is confirmed although `seq` does not move. Past
+        MAX_SEQ_RANGES ranges the lowest are listed; the rest stay in the gateway's buffer until it re-sends them.
+        `seq` comes from gateway_stored_seq (raised, never lowered, in the batch's transaction), so it never goes
+        down, across restarts too; within a run nothing lower than what was already published is sent again, and
+        a confirmation without new seqs is not sent. paho queues it while the broker is away.
         """
         ts = int(time.time() * MS_PER_S)
-        for gw, seq in sorted(confirmed.items()):
-            if seq <= self._confirmed.get(gw, -1):
+        for gw, new in sorted(confirmed.items()):
+            prev = self._confirmed.get(gw, -1)
+            seq = max(new, prev)
+            seqs = [r for r in held.get(gw, []) if r[1] <= seq][:MAX_SEQ_RANGES]  # (a re-sync's `seq` may lag)
+            if new <= prev and not seqs:
                 continue
             self._confirmed[gw] = seq
-            payload = orjson.dumps({"seq": seq, "ts": ts})
+            payload = orjson.dumps({"seq": seq, "ts": ts, "seqs": seqs})
             info = self._client.publish(topics.stored(gw), payload, qos=1, retain=True)
             if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
                 log.warning("could not publish the confirmation of %s (seq %d): %s", gw, seq,
@@ -791,13 +803,24 @@ class Collector:
             gw = parsed[0] if parsed else sp_topics.edge_of(m.topic) if sp_topics.is_sparkplug(m.topic) else None
             batch.dead.append(DeadLetter(gw, m.topic, "store_failed",
                                          str(exc)[:500], None, m.payload[:DEAD_PAYLOAD_MAX]))
+            # Handled as its dead letter: listed, or a confirming gateway would re-send it for ever. Only by the
+            # gateway's owner, and not while a handover waits for the gateway's re-send (_handover_confirmed).
+            owner = parsed[0] if parsed is not None and parsed[1] == "telemetry" and not m.retain else None
+            if owner is not None and self.leases is not None and (owner not in self.leases.held
+                                                                  or owner in self._resyncing):
+                owner = None
+            seq = _rejected_seq(m.payload) if owner is not None else None
+            if owner is not None and seq is not None:
+                batch.add_seq(owner, seq)
             with conn.transaction():
-                store_batch(conn, batch)
+                res = store_batch(conn, batch)
         except psycopg.Error as exc2:
             log.warning("could not dead-letter a poison message (%s)", exc2)
             return False
         self.stats.dead_letters += 1
         self._ack([m])
+        if owner is not None and seq is not None:
+            self._confirm(res.confirmed, {owner: [[seq, seq]]})
         return True
 
     def _ack(self, msgs: list[_Msg]) -> None:
@@ -821,8 +844,10 @@ class Collector:
                seq_log: list[tuple[str, int]] | None = None,
                rebirths: list[tuple[str, str]] | None = None) -> Batch:
         """Decode msgs into one batch. `spans` (a group member's): per message of a known gateway, (gateway,
-        first, end) of its readings in the batch's lists, for the fence. `rebirths` receives the (gateway,
-        group) of each Sparkplug rebirth request the batch decided, to publish once it has committed."""
+        first, end) of its readings in the batch's lists, for the fence. `seq_log` receives (gateway, seq) of
+        each live message with a seq the batch stores, for the confirmation's `seqs` (a retained one is stored but
+        not listed: the agent never retains, and listing less only costs a re-send). `rebirths` receives the
+        (gateway, group) of each Sparkplug rebirth request the batch decided, to publish once it has committed."""
         batch = Batch(messages=len(msgs))
         snap = self._registry(conn)
         now = self.clock.now()
@@ -899,10 +924,15 @@ class Collector:
             except MessageRejected as exc:
                 batch.dead.append(DeadLetter(gw, m.topic, exc.reason, exc.detail, None,
                                              m.payload[:DEAD_PAYLOAD_MAX]))
+                seq = _rejected_seq(m.payload)
+                if seq is not None and seq_log is not None and not m.retain:
+                    # Handled: it is its dead letter. Unlisted, a confirming gateway would re-send it for ever.
+                    batch.add_seq(gw, seq)
+                    seq_log.append((gw, seq))
                 continue
             if d.seq is not None:
                 batch.add_seq(gw, d.seq)
-                if seq_log is not None and spans is not None and not m.retain:
+                if seq_log is not None and not m.retain:
                     seq_log.append((gw, d.seq))
             if d.ts_us is not None and not m.retain:
                 batch.skew[gw] = max(batch.skew.get(gw, -math.inf), d.ts_us / 1e6 - now)
@@ -1016,7 +1046,7 @@ class Collector:
             rebirths.append((gw, out.rebirth))
         if out.rw_seq is not None:
             batch.add_seq(gw, out.rw_seq)
-            if seq_log is not None and spans is not None and not m.retain:
+            if seq_log is not None and not m.retain:
                 seq_log.append((gw, out.rw_seq))
         if p.timestamp_ms is not None and not m.retain and t.kind != "NDEATH":
             # NDEATH is a will: its timestamp is when the edge set it (Sparkplug 3.0), not when it was sent.
@@ -1068,6 +1098,33 @@ def _gateway_filters(gateway_id: str) -> list[str]:
     """A group member's subscriptions for one gateway, subscribed and unsubscribed together: its whole rw/v1/
     subtree, so bad topics are still seen, and its Sparkplug B node and device topics in any group."""
     return [f"{topics.PREFIX}{gateway_id}/#", *sp_topics.gateway_filters(gateway_id)]
+
+
+def seq_ranges(seq_log: list[tuple[str, int]]) -> dict[str, list[list[int]]]:
+    """Per gateway, the seqs of `seq_log` as inclusive [first, last] ranges, sorted and merged."""
+    by_gw: dict[str, set[int]] = {}
+    for gw, seq in seq_log:
+        by_gw.setdefault(gw, set()).add(seq)
+    out: dict[str, list[list[int]]] = {}
+    for gw, seqs in by_gw.items():
+        ranges: list[list[int]] = []
+        for seq in sorted(seqs):
+            if ranges and seq == ranges[-1][1] + 1:
+                ranges[-1][1] = seq
+            else:
+                ranges.append([seq, seq])
+        out[gw] = ranges
+    return out
+
+
+def _rejected_seq(payload: bytes) -> int | None:
+    """The `seq` of a JSON v1 message rejected as a whole, when it has one (what the broker let through is at
+    most its max_packet_size, so parsing a message over our own size limit once more is bounded)."""
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    return message_seq(doc.get("seq")) if isinstance(doc, dict) else None
 
 
 def _service_traffic(topic: str) -> bool:

@@ -31,7 +31,7 @@ class Agent:
                              when_full=cfg.buffer.when_full, clock=clock)
         # Sparkplug's session state (aliases, bdSeq) lives in the buffer's database, hence format after buffer.
         self.fmt = make_format(cfg.publish.format, group_id=cfg.publish.group_id, tags=cfg.tags(),
-                               store=self.buffer, clock=clock)
+                               store=self.buffer, clock=clock, primary_host_id=cfg.publish.primary_host_id)
         self.buffer.use_format(self.fmt)
         self.sources: list[ModbusPoller | OpcuaReader] = [make_source(s, self._sink, clock) for s in cfg.sources]
         self.publisher = Publisher(

@@ -6,6 +6,14 @@ message per row under a new `seq`, in the same transaction. Rows leave `messages
 `rw/v1/{gateway}/stored` confirmation covers their seq (`confirm`), never on a PUBACK: a broker that PUBACKed
 and then crashed before saving has lost the message, the collector never had it.
 
+What a confirmation covers: the seqs it lists (`seqs`, the ranges the collector's commit holds), exactly those.
+Its `seq`, the highest ever stored, says nothing about the seqs below it: a broker that drops a QoS1 message for
+the collector's session while both connections stay up (a full `max_queued_messages` queue of a slow collector)
+delivers n-5 .. n but not n-10, and deleting everything up to n would lose n-10. Only a confirmation without
+`seqs` (a collector from before they existed) is read the old way, as everything up to `seq`. `confirmed_seq`
+is the watermark the publisher re-sends from: every seq up to it has left the buffer (the lowest message still
+held, minus one), so a hole below confirmed messages keeps it down until the hole is re-sent and confirmed.
+
 Durability: WAL with `synchronous=FULL`. With NORMAL a power cut may roll back the last commits of the WAL;
 a sealed message may already have been published and confirmed by then, and after the rollback the same seq
 would be handed out again for other readings, which the confirmation would then wrongly cover. FULL costs one
@@ -13,8 +21,9 @@ fsync per commit; commits are per poll batch and per seal, a few per second, far
 
 Numbering: a fresh buffer starts at the wall clock in microseconds, so an agent reinstalled with an empty
 buffer still numbers above what the collector confirmed for the gateway before (the confirmation never goes
-down); after that the counter is persisted. A confirmation above the last seq handed out is ignored: it is a
-previous installation's or a forgery, and honouring it would drop data.
+down); after that the counter is persisted. A confirmation whose `seq` is above the last seq handed out is ignored
+as a whole: it is a previous installation's or a forgery, and honouring it would drop data. Seq numbers are never
+handed out twice, so a listed seq names one message for good, whenever the confirmation arrives.
 
 Sparkplug B session state lives here too (`SessionStore`, see formats.py): the tag -> alias table, because a
 sealed message carries aliases and may be sent after a restart with a changed config (an alias must keep its tag
@@ -47,7 +56,9 @@ CREATE TABLE IF NOT EXISTS messages(seq INTEGER PRIMARY KEY, payload BLOB NOT NU
 CREATE TABLE IF NOT EXISTS aliases(tag TEXT PRIMARY KEY, alias INTEGER NOT NULL UNIQUE);
 """
 
-ConfirmOutcome = Literal["advanced", "stale", "ahead"]
+# advanced: the watermark moved; beyond_gap: messages above a hole deleted, the watermark did not move (the
+# publisher's stall clock ignores it, so the hole is re-sent); stale: nothing held was covered; ahead: not ours.
+ConfirmOutcome = Literal["advanced", "beyond_gap", "stale", "ahead"]
 FORMAT_CODES = {"json_v1": 1, "sparkplug_b": 2}  # meta.format: how the sealed messages are encoded
 
 
@@ -89,7 +100,6 @@ class Buffer:
             if self._meta("next_seq") is None:
                 first = int(self.clock() * 1_000_000)
                 self._set("next_seq", first)
-                self._set("confirmed", first - 1)
                 self._set("dropped", 0)
         self._count = self._readings_in_db()
         if fmt is not None:
@@ -107,6 +117,11 @@ class Buffer:
     def _set(self, key: str, value: int) -> None:
         self._db.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = "
                          "excluded.value", (key, value))
+
+    def _watermark(self) -> int:
+        """Every seq up to this has left `messages`: the lowest held minus one, else the last handed out."""
+        low = self._db.execute("SELECT min(seq) FROM messages").fetchone()[0]
+        return int(low) - 1 if low is not None else (self._meta("next_seq") or 1) - 1
 
     def _readings_in_db(self) -> int:
         staged = self._db.execute("SELECT count(*) FROM staged").fetchone()[0]
@@ -181,21 +196,30 @@ class Buffer:
             return [(int(s), bytes(p)) for s, p in self._db.execute(
                 "SELECT seq, payload FROM messages WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))]
 
-    def confirm(self, seq: int) -> Confirmation:
-        """The collector stored everything up to `seq`: delete those messages."""
+    def confirm(self, seq: int, seqs: Sequence[tuple[int, int]] | None = None) -> Confirmation:
+        """The collector stored the messages `seqs` lists (inclusive ranges): delete exactly those. Without
+        `seqs` (an older collector) the confirmation covers everything up to `seq`. `seq` is the highest the
+        collector ever stored for the gateway; above the last seq handed out, nothing is deleted."""
         with self._lock, self._tx():
             last = (self._meta("next_seq") or 0) - 1
-            confirmed = self._meta("confirmed") or 0
             if seq > last:
                 return Confirmation("ahead", 0)
-            if seq <= confirmed:
+            before = self._watermark()
+            spans = [(before + 1, seq)] if seqs is None else [(max(a, before + 1), b) for a, b in seqs]
+            deleted = readings = 0
+            for a, b in spans:
+                if a > b:
+                    continue
+                row = self._db.execute("SELECT count(*), coalesce(sum(n), 0) FROM messages WHERE seq BETWEEN ? AND ?",
+                                       (a, b)).fetchone()
+                if row[0]:
+                    self._db.execute("DELETE FROM messages WHERE seq BETWEEN ? AND ?", (a, b))
+                    deleted += int(row[0])
+                    readings += int(row[1])
+            self._count -= readings
+            if not deleted:
                 return Confirmation("stale", 0)
-            row = self._db.execute("SELECT count(*), coalesce(sum(n), 0) FROM messages WHERE seq <= ?",
-                                   (seq,)).fetchone()
-            self._db.execute("DELETE FROM messages WHERE seq <= ?", (seq,))
-            self._set("confirmed", seq)
-            self._count -= int(row[1])
-            return Confirmation("advanced", int(row[0]))
+            return Confirmation("advanced" if self._watermark() > before else "beyond_gap", deleted)
 
     def use_format(self, fmt: Format) -> int:
         """Seal from now on with `fmt`. Messages sealed under another format (the config switched between json_v1
@@ -250,8 +274,9 @@ class Buffer:
 
     @property
     def confirmed_seq(self) -> int:
+        """The watermark: every seq up to it is confirmed (or dropped by the size bound); re-sending starts above."""
         with self._lock:
-            return self._meta("confirmed") or 0
+            return self._watermark()
 
     @property
     def last_seq(self) -> int:

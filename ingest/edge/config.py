@@ -1,8 +1,9 @@
 """The edge agent's YAML configuration, validated with pydantic; every error names file and line.
 
 One file describes one gateway box: which broker to reach as which gateway, where the on-disk buffer lives and
-how big it may grow, how readings are published (JSON v1, or Sparkplug B with `format: sparkplug_b` and a
-`group_id`), and the southbound sources (Modbus TCP devices, OPC UA servers) with their tags.
+how big it may grow, how readings are published (JSON v1, or Sparkplug B with `format: sparkplug_b`, a
+`group_id` and the primary host it waits for), and the southbound sources (Modbus TCP devices, OPC UA servers)
+with their tags.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from core import yamlsrc
 from core.errors import ConfigError, SourceError, SourceProblem
 from core.settings import MqttUrl
 from ingest.edge.registers import Order, RegType, register_count
+from ingest.sparkplug import topics as sp_topics
 
 GATEWAY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # A Sparkplug topic element: no MQTT level separator or wildcard (Sparkplug 3.0, topic namespace). Spaces are legal
@@ -69,14 +71,29 @@ class BufferConfig(_Strict):
 
 class PublishConfig(_Strict):
     """`format`: `json_v1` (riskwatch's own contract) or `sparkplug_b` (Sparkplug 3.0 edge node, the gateway id as
-    edge node id, under `group_id`; see docs/edge.md "Sparkplug B")."""
+    edge node id, under `group_id`; see docs/edge.md "Sparkplug B").
+
+    `primary_host_id` (sparkplug_b only): the Sparkplug primary host application whose STATE the agent waits for
+    before its NBIRTH. Default `riskwatch`, the collector's own STATE: riskwatch is the only host that confirms
+    what the agent sends, so while it is away the readings are better kept in the agent's disk buffer than queued
+    at the broker. `null` births at once (the behaviour before the wait existed).
+    """
 
     format: Literal["json_v1", "sparkplug_b"] = "json_v1"
     group_id: str | None = None  # Sparkplug group id; required for sparkplug_b, meaningless for json_v1
+    primary_host_id: str | None = None  # riskwatch's host id by default with sparkplug_b (see `_default_host`)
     max_readings_per_message: int = Field(500, ge=1, le=5000)
     flush_interval_s: float = Field(0.5, gt=0, le=60)
     window: int = Field(100, ge=1, le=10_000)  # messages handed to the broker and not yet PUBACKed
     resend_after_s: float = Field(15.0, gt=0)  # unconfirmed for this long while connected: send again
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_host(cls, data: object) -> object:
+        """sparkplug_b waits for riskwatch unless told otherwise; an explicit `primary_host_id: null` stays null."""
+        if isinstance(data, dict) and data.get("format") == "sparkplug_b" and "primary_host_id" not in data:
+            return {**data, "primary_host_id": sp_topics.HOST_ID}
+        return data
 
     @field_validator("group_id")
     @classmethod
@@ -86,12 +103,23 @@ class PublishConfig(_Strict):
                              "(a Sparkplug topic element)")
         return v
 
+    @field_validator("primary_host_id")
+    @classmethod
+    def _host(cls, v: str | None) -> str | None:
+        if v is not None and not GROUP_ID.match(v):
+            raise ValueError("primary_host_id must be 1-64 characters without '/', '+', '#' and without spaces at "
+                             f"the ends (the last level of spBv1.0/STATE/{{host_id}}; riskwatch's is "
+                             f"{sp_topics.HOST_ID!r})")
+        return v
+
     @model_validator(mode="after")
     def _format(self) -> PublishConfig:
         if self.format == "sparkplug_b" and self.group_id is None:
             raise ValueError("format sparkplug_b needs group_id (the Sparkplug group this edge node publishes under)")
         if self.format == "json_v1" and self.group_id is not None:
             raise ValueError("group_id applies to format sparkplug_b only (json_v1 topics have no group)")
+        if self.format == "json_v1" and self.primary_host_id is not None:
+            raise ValueError("primary_host_id applies to format sparkplug_b only (json_v1 has no host STATE)")
         return self
 
 

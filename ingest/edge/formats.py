@@ -15,8 +15,15 @@ NDATA therefore has no `seq` field, and `outgoing` appends it at send time: a pr
 others is part of the same message (the encoding is a sequence of fields; concatenated messages merge), so this is
 a 2-3 byte append rather than a decode and re-encode of up to 5000 metrics per send.
 
+A Sparkplug edge node configured with a primary host application (`PrimaryHost`, Sparkplug 3.0 "Primary Host
+Application") births only once that host's retained STATE says it is online, and leaves (NDEATH, disconnect, start
+over) when it says offline: while riskwatch's collector is away the readings wait in the agent's disk buffer rather
+than in the broker's queue. `PrimaryHost` is the decision only (STATE payloads in, online or not out); the publisher
+subscribes, feeds it and holds the births.
+
 Threads: the publisher's thread is the only caller of `will`, `on_connect_messages`, `rebirth_messages` and
-`outgoing` (the session counters are not locked); `command` is pure and runs on paho's network thread.
+`outgoing` (the session counters are not locked); `command` is pure and runs on paho's network thread, as does
+`PrimaryHost.observe` (under the publisher's lock).
 """
 
 from __future__ import annotations
@@ -60,6 +67,90 @@ class CommandError(ValueError):
     """A command message the agent cannot use (not a Sparkplug payload, or nothing it understands)."""
 
 
+class StateError(ValueError):
+    """A STATE message that is not Sparkplug 3.0's `{"online": true|false, "timestamp": ms}`."""
+
+
+@dataclass(frozen=True, slots=True)
+class HostState:
+    """One STATE message: `timestamp` is the host's (ms); a host's birth and will of one connection share it."""
+
+    online: bool
+    timestamp: int
+
+
+def parse_state(payload: bytes) -> HostState:
+    """A Sparkplug 3.0 STATE payload (the JSON form; 2.2's plain `ONLINE`/`OFFLINE` has no timestamp to order by)."""
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        raise StateError(f"not JSON: {payload[:60]!r}") from None
+    if not isinstance(doc, dict):
+        raise StateError(f"not a JSON object: {payload[:60]!r}")
+    online, ts = doc.get("online"), doc.get("timestamp")
+    if type(online) is not bool:
+        raise StateError(f"'online' must be true or false, not {online!r}")
+    if type(ts) is not int or ts < 0:
+        raise StateError(f"'timestamp' must be milliseconds since the epoch, not {ts!r}")
+    return HostState(online, ts)
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """What one STATE message did: `outcome` is the host's state now ("online", "offline"), or why the message was
+    ignored ("stale": older than one already seen; "unreadable")."""
+
+    outcome: Literal["online", "offline", "stale", "unreadable"]
+    why: str
+
+
+class PrimaryHost:
+    """The primary host application an edge node waits for (Sparkplug 3.0, tck-id-message-flow-edge-node-birth-
+    publish-phid-wait*): online once a STATE on `spBv1.0/STATE/{host_id}` of the current connection says so.
+
+    The newest STATE by timestamp wins, across this process's connections: one older than the newest seen is ignored
+    (-phid-wait-timestamp), so the will of a host's previous connection, delivered after its new birth, cannot take
+    it offline. Equal timestamps count (a host's will carries its birth's timestamp). The current connection must
+    have heard a STATE itself (the broker replays the retained one at subscription): a broker that restarted
+    without it has no host behind it yet.
+    """
+
+    def __init__(self, host_id: str):
+        self.host_id = host_id
+        self.topic = f"{SPARKPLUG_NS}/STATE/{host_id}"
+        self.latest: HostState | None = None
+        self.heard = False  # a readable STATE arrived on the current connection
+        self.ignored = 0
+
+    def new_connection(self) -> None:
+        self.heard = False
+
+    def observe(self, payload: bytes) -> Observed:
+        try:
+            state = parse_state(payload)
+        except StateError as exc:
+            self.ignored += 1
+            return Observed("unreadable", str(exc))
+        self.heard = True
+        if self.latest is not None and state.timestamp < self.latest.timestamp:
+            self.ignored += 1
+            return Observed("stale", f"timestamp {state.timestamp} is older than {self.latest.timestamp} already "
+                                     f"seen (an earlier connection's)")
+        self.latest = state
+        return Observed("online" if state.online else "offline", f"timestamp {state.timestamp}")
+
+    @property
+    def online(self) -> bool:
+        return self.heard and self.latest is not None and self.latest.online
+
+    def health(self) -> dict[str, object]:
+        """`online`/`timestamp`: the newest STATE seen; `waiting`: births and data are held (the host is offline, or
+        this connection has not heard its STATE yet)."""
+        return {"id": self.host_id, "online": None if self.latest is None else self.latest.online,
+                "timestamp": None if self.latest is None else self.latest.timestamp, "waiting": not self.online,
+                "ignored": self.ignored}
+
+
 class SessionStore(Protocol):
     """What a session-bearing format keeps on disk (the buffer implements it)."""
 
@@ -75,6 +166,7 @@ class Format(Protocol):
 
     name: str
     status_retained: bool
+    primary_host: PrimaryHost | None  # births and data wait for this host's STATE online (None: no waiting)
 
     def telemetry_topic(self, gateway: str) -> str: ...
 
@@ -99,7 +191,8 @@ class Format(Protocol):
         ...
 
     def on_stop_messages(self, gateway: str) -> list[Message]:
-        """Sent on a clean stop (a clean disconnect fires no will)."""
+        """Sent before a clean disconnect, at a stop or when the primary host went offline (a clean disconnect
+        fires no will)."""
         ...
 
     def command_topics(self, gateway: str) -> list[str]:
@@ -123,6 +216,7 @@ class JsonV1:
 
     name = "json_v1"
     status_retained = True
+    primary_host: PrimaryHost | None = None
 
     def telemetry_topic(self, gateway: str) -> str:
         return topics.telemetry(gateway)
@@ -190,8 +284,9 @@ class SparkplugB:
     status_retained = False
 
     def __init__(self, group_id: str, tags: Sequence[str], store: SessionStore,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, primary_host_id: str | None = None):
         self.group_id = group_id
+        self.primary_host = None if primary_host_id is None else PrimaryHost(primary_host_id)
         self.clock = clock
         self.store = store
         self.aliases = store.aliases(list(tags))
@@ -284,8 +379,11 @@ class SparkplugB:
         raise CommandError(f"no command the agent understands ({names or 'no metrics'})")
 
     def health(self) -> dict[str, object]:
-        return {"format": self.name, "sparkplug": {"group_id": self.group_id, "bdseq": self.bdseq,
-                                                   "births": self.births, "metrics": len(self.aliases)}}
+        session: dict[str, object] = {"group_id": self.group_id, "bdseq": self.bdseq, "births": self.births,
+                                      "metrics": len(self.aliases)}
+        if self.primary_host is not None:
+            session["primary_host"] = self.primary_host.health()
+        return {"format": self.name, "sparkplug": session}
 
 
 def decode_stored(name: str, payload: bytes, tag_of_alias: dict[int, str]) -> tuple[int, int, list[Reading]]:
@@ -316,16 +414,18 @@ def decode_stored(name: str, payload: bytes, tag_of_alias: dict[int, str]) -> tu
 
 
 def make_format(name: str, *, group_id: str | None = None, tags: Sequence[str] = (),
-                store: SessionStore | None = None, clock: Callable[[], float] = time.time) -> Format:
-    """The configured format; Sparkplug B needs its group, the tags to declare and the session store."""
+                store: SessionStore | None = None, clock: Callable[[], float] = time.time,
+                primary_host_id: str | None = None) -> Format:
+    """The configured format; Sparkplug B needs its group, the tags to declare and the session store, and waits for
+    `primary_host_id`'s STATE if given."""
     if name == "json_v1":
         return JsonV1()
     if name == "sparkplug_b":
         if group_id is None or store is None:
             raise ValueError("sparkplug_b needs group_id and a session store")
-        return SparkplugB(group_id, tags, store, clock)
+        return SparkplugB(group_id, tags, store, clock, primary_host_id)
     raise ValueError(f"publish format {name!r} is not implemented (json_v1, sparkplug_b)")
 
 
-__all__ = ["CommandError", "Format", "JsonV1", "Message", "Reading", "SessionStore", "SparkplugB", "decode_stored",
-           "make_format"]
+__all__ = ["CommandError", "Format", "HostState", "JsonV1", "Message", "Observed", "PrimaryHost", "Reading",
+           "SessionStore", "SparkplugB", "StateError", "decode_stored", "make_format", "parse_state"]

@@ -2,14 +2,20 @@
 
 A fresh paho client per connection attempt, so nothing paho queued for a dead connection can be re-sent
 out of order behind our back: after every (re)connect the whole unconfirmed buffer goes out again, in seq
-order, before anything newer. Within one connection messages are published in seq order and the broker
-delivers them to the collector in that order, so "the highest seq stored" (the collector's retained
-`rw/v1/{gateway}/stored`) implies every lower seq reached it too, and the buffer may drop up to it.
+order, before anything newer.
 
-After a connect, and after confirmations stalled for `resend_after_s` while connected, the first unconfirmed
-message is sent alone as a probe until it is confirmed (see `_serve`): "the highest seq stored" is only a
-safe summary once the collector is known to be subscribed behind this connection. Re-sends are duplicates at
-worst, which the collector's unique key absorbs.
+In order is not enough to trust "the highest seq stored": a broker may drop a QoS1 message for the collector's
+session while both connections stay up (its queue for a slow collector full), deliver the later ones, and the
+collector then stores n but not n-10. So the buffer deletes only the seqs a confirmation lists (`seqs`, see
+buffer.py; a confirmation without them, from an older collector, still covers everything up to its `seq`), and
+a hole keeps the buffer's watermark (`confirmed_seq`) below it while later messages are confirmed above it.
+
+The stall clock is the watermark: when it has not moved for `resend_after_s` while something sent is
+unconfirmed, whatever is still buffered above it goes out again, the first message alone as a probe until it is
+confirmed (see `_serve`). Confirmations of messages above a hole do not reset that clock, so a hole is re-sent
+while the stream goes on. The probe also runs after every connect: a broker that lost the collector's session
+accepts messages for nobody until the collector subscribes again, and the whole backlog would go nowhere.
+Re-sends are duplicates at worst, which the collector's unique key absorbs and confirms again.
 
 The wire format (`formats.Format`) decides the will, what goes out first on every connection (Sparkplug's NBIRTH),
 what the agent subscribes to for commands (Sparkplug's NCMD: a rebirth request is answered on this thread, in
@@ -18,6 +24,12 @@ looks like at send time (Sparkplug's 0-255 `seq`, stamped here, never stored).
 
 Reconnects back off exponentially with full jitter between `backoff_initial_s` and `backoff_max_s`, reset
 after a connection that lasted a minute.
+
+A primary host (`Format.primary_host`, Sparkplug 3.0) gates a connection: its STATE topic is subscribed with the
+commands, and `_serve` publishes nothing but the health document until the host's STATE says online, then the
+connection's NBIRTH and the probe as always. A host going offline ends the connection (NDEATH first, then a
+clean disconnect, as the spec asks); the next one, at once rather than after a backoff, waits again. Readings
+wait in the buffer meanwhile, and everything unconfirmed goes out behind the next birth.
 """
 
 from __future__ import annotations
@@ -29,7 +41,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import paho.mqtt.client as mqtt
@@ -39,9 +51,24 @@ from core.mqtt import configure
 from core.settings import MqttUrl
 from ingest import topics
 from ingest.edge.buffer import Buffer
-from ingest.edge.formats import OFFLINE, CommandError, Format
+from ingest.edge.formats import OFFLINE, CommandError, Format, PrimaryHost
 
 log = logging.getLogger("riskwatch.edge.publisher")
+
+
+def stored_ranges(value: object, seq: object) -> list[tuple[int, int]] | Literal["bad"]:
+    """A confirmation's `seqs` as (first, last) pairs, or "bad" when it is not a list of inclusive integer ranges
+    at or below its `seq`. A bad list voids the whole confirmation: reading it as "everything up to `seq`"
+    could delete a hole, and ignoring it costs a re-send at most."""
+    if type(seq) is not int or not isinstance(value, list):
+        return "bad"
+    out: list[tuple[int, int]] = []
+    for r in value:
+        if not (isinstance(r, list) and len(r) == 2 and type(r[0]) is int and type(r[1]) is int
+                and r[0] <= r[1] <= seq):
+            return "bad"
+        out.append((r[0], r[1]))
+    return out
 
 
 def next_backoff(attempt: int, initial: float, maximum: float, rnd: Callable[[], float] = random.random) -> float:
@@ -59,7 +86,7 @@ class LinkState:
     disconnects: int = 0
     published: int = 0
     acked: int = 0
-    resends: int = 0
+    resends: int = 0  # stalls after which the unconfirmed backlog went out again
     rebirths: int = 0  # rebirth requests answered
     commands_rejected: int = 0
     last_error: str | None = None
@@ -95,6 +122,8 @@ class Publisher:
         self._progress_at = time.monotonic()
         self._fatal_refusal = False
         self._rebirth = False  # a rebirth request is waiting for the serving loop
+        self._host_left = False  # the last connection ended because the primary host went offline
+        self._state_mid: int | None = None  # the STATE subscription, whose refusal is worth an error
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
@@ -128,6 +157,11 @@ class Publisher:
         client.subscribe(topics.stored(self.gateway), qos=1)
         for t in self.fmt.command_topics(self.gateway):
             client.subscribe(t, qos=1)
+        host = self.fmt.primary_host
+        if host is not None:
+            with self.lock:
+                host.new_connection()  # before the retained STATE this subscription replays
+            _rc, self._state_mid = client.subscribe(host.topic, qos=1)
         with self.lock:
             self.state.connected = True
             self.state.connects += 1
@@ -157,7 +191,8 @@ class Publisher:
             doc = None
         seq = doc.get("seq") if isinstance(doc, dict) else None
         ts = doc.get("ts") if isinstance(doc, dict) else None
-        if type(seq) is not int:
+        seqs = stored_ranges(doc.get("seqs"), seq) if isinstance(doc, dict) and "seqs" in doc else None
+        if type(seq) is not int or isinstance(seqs, str):
             if msg.payload:
                 log.warning("%s: unusable confirmation %r ignored", self.gateway, msg.payload[:100])
             return
@@ -170,7 +205,7 @@ class Publisher:
             if abs(skew) > self.max_clock_skew_s * 1000:
                 log.warning("%s: local clock is %+.1f s off riskwatch's (limit %.1f s): readings are stamped "
                             "with this clock; fix NTP on the box", self.gateway, skew / 1000, self.max_clock_skew_s)
-        result = self.buffer.confirm(seq)
+        result = self.buffer.confirm(seq, seqs)
         with self.lock:
             self.state.confirmations.append(seq)
             del self.state.confirmations[:-1000]
@@ -180,6 +215,27 @@ class Publisher:
         if result.outcome == "ahead":
             log.warning("%s: confirmation of seq %d above the last seq sent (%d) ignored (a previous "
                         "installation's numbering, or forged)", self.gateway, seq, self.buffer.last_seq)
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: object, mid: int, codes: list[Any], _p: object) -> None:
+        host = self.fmt.primary_host
+        if host is not None and mid == self._state_mid and any(rc.is_failure for rc in codes):
+            log.error("%s: the broker refused the subscription to %s: the agent cannot see its primary host and "
+                      "holds every reading (grant the gateway read on spBv1.0/STATE/+, see docs/security.md, or "
+                      "set publish.primary_host_id: null)", self.gateway, host.topic)
+            with self.lock:
+                self.state.last_error = f"subscription to {host.topic} refused"
+
+    def _on_state(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        host = self.fmt.primary_host
+        if host is None:
+            return
+        with self.lock:
+            seen = host.observe(bytes(msg.payload))
+            self.lock.notify_all()
+        if seen.outcome in ("stale", "unreadable"):
+            log.warning("%s: STATE of primary host %r ignored: %s", self.gateway, host.host_id, seen.why)
+        else:
+            log.info("%s: primary host %r %s (%s)", self.gateway, host.host_id, seen.outcome, seen.why)
 
     def _on_command(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         try:
@@ -208,7 +264,10 @@ class Publisher:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
+        c.on_subscribe = self._on_subscribe
         c.message_callback_add(topics.stored(self.gateway), self._on_stored)
+        if self.fmt.primary_host is not None:
+            c.message_callback_add(self.fmt.primary_host.topic, self._on_state)
         for t in self.fmt.command_topics(self.gateway):
             c.message_callback_add(t, self._on_command)
         return c
@@ -217,9 +276,14 @@ class Publisher:
         attempt = 0
         while not self._stop.is_set():
             began = time.monotonic()
+            self._host_left = False
             self._connection()
             if self._stop.is_set():
                 break
+            if self._host_left:  # not the broker's fault: connect again now and wait for the host there
+                attempt = 0
+                self._stop.wait(self.backoff_initial_s)
+                continue
             attempt = 0 if time.monotonic() - began > 60 else attempt + 1
             delay = next_backoff(attempt, self.backoff_initial_s,
                                  self.backoff_max_s if not self._fatal_refusal else max(self.backoff_max_s, 60))
@@ -272,13 +336,16 @@ class Publisher:
     def _serve(self, c: mqtt.Client) -> None:
         """Connected: probe, then send everything after the last confirmation and keep up; health every interval.
 
-        Probe first: after a connect (and after any stall) only the first unconfirmed message goes out, alone,
-        until a confirmation covers it. A broker that restarted without the collector's session accepts
-        messages for nobody until the collector subscribes again; had the whole backlog gone out, the collector
-        would confirm a later seq and the lost ones with it. A confirmed probe proves the collector is
-        subscribed behind this connection; from then on the broker delivers in order. Costs one round trip
-        per reconnect.
+        Probe first: after a connect (and after any stall of the watermark) only the first unconfirmed message
+        goes out, alone, until a confirmation covers it. A broker that restarted without the collector's session
+        accepts messages for nobody until the collector subscribes again: the whole backlog would go nowhere and
+        have to be sent again (and a collector from before the `seqs` ranges would confirm a later seq and the
+        lost ones with it). A confirmed probe proves the collector is subscribed behind this connection. Costs
+        one round trip per reconnect; a hole found later (a message the broker dropped) stalls the watermark and
+        is probed the same way.
         """
+        if not self._await_host(c):
+            return
         for topic, payload, retain in self.fmt.on_connect_messages(self.gateway):
             if not self._publish(c, topic, payload, retain):
                 return
@@ -287,12 +354,17 @@ class Publisher:
         probing = True
         next_status = 0.0
         self._progress_at = time.monotonic()
+        host = self.fmt.primary_host
         while not self._stop.is_set():
             with self.lock:
                 if not self.state.connected:
                     return
+                host_gone = host is not None and not host.online
                 room = self.window - self._inflight
                 rebirth, self._rebirth = self._rebirth, False
+            if host is not None and host_gone:
+                self._leave_for_host(c, host)
+                return
             if rebirth:
                 for topic, payload, retain in self.fmt.rebirth_messages(self.gateway):
                     if not self._publish(c, topic, payload, retain):
@@ -325,10 +397,10 @@ class Publisher:
             with self.lock:
                 stalled = (cursor > confirmed and time.monotonic() - self._progress_at > self.resend_after_s)
             if stalled:
-                log.info("%s: no confirmation for %.0f s; probing again from seq %d", self.gateway,
-                         self.resend_after_s, confirmed + 1)
+                log.info("%s: seq %d not confirmed for %.0f s; probing again from it", self.gateway, confirmed + 1,
+                         self.resend_after_s)
                 with self.lock:
-                    self.state.resends += cursor - confirmed
+                    self.state.resends += 1
                     self._progress_at = time.monotonic()
                 cursor = confirmed
                 probing, probe = True, None
@@ -341,6 +413,46 @@ class Publisher:
                 self._publish(c, topic, payload, retain)
             with self.lock:
                 self.lock.wait_for(lambda: self._inflight == 0 or not self.state.connected, 3)
+
+    def _await_host(self, c: mqtt.Client) -> bool:
+        """Sparkplug 3.0 (tck-id-message-flow-edge-node-birth-publish-phid-wait): no NBIRTH, hence no data, until the
+        primary host's STATE on this connection says online. The health document still goes out: it is riskwatch's
+        own topic, and how an operator sees an agent that waits. False: stopped or disconnected meanwhile."""
+        host = self.fmt.primary_host
+        if host is None:
+            return True
+        next_status = 0.0
+        waited = False
+        while not self._stop.is_set():
+            with self.lock:
+                if not self.state.connected:
+                    return False
+                if host.online:
+                    self._rebirth = False  # the birth that follows answers a request that came meanwhile
+                    break
+            if not waited:
+                waited = True
+                log.info("%s: waiting for primary host %r to be online (%s) before the NBIRTH; readings stay "
+                         "buffered", self.gateway, host.host_id, host.topic)
+            if time.monotonic() >= next_status:
+                self._publish(c, topics.status(self.gateway), orjson.dumps(self._status_doc()),
+                              retain=self.fmt.status_retained)
+                next_status = time.monotonic() + self.status_interval_s
+            with self.lock:
+                self.lock.wait(0.5)
+        return not self._stop.is_set()
+
+    def _leave_for_host(self, c: mqtt.Client, host: PrimaryHost) -> None:
+        """The primary host went offline (tck-id-message-flow-edge-node-birth-publish-phid-offline): NDEATH, then
+        a clean disconnect, and connect again (`_run`) to wait for it. Nothing is lost: the buffer keeps every
+        unconfirmed reading for the next birth."""
+        log.warning("%s: primary host %r went offline: NDEATH, reconnecting to wait for it; readings stay buffered",
+                    self.gateway, host.host_id)
+        for topic, payload, retain in self.fmt.on_stop_messages(self.gateway):
+            self._publish(c, topic, payload, retain)
+        with self.lock:
+            self.lock.wait_for(lambda: self._inflight == 0 or not self.state.connected, 3)
+        self._host_left = True
 
     def _status_doc(self) -> dict[str, Any]:
         d = self.buffer.depth()

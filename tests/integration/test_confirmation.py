@@ -76,7 +76,7 @@ class StoredWatcher:
 
     def _msg(self, _c: object, _u: object, msg: object) -> None:
         doc = orjson.loads(msg.payload)  # type: ignore[attr-defined]
-        assert set(doc) == {"seq", "ts"} and abs(doc["ts"] - now_ms()) < 60_000
+        assert set(doc) == {"seq", "ts", "seqs"} and abs(doc["ts"] - now_ms()) < 60_000
         with self.lock:
             self.seqs.append(doc["seq"])
 

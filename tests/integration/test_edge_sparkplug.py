@@ -5,7 +5,8 @@ the Sparkplug ACL) -> the real collector (its Sparkplug host). Every value the P
 stored exactly once and the buffer drains, so `riskwatch/seq` drives the `rw/v1/{gw}/stored` confirmation as a
 JSON v1 seq does; a collector restart (the host forgets the aliases) costs nothing; a rebirth NCMD published by
 another client makes the agent publish a new NBIRTH and carry on with a fresh seq; a malformed NCMD is ignored;
-a clean stop publishes the NDEATH with the session's bdSeq.
+a clean stop publishes the NDEATH with the session's bdSeq. The agent waits for riskwatch's host STATE before its
+NBIRTH, leaves (NDEATH) when the collector goes offline, cleanly or by its will, and births again when it is back.
 
 The observer is a second collector login (`riskwatch-collector-2`, same rights as the collector's: read
 `spBv1.0/#`, write NCMD), so it can watch the agent's births and send commands without taking over the
@@ -19,7 +20,9 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
+import orjson
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
@@ -38,24 +41,27 @@ pytestmark = pytest.mark.integration
 
 GROUP = "Plant A"
 SPARKPLUG = {"publish": {"format": "sparkplug_b", "group_id": GROUP, "resend_after_s": 10.0}}
+# No primary host: what an agent sees behind a group of collectors (no STATE will, so no offline), or opted out.
+SPARKPLUG_NO_HOST = {"publish": {**SPARKPLUG["publish"], "primary_host_id": None}}
 
 
 class Observer:
-    """A client under the second collector login: records the agent's Sparkplug traffic in arrival order."""
+    """A client under the second collector login: records the agent's Sparkplug traffic (and, subscribed to more,
+    the host's STATE as its JSON) in arrival order."""
 
-    def __init__(self, site: Site):
+    def __init__(self, site: Site, topic: str = f"spBv1.0/{GROUP}/+/{GW}"):
         site.broker.state.collector_instances = 2
         with psycopg.connect(site.db_url) as conn:
             site.sync(conn)
         self.user = "riskwatch-collector-2"
         url = MqttUrl.parse(site.broker.url(self.user))
         self.lock = threading.Lock()
-        self.seen: list[tuple[str, pb.Payload]] = []  # (message type, payload)
+        self.seen: list[tuple[str, Any]] = []  # (message type, pb.Payload or the STATE's JSON)
         self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.user,
                              protocol=MQTTProtocolVersion.MQTTv311, clean_session=True)
         configure(self.c, url)
         self.subscribed = threading.Event()
-        self.c.on_connect = lambda c, *_: c.subscribe(f"spBv1.0/{GROUP}/+/{GW}", qos=1)
+        self.c.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
         self.c.on_subscribe = lambda *_: self.subscribed.set()
         self.c.on_message = self._on_message
         self.c.connect(url.host, url.port)
@@ -63,13 +69,17 @@ class Observer:
         assert self.subscribed.wait(10), "observer could not subscribe"
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic.split("/")[1] == "STATE":
+            with self.lock:
+                self.seen.append(("STATE", orjson.loads(msg.payload)))
+            return
         kind = msg.topic.split("/")[2]
         if kind == "NCMD":
             return  # the commands (our own, malformed ones included): not the agent's traffic
         with self.lock:
             self.seen.append((kind, pb.Payload.FromString(msg.payload)))
 
-    def of(self, kind: str) -> list[pb.Payload]:
+    def of(self, kind: str) -> list[Any]:
         with self.lock:
             return [p for k, p in self.seen if k == kind]
 
@@ -89,7 +99,7 @@ def metric(p: pb.Payload, name: str) -> pb.Payload.Metric:
     return next(m for m in p.metrics if m.name == name)
 
 
-def seq_runs_are_contiguous(seen: list[tuple[str, pb.Payload]]) -> list[str]:
+def seq_runs_are_contiguous(seen: list[tuple[str, Any]]) -> list[str]:
     """Problems with the Sparkplug seq: each NBIRTH starts at 0, each NDATA follows the previous message by one
     (mod 256)."""
     problems = []
@@ -109,9 +119,11 @@ def seq_runs_are_contiguous(seen: list[tuple[str, pb.Payload]]) -> list[str]:
 def test_sparkplug_agent_stores_every_plc_value_exactly_once_across_a_collector_restart_and_drains(
     county: Site, collector: CollectorProcess, tmp_path: Path  # noqa: F811
 ) -> None:
+    """Without a primary host (the agent of a collector group sees no offline STATE) a collector restart goes
+    through the rebirth request; with one, see test_agent_waits_for_the_host_state_…"""
     collector.start()
     obs = Observer(county)
-    sim, agent = edge_setup(county, tmp_path, county.broker.state.mqtt_port, **SPARKPLUG)
+    sim, agent = edge_setup(county, tmp_path, county.broker.state.mqtt_port, **SPARKPLUG_NO_HOST)
     sim.start_thread()
     try:
         start_polled(sim, agent)
@@ -291,6 +303,104 @@ def test_agent_sigkilled_its_will_is_the_ndeath_and_the_restart_births_with_the_
     problems = compare(read_log(sim.log_path), stored(county.db_url, GW), restarts_ms=restarts)
     assert not problems, "\n".join(problems)
     assert sql_one(county.db_url, "SELECT count(*) FROM dead_letters") == 0
+
+
+def lifecycle_problems(seen: list[tuple[str, Any]]) -> list[str]:
+    """Sparkplug 3.0 primary host rules, read off one ordered stream: every NBIRTH follows a STATE online (the
+    newest STATE before it), and every NDATA belongs to a birth not yet ended by an NDEATH."""
+    problems = []
+    host_online = False
+    born = False
+    for i, (kind, p) in enumerate(seen):
+        if kind == "STATE":
+            host_online = p["online"] is True
+        elif kind == "NBIRTH":
+            if not host_online:
+                problems.append(f"#{i} NBIRTH while the host's STATE says offline (or before any STATE)")
+            born = True
+        elif kind == "NDEATH":
+            born = False
+        elif kind == "NDATA" and not born:
+            problems.append(f"#{i} NDATA outside a birth")
+    return problems
+
+
+def test_agent_waits_for_the_host_state_leaves_when_it_goes_offline_and_births_again_when_it_is_back(
+    county: Site, collector: CollectorProcess, tmp_path: Path  # noqa: F811
+) -> None:
+    """Sparkplug 3.0 primary host (default `primary_host_id: riskwatch`): the agent, started before the collector,
+    sends neither NBIRTH nor NDATA until the collector's STATE says online; the collector stopping cleanly (its
+    STATE offline) and SIGKILLed (its will) each make the agent publish its NDEATH and stop sending; each return
+    brings a new NBIRTH (next bdSeq) and the backlog behind it. Every PLC value is stored exactly once."""
+    obs = Observer(county, "spBv1.0/#")
+    sim, agent = edge_setup(county, tmp_path, county.broker.state.mqtt_port, **SPARKPLUG)
+    sim.start_thread()
+
+    def kinds() -> list[str]:
+        return [k for k in obs.kinds() if k != "STATE"]
+
+    try:
+        start_polled(sim, agent)
+        agent.wait_log("waiting for primary host 'riskwatch' to be online")
+        # another gateway cannot fake riskwatch's STATE: the broker's ACL drops it
+        other = "gw-cem-02"
+        url = MqttUrl.parse(county.broker.url(other, county.credentials[other]))
+        forger = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=other, protocol=MQTTProtocolVersion.MQTTv311)
+        configure(forger, url)
+        forger.connect(url.host, url.port)
+        forger.loop_start()
+        try:
+            forged = orjson.dumps({"online": True, "timestamp": int(time.time() * 1000)})
+            forger.publish("spBv1.0/STATE/riskwatch", forged, qos=1, retain=True).wait_for_publish(10)
+        finally:
+            forger.disconnect()
+            forger.loop_stop()
+        time.sleep(5)
+        assert obs.kinds() == [], obs.kinds()
+        assert agent.buffered() > 0  # readings wait on the box, not at the broker
+        assert agent.alive()
+
+        collector.start()
+        wait_for(lambda: "NDATA" in kinds(), message="NDATA once the host is online")
+        agent.wait_log("primary host 'riskwatch' online")
+        time.sleep(3)
+
+        for leave in ("stop", "kill"):
+            deaths, births = len(obs.of("NDEATH")), len(obs.of("NBIRTH"))
+            if leave == "stop":
+                assert collector.stop() == 0  # STATE offline published on its way out
+            else:
+                collector.kill()  # the broker publishes its will: STATE offline with the same timestamp
+            wait_for(lambda d=deaths: len(obs.of("NDEATH")) == d + 1, message=f"the agent's NDEATH after the {leave}")
+            assert obs.of("STATE")[-1]["online"] is False
+            time.sleep(4)
+            assert kinds()[-1] == "NDEATH", kinds()[-5:]  # nothing sent since
+            assert len(obs.of("NBIRTH")) == births
+            collector.start()
+            wait_for(lambda b=births: len(obs.of("NBIRTH")) > b, message=f"a new NBIRTH after the {leave}")
+            wait_for(lambda: kinds()[-1] == "NDATA", message="NDATA again")
+            time.sleep(3)
+        drain(sim, agent)
+    finally:
+        if agent.alive():
+            assert agent.stop() == 0
+        sim.stop_thread()
+        obs.close()
+    with obs.lock:
+        seen = list(obs.seen)
+    problems = lifecycle_problems(seen) + seq_runs_are_contiguous(seen)
+    assert not problems, problems
+    states = [p for k, p in seen if k == "STATE"]
+    assert [st["online"] for st in states][:5] == [True, False, True, False, True], states
+    bdseqs = [metric(b, "bdSeq").long_value for b in obs.of("NBIRTH")]
+    assert len(set(bdseqs)) >= 3 and bdseqs == sorted(bdseqs), bdseqs  # a new session after each departure
+    log = agent.log.read_text()
+    assert log.count("went offline: NDEATH") == 2, log[-3000:]
+    assert "Traceback" not in log
+    problems = compare(read_log(sim.log_path), stored(county.db_url, GW), restarts_ms=[])
+    assert not problems, "\n".join(problems)
+    reasons = sql_one(county.db_url, "SELECT coalesce(string_agg(DISTINCT reason, ','), '') FROM dead_letters")
+    assert reasons in ("", "sparkplug_alias"), reasons  # NDATA queued for the collector before the agent left
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
-"""The SQLite buffer: a confirmation deletes only up to its seq, a restart keeps and re-sends the rest, the
-size bound drops by policy, and confirmations that cannot be ours are ignored."""
+"""The SQLite buffer: a confirmation deletes exactly the seqs it lists (only up to its seq when it lists none), a
+hole holds the watermark, a restart keeps and re-sends the rest, the size bound drops by policy, and
+confirmations that cannot be ours are ignored."""
 
 from __future__ import annotations
 
@@ -128,3 +129,64 @@ def test_quality_is_carried_in_the_json_v1_q_field(tmp_path: Path) -> None:
     b.seal(10)
     doc = orjson.loads(b.after(b.confirmed_seq, 1)[0][1])
     assert [r.get("q") for r in doc["readings"]] == ["bad", "uncertain"]
+
+
+def sealed(b: Buffer, n: int) -> list[int]:
+    """n one-reading messages; their seqs."""
+    out = []
+    for i in range(n):
+        b.add(readings(1, 1_800_000_000_000 + i))
+        s = b.seal(10)
+        assert s is not None
+        out.append(s)
+    return out
+
+
+def held(b: Buffer) -> list[int]:
+    return [s for s, _ in b.after(0, 1000)]
+
+
+def test_listed_seqs_are_deleted_exactly_and_a_hole_holds_the_watermark(tmp_path: Path) -> None:
+    """A confirmation with `seqs` deletes those messages only: its `seq` (the highest ever stored) says nothing
+    about a lower seq the broker dropped. The watermark stays below the hole until the hole is confirmed."""
+    b = Buffer(tmp_path / "b.sqlite", clock=FakeClock())
+    s = sealed(b, 10)
+    res = b.confirm(s[9], [(s[0], s[2]), (s[4], s[9])])  # s[3] was dropped by the broker
+    assert (res.outcome, res.deleted) == ("advanced", 9)
+    assert held(b) == [s[3]] and b.confirmed_seq == s[2] and b.depth().readings == 1
+    # later confirmations above the hole do not move the watermark: the publisher's stall clock sees no progress
+    s += sealed(b, 3)
+    res = b.confirm(s[12], [(s[10], s[12])])
+    assert (res.outcome, res.deleted) == ("beyond_gap", 3)
+    assert held(b) == [s[3]] and b.confirmed_seq == s[2]
+    # the re-sent hole, stored as duplicates and listed again, below the unchanged `seq`
+    res = b.confirm(s[12], [(s[3], s[3])])
+    assert (res.outcome, res.deleted) == ("advanced", 1)
+    assert held(b) == [] and b.confirmed_seq == b.last_seq == s[12]
+    # listing what is gone already changes nothing
+    assert b.confirm(s[12], [(s[0], s[12])]).outcome == "stale"
+
+
+def test_confirmation_without_seqs_keeps_the_old_meaning_and_ahead_is_ignored_whole(tmp_path: Path) -> None:
+    b = Buffer(tmp_path / "b.sqlite", clock=FakeClock())
+    s = sealed(b, 6)
+    assert b.confirm(s[1], [(s[3], s[4])]).outcome == "beyond_gap"
+    assert held(b) == [s[0], s[1], s[2], s[5]]
+    res = b.confirm(s[2])  # an older collector: everything up to its seq
+    assert (res.outcome, res.deleted) == ("advanced", 3) and held(b) == [s[5]] and b.confirmed_seq == s[4]
+    # a `seq` above the last handed out (a previous installation's numbering, or forged): nothing deleted, even
+    # what its list names
+    assert b.confirm(s[5] + 1, [(s[5], s[5])]).outcome == "ahead"
+    assert held(b) == [s[5]]
+    b.close()
+    b = Buffer(tmp_path / "b.sqlite", clock=FakeClock(1_900_000_000.0))  # the watermark survives a restart
+    assert b.confirmed_seq == s[4] and b.last_seq == s[5]
+
+
+def test_unusable_seqs_void_the_whole_confirmation() -> None:
+    from ingest.edge.publisher import stored_ranges
+
+    assert stored_ranges([[1, 3], [5, 5]], 5) == [(1, 3), (5, 5)]
+    assert stored_ranges([], 5) == []
+    for bad in ([[1, 6]], [[3, 1]], [[1]], [[1, 2.0]], "1-3", None, [[True, 2]]):
+        assert stored_ranges(bad, 5) == "bad", bad

@@ -1,0 +1,160 @@
+"""The `stored` confirmation lists the seqs a commit holds, and the edge buffer deletes exactly those.
+
+A broker drops QoS1 messages for the collector's session while both connections stay up when its queue for a
+slow collector is full (Mosquitto's `max_queued_messages`, 1000 by default). The collector then stores n-5 .. n
+but not n-10; a confirmation read as "everything up to n" would make the agent delete n-10, a reading lost
+although the agent kept it "until riskwatch stored it". Here the gap is made by hand (seqs 1, 2, 3, 5) and for
+real (a broker with a small queue, the collector SIGSTOPped while the agent streams).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from core.services import port_open
+from core.settings import MqttUrl
+from ingest.edge.buffer import Buffer
+from ingest.edge.formats import JsonV1, Reading
+from ingest.edge.publisher import Publisher
+from tests.conftest import CollectorProcess, Site, connect_to, mqtt_client, wait_for
+from tests.integration.edge_harness import stored
+from tests.integration.test_qos import dead, now_ms, readings
+
+pytestmark = pytest.mark.integration
+
+GW = "gw-a1"
+
+
+class Gateway:
+    """One connection as the gateway (its client id is its login, so publishing and reading `stored` share it)."""
+
+    def __init__(self, site: Site):
+        self.docs: list[dict] = []  # type: ignore[type-arg]
+        self.lock = threading.Lock()
+        self.c = mqtt_client(site.broker, GW, site.credentials[GW], client_id=GW)
+        self.c.on_message = self._msg
+        self.c.on_connect = lambda c, *_a: c.subscribe(f"rw/v1/{GW}/stored", 1)
+        connect_to(self.c, site.broker)
+        self.c.loop_start()
+
+    def _msg(self, _c: object, _u: object, msg: object) -> None:
+        if not msg.retain:  # type: ignore[attr-defined]
+            with self.lock:
+                self.docs.append(orjson.loads(msg.payload))  # type: ignore[attr-defined]
+
+    def send(self, seq: int, t_ms: int) -> None:
+        body = {"ts": t_ms, "seq": seq, "readings": [{"tag": "TT-101", "v": float(seq), "ts": t_ms}]}
+        self.c.publish(f"rw/v1/{GW}/telemetry", orjson.dumps(body), qos=1).wait_for_publish(10)
+
+    def confirmations(self) -> list[dict]:  # type: ignore[type-arg]
+        with self.lock:
+            return list(self.docs)
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+def test_confirmation_lists_exactly_the_stored_seqs_and_confirms_a_resent_hole(
+    mini_site: Site, collector: CollectorProcess
+) -> None:
+    collector.start()
+    gw = Gateway(mini_site)
+    assert collector.proc is not None
+    t0 = now_ms() - 10_000
+    try:
+        collector.proc.send_signal(signal.SIGSTOP)  # the four arrive together, in one batch
+        try:
+            for seq in (1, 2, 3, 5):
+                gw.send(seq, t0 + seq)
+        finally:
+            collector.proc.send_signal(signal.SIGCONT)
+        wait_for(lambda: gw.confirmations(), message="a confirmation")
+        [first] = gw.confirmations()
+        assert (first["seq"], first["seqs"]) == (5, [[1, 3], [5, 5]])
+        # the hole re-sent, and a duplicate: both confirmed, `seq` stays at the highest ever stored
+        gw.send(4, t0 + 4)
+        wait_for(lambda: len(gw.confirmations()) == 2, message="the hole confirmed")
+        gw.send(2, t0 + 2)
+        wait_for(lambda: len(gw.confirmations()) == 3, message="the duplicate confirmed")
+        assert [(d["seq"], d["seqs"]) for d in gw.confirmations()[1:]] == [(5, [[4, 4]]), (5, [[2, 2]])]
+        assert readings(mini_site) == 5
+        # a message rejected as a whole is handled (its dead letter): listed, or the agent would re-send it for ever
+        gw.c.publish(f"rw/v1/{GW}/telemetry", orjson.dumps({"seq": 6, "readings": "none"}), qos=1)
+        wait_for(lambda: len(gw.confirmations()) == 4, message="the rejected message confirmed")
+        assert (gw.confirmations()[3]["seq"], gw.confirmations()[3]["seqs"]) == (6, [[6, 6]])
+        assert [d[0] for d in dead(mini_site)] == ["bad_schema"]
+    finally:
+        gw.close()
+
+
+def small_queue_broker(site: Site) -> None:
+    """Restart the test's broker with a short queue for sessions whose in-flight window is full. The collector
+    asks for 1000 in flight (MQTT v5 Receive Maximum); past that and these 40 the broker drops, connected or not."""
+    b = site.broker
+    b.stop()
+    conf = b.conf.read_text()
+    assert "max_queued_messages 1000000\n" in conf
+    b.conf.write_text(conf.replace("max_queued_messages 1000000\n", "max_queued_messages 40\n"))
+    os.chmod(b.conf, 0o600)
+    subprocess.run(["mosquitto", "-c", str(b.conf), "-d"], check=True, timeout=30)  # start() would rewrite it
+    wait_for(lambda: port_open(b.state.mqtt_port), message="broker up")
+
+
+def test_messages_the_broker_drops_for_a_connected_collector_are_resent_and_stored_once(
+    mini_site: Site, collector: CollectorProcess, tmp_path: Path
+) -> None:
+    """The real agent's buffer and publisher against a broker that drops for the collector's session: every
+    reading the source produced is stored exactly once and the buffer empties. (The old "everything up to
+    `seq`" deletion emptied it too, with the dropped readings lost.)"""
+    small_queue_broker(mini_site)
+    collector.start()
+    assert collector.proc is not None
+    url = MqttUrl.parse(mini_site.broker.url(GW, mini_site.credentials[GW]))
+    buf = Buffer(tmp_path / "b.sqlite")
+    pub = Publisher(GW, url, buf, JsonV1(), window=200, resend_after_s=10.0, status_interval_s=3600)
+    pub.start()
+    t0 = now_ms() - 120_000
+    produced: list[tuple[int, float, int]] = []
+
+    def produce(n: int, pause_s: float) -> None:
+        for _ in range(n):
+            r = Reading("TT-101", t0 + len(produced), float(len(produced)))
+            buf.add([r])
+            buf.seal(10)
+            produced.append((r.ts_ms, r.v, 0))
+            pub.wake()
+            time.sleep(pause_s)
+
+    try:
+        wait_for(pub.connected, message="agent connected")
+        produce(50, 0.01)
+        wait_for(lambda: buf.depth().messages == 0, message="the first messages confirmed")
+        # Slow, not gone (shorter than resend_after_s): the broker fills the collector's window and queue and
+        # drops the rest, while both connections stay up.
+        collector.proc.send_signal(signal.SIGSTOP)
+        try:
+            produce(1200, 0)
+            wait_for(lambda: pub.state.acked >= pub.state.published, message="the broker took them all")
+        finally:
+            collector.proc.send_signal(signal.SIGCONT)
+        produce(100, 0.01)  # stored above the hole and confirmed while the stream goes on
+        wait_for(lambda: buf.depth().messages == 0, timeout=120, message="the buffer confirmed empty")
+    finally:
+        collector.proc.send_signal(signal.SIGCONT)
+        pub.stop()
+    log = mini_site.broker.logfile.read_text()
+    assert "Outgoing messages are being dropped for client riskwatch-collector" in log, log[-2000:]
+    got = stored(mini_site.db_url, GW)["TT-101"]
+    missing = sorted(set(produced) - set(got))
+    assert not missing, f"{len(missing)} of {len(produced)} readings lost, e.g. {missing[:5]}"
+    assert got == produced
+    assert pub.state.resends >= 1  # the hole went out again while connected
