@@ -167,6 +167,7 @@ class Format(Protocol):
     name: str
     status_retained: bool
     primary_host: PrimaryHost | None  # births and data wait for this host's STATE online (None: no waiting)
+    data_qos: int  # MQTT QoS of births and telemetry (the will and a clean stop's message are always QoS 1)
 
     def telemetry_topic(self, gateway: str) -> str: ...
 
@@ -217,6 +218,7 @@ class JsonV1:
     name = "json_v1"
     status_retained = True
     primary_host: PrimaryHost | None = None
+    data_qos = 1  # DESIGN.md: the collector acknowledges after commit; QoS 0 is stored best effort
 
     def telemetry_topic(self, gateway: str) -> str:
         return topics.telemetry(gateway)
@@ -275,13 +277,16 @@ class SparkplugB:
     topic position to the username). `tags` are the configured tags, declared in every NBIRTH with their aliases
     from `store` (stable across restarts; see Buffer.aliases).
 
-    Deviation from Sparkplug, on purpose: NBIRTH and NDATA go out with QoS 1, not 0. The end-to-end confirmation
-    needs the broker to queue them for a collector that is away for a moment, and to deliver them in order;
-    a QoS 0 message dropped while a later one arrives would be "confirmed" by the later seq.
+    NBIRTH and NDATA go out with QoS 0, as Sparkplug 3.0 requires (tck-id-topics-nbirth-mqtt,
+    tck-id-topics-ndata-mqtt); the NDEATH (will and clean stop) with QoS 1. Nothing is lost by it: a message
+    leaves the buffer only once the collector's confirmation lists its `riskwatch/seq` (buffer.py), so one the
+    broker drops (the collector away, or slow) stays buffered and is re-sent, after the next NBIRTH or when the
+    watermark stalls (publisher.py); and the agent publishes only while its primary host says online.
     """
 
     name = "sparkplug_b"
     status_retained = False
+    data_qos = 0
 
     def __init__(self, group_id: str, tags: Sequence[str], store: SessionStore,
                  clock: Callable[[], float] = time.time, primary_host_id: str | None = None):

@@ -324,8 +324,9 @@ class Publisher:
             c.loop_stop()
             self._client = None
 
-    def _publish(self, c: mqtt.Client, topic: str, payload: bytes, retain: bool = False) -> bool:
-        info = c.publish(topic, payload, qos=1, retain=retain)
+    def _publish(self, c: mqtt.Client, topic: str, payload: bytes, retain: bool = False, qos: int = 1) -> bool:
+        """Hand one message to paho. QoS 0 counts in the window until paho has written it (its on_publish)."""
+        info = c.publish(topic, payload, qos=qos, retain=retain)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             return False
         with self.lock:
@@ -347,7 +348,7 @@ class Publisher:
         if not self._await_host(c):
             return
         for topic, payload, retain in self.fmt.on_connect_messages(self.gateway):
-            if not self._publish(c, topic, payload, retain):
+            if not self._publish(c, topic, payload, retain, self.fmt.data_qos):
                 return
         cursor = self.buffer.confirmed_seq
         probe: int | None = None  # the seq sent alone; None once the collector confirmed it (streaming)
@@ -367,7 +368,7 @@ class Publisher:
                 return
             if rebirth:
                 for topic, payload, retain in self.fmt.rebirth_messages(self.gateway):
-                    if not self._publish(c, topic, payload, retain):
+                    if not self._publish(c, topic, payload, retain, self.fmt.data_qos):
                         return
                 with self.lock:
                     self.state.rebirths += 1
@@ -387,7 +388,8 @@ class Publisher:
             if room > 0:
                 batch = self.buffer.after(cursor, room)
                 for seq, payload in batch:
-                    if not self._publish(c, self.fmt.telemetry_topic(self.gateway), self.fmt.outgoing(payload)):
+                    if not self._publish(c, self.fmt.telemetry_topic(self.gateway), self.fmt.outgoing(payload),
+                                         qos=self.fmt.data_qos):
                         return  # the connection went away; the next one re-sends from the confirmation
                     cursor = seq
                     if probing:

@@ -103,10 +103,14 @@ class RecordingClient:
         self.pub = pub
         self.lock = threading.Lock()
         self.sent: list[tuple[str, bytes]] = []
+        self.qos: dict[str, set[int]] = {}  # Sparkplug message type (or `status`) -> the QoS it went out with
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> _Info:
         with self.lock:
             self.sent.append((topic, payload))
+            if payload:
+                kind = "status" if topic.endswith("/status") else topic.split("/")[2]
+                self.qos.setdefault(kind, set()).add(qos)
         # the PUBACK comes later, on another thread, as paho's would
         threading.Timer(0.01, self.pub._on_publish, (self, None, 0, None, None)).start()
         return _Info()
@@ -163,6 +167,22 @@ def test_nothing_sparkplug_goes_out_until_the_host_is_online_then_birth_and_data
         t.join(5)
         assert not t.is_alive() and pub._host_left
         assert [k for k in client.kinds() if k != "status"][-1] == "NDEATH"
+    finally:
+        pub._stop.set()
+        t.join(5)
+
+
+def test_births_and_data_go_out_at_qos_0_and_the_ndeath_at_qos_1(tmp_path: Path) -> None:
+    """Sparkplug 3.0 (tck-id-topics-nbirth-mqtt, tck-id-topics-ndata-mqtt): NBIRTH and NDATA QoS 0; the NDEATH QoS 1.
+    The buffer, not the broker's queue, keeps a message until the collector's confirmation lists it."""
+    pub, client, t = serving(tmp_path, "riskwatch")
+    try:
+        deliver(pub, state(True, 20))
+        wait_for(lambda: "NDATA" in client.kinds(), timeout=5, message="NDATA")
+        deliver(pub, state(False, 20))
+        t.join(5)
+        with client.lock:
+            assert client.qos["NBIRTH"] == {0} and client.qos["NDATA"] == {0} and client.qos["NDEATH"] == {1}
     finally:
         pub._stop.set()
         t.join(5)
