@@ -1032,6 +1032,18 @@ class Collector:
         except MessageRejected as exc:
             batch.dead.append(DeadLetter(gw, m.topic, exc.reason, f"{where}: {exc.detail}", None,
                                          m.payload[:DEAD_PAYLOAD_MAX]))
+            whole = _decoded_anyway(m.payload) if exc.reason != "sparkplug_decode" and not m.retain else None
+            if whole is not None:
+                # Handled: it is its dead letter. Its riskwatch/seq unlisted, the agent would re-send it for ever.
+                out = self.sparkplug.rejected(gw, t, whole, now)
+                for note in out.notes:
+                    log.info("Sparkplug edge node %s (%s): %s", gw, where, note)
+                if out.rebirth is not None and rebirths is not None:
+                    rebirths.append((gw, out.rebirth))
+                if out.rw_seq is not None:
+                    batch.add_seq(gw, out.rw_seq)
+                    if seq_log is not None:
+                        seq_log.append((gw, out.rw_seq))
             return snap
         out = self.sparkplug.handle(gw, t, p, now)
         for note in out.notes:
@@ -1125,6 +1137,16 @@ def _rejected_seq(payload: bytes) -> int | None:
     except orjson.JSONDecodeError:
         return None
     return message_seq(doc.get("seq")) if isinstance(doc, dict) else None
+
+
+def _decoded_anyway(payload: bytes) -> sp_payload.Payload | None:
+    """A Sparkplug payload rejected as a whole (too many metrics, over our size limit), decoded without our size
+    limit to read its seqs; None when it is no protobuf at all. What the broker let through is at most its
+    max_packet_size, so this second decode is bounded."""
+    try:
+        return sp_payload.decode(payload, len(payload))
+    except MessageRejected:
+        return None
 
 
 def _service_traffic(topic: str) -> bool:

@@ -45,6 +45,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from core.errors import RiskwatchError
 from core.settings import MqttUrl
+from ingest import topics
+from ingest.edge.publisher import stored_ranges
 
 log = logging.getLogger("riskwatch.simulators.gateway")
 
@@ -389,15 +391,20 @@ class ConfirmingPublisher(GatewayPublisher):
     A PUBACK only says the broker has the message; a broker killed before its next save loses what it had
     acknowledged. This publisher therefore keeps each message in a bounded in-memory buffer (the real edge
     agent keeps it in SQLite) until the collector's retained confirmation ``rw/v1/{gateway}/stored``
-    (``{"seq": n, "ts": ...}``, published after each commit) covers its ``seq``, and after every reconnect
-    re-sends everything after the last confirmed seq, in seq order (the collector's unique key absorbs what
-    was stored already).
+    (``{"seq": n, "ts": ..., "seqs": [[first, last], ...]}``, published after each commit) lists its ``seq``,
+    and after every reconnect re-sends everything unconfirmed, in seq order (the collector's unique key absorbs
+    what was stored already).
 
-    Ordering is what makes "the highest seq stored" safe to trust: while disconnected, new messages go to
-    the buffer only, and on reconnect the whole unconfirmed buffer is re-sent before anything new, with paho's
-    in-flight window unlimited so nothing it still holds from the last connection overtakes the re-sends.
-    So every message is first handed to the broker after all lower seqs, and a stored seq n implies every
-    buffered seq below n reached the collector or is being re-sent.
+    It deletes exactly what ``seqs`` lists, as the agent does (ingest.edge.buffer, docs/edge.md): a broker may
+    drop a message for the collector's session while both connections stay up, so the collector stores n but
+    not n-10, and "everything up to n" would lose n-10. A confirmation without ``seqs`` (a collector from before
+    them) still covers everything up to ``seq``; that is safe only because new messages wait while disconnected
+    and the whole backlog goes out first on reconnect, with paho's in-flight window unlimited so nothing it still
+    holds from the last connection overtakes the re-sends. A malformed ``seqs`` voids the confirmation.
+
+    The stall clock is the watermark (the highest seq below which nothing is buffered): when it has not moved for
+    ``resend_after_s``, the backlog goes out again. Confirmations above a hole do not move it, so a hole is
+    re-sent while the stream goes on.
 
     Seqs start at the microsecond clock (``first_seq``), so a restarted gateway numbers above what it sent
     before without persisting a counter; a confirmation above anything this publisher sent (a previous run's)
@@ -408,7 +415,7 @@ class ConfirmingPublisher(GatewayPublisher):
                  max_buffer: int = 50_000, first_seq: int | None = None, resend_after_s: float = 5.0, **kw: Any):
         super().__init__(gateway_id, password, host, port, **kw)
         self.resend_after_s = resend_after_s
-        self._progress_at = time.monotonic()  # last time the confirmation advanced (or the backlog was re-sent)
+        self._progress_at = time.monotonic()  # last time the watermark advanced (or the backlog was re-sent)
         if max_buffer < 1:
             raise ValueError("max_buffer must be at least 1")
         self.max_buffer = max_buffer
@@ -421,7 +428,7 @@ class ConfirmingPublisher(GatewayPublisher):
         self._resends = 0
         self._seen: deque[int] = deque(maxlen=10_000)  # confirmations received, for diagnostics and tests
         self._client.max_inflight_messages_set(0)  # unlimited: see the class docstring (ordering)
-        self._client.message_callback_add(topics_stored(gateway_id), self._on_stored)
+        self._client.message_callback_add(topics.stored(gateway_id), self._on_stored)
 
     @property
     def confirmed_seq(self) -> int | None:
@@ -451,7 +458,7 @@ class ConfirmingPublisher(GatewayPublisher):
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
                     reason_code: ReasonCode, properties: Any) -> None:
         if not reason_code.is_failure:
-            client.subscribe(topics_stored(self.gateway_id), qos=1)
+            client.subscribe(topics.stored(self.gateway_id), qos=1)
             with self._send_lock:
                 with self._cond:
                     backlog = list(self._buffer.items())
@@ -472,10 +479,11 @@ class ConfirmingPublisher(GatewayPublisher):
     def _on_stored(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
             doc = orjson.loads(msg.payload)
-            seq = doc["seq"] if isinstance(doc, dict) else None
-        except (orjson.JSONDecodeError, KeyError):
-            seq = None
-        if type(seq) is not int:
+        except orjson.JSONDecodeError:
+            doc = None
+        seq = doc.get("seq") if isinstance(doc, dict) else None
+        seqs = stored_ranges(doc.get("seqs"), seq) if isinstance(doc, dict) and "seqs" in doc else None
+        if type(seq) is not int or isinstance(seqs, str):
             if msg.payload:
                 log.warning("%s: unusable confirmation %r", self.gateway_id, msg.payload[:100])
             return
@@ -487,13 +495,26 @@ class ConfirmingPublisher(GatewayPublisher):
                     log.warning("%s: confirmation of seq %d above the last sent (%d) ignored",
                                 self.gateway_id, seq, self._seq)
                 return
-            if seq <= self._confirmed:
-                return
-            self._confirmed = seq
-            self._progress_at = time.monotonic()
-            for s in [s for s in self._buffer if s <= seq]:
-                del self._buffer[s]
+            self._confirmed = max(self._confirmed, seq)
+            before = self._watermark()
+            for first, last in [(before + 1, seq)] if seqs is None else seqs:
+                self._drop(max(first, before + 1), last)
+            if self._watermark() > before:
+                self._progress_at = time.monotonic()
             self._cond.notify_all()
+
+    def _watermark(self) -> int:
+        """Every seq up to this one is confirmed (the buffer is in seq order: its first key is the lowest)."""
+        return next(iter(self._buffer)) - 1 if self._buffer else self._seq
+
+    def _drop(self, first: int, last: int) -> None:
+        """Delete the buffered seqs in [first, last], walking whichever is shorter: the range or the buffer."""
+        if last - first < len(self._buffer):
+            for s in range(first, last + 1):
+                self._buffer.pop(s, None)
+        else:
+            for s in [s for s in self._buffer if first <= s <= last]:
+                del self._buffer[s]
 
     def publish_telemetry(self, tags: Sequence[str], values: Sequence[Value],
                           times_ms: Sequence[int]) -> int:
@@ -562,7 +583,3 @@ class ConfirmingPublisher(GatewayPublisher):
             return self._cond.wait_for(
                 lambda: not self._buffer or self._fatal is not None, timeout) and self._fatal is None
 
-
-def topics_stored(gateway_id: str) -> str:
-    """The collector's confirmation topic for this gateway (ingest.topics.stored; simulators do not import it)."""
-    return f"{TOPIC_PREFIX}{gateway_id}/stored"

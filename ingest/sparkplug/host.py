@@ -183,21 +183,7 @@ class Host:
                     s.bdseq = integer_value(m)
             out.online = True
         elif kind in _SEQUENCED:
-            if not s.born:
-                out.notes.append(f"{kind} before any NBIRTH of this session")
-                s.hold_confirm = True
-                in_order = False
-                self._rebirth(s, topic.group, now_s, out)
-            else:
-                expected = None if s.seq is None else (s.seq + 1) % SEQ_MOD
-                if payload.seq is None or (expected is not None and payload.seq != expected):
-                    self._pending["seq_gaps"] += 1
-                    out.notes.append(f"seq gap: expected {expected}, got {payload.seq}")
-                    s.hold_confirm = True
-                    in_order = False
-                    self._rebirth(s, topic.group, now_s, out)
-            if payload.seq is not None:
-                s.seq = payload.seq
+            in_order = self._in_sequence(s, topic, payload, now_s, out)
         if kind in ("DBIRTH", "DDATA") and s.born:
             assert topic.device is not None
             out.device = (topic.device, True)
@@ -217,6 +203,53 @@ class Host:
         birth = kind in ("NBIRTH", "DBIRTH")
         self._metrics(s, topic, payload, now_s, birth, out)
         return out
+
+    def rejected(self, gateway: str, topic: Topic, payload: Payload, now_s: float) -> Outcome:
+        """An NDATA/DDATA the collector rejects as a whole although it decodes (more metrics than IngestLimits allow,
+        over the size limit): only its seq and its riskwatch/seq count, nothing in it is read.
+
+        It is dead-lettered, not lost: it takes its Sparkplug seq like any other (the next message is no gap), and
+        its riskwatch/seq (by name, or by the alias the NBIRTH declared) is confirmed, or the agent's watermark
+        would stall on it and re-send it for ever. Not after a detected loss, as for any message. Another kind
+        rejected as a whole says nothing: a birth the host could not read declares no aliases."""
+        out = Outcome()
+        if topic.kind not in ("NDATA", "DDATA"):
+            return out
+        s = self._session(gateway, topic.group)
+        self._pending["messages_rejected"] += 1
+        self._in_sequence(s, topic, payload, now_s, out)
+        prefix = f"{topic.device}:" if topic.device is not None else ""
+        for m in payload.metrics:
+            d = self._resolve(s, m, prefix, birth=False)
+            if d is not None and d.name == RW_SEQ and not m.is_null:
+                n = integer_value(m)
+                if n is not None:
+                    out.rw_seq = n if out.rw_seq is None else max(out.rw_seq, n)
+        if s.hold_confirm and out.rw_seq is not None:
+            out.notes.append(f"riskwatch/seq {out.rw_seq} not confirmed: a loss was seen since the last NBIRTH")
+            out.rw_seq = None
+        return out
+
+    def _in_sequence(self, s: Session, topic: Topic, payload: Payload, now_s: float, out: Outcome) -> bool:
+        """Check a sequenced message (not an NBIRTH) against the session's seq and take its seq; False, and a
+        rebirth asked for, when it comes before any NBIRTH or after a gap."""
+        in_order = True
+        if not s.born:
+            out.notes.append(f"{topic.kind} before any NBIRTH of this session")
+            s.hold_confirm = True
+            in_order = False
+            self._rebirth(s, topic.group, now_s, out)
+        else:
+            expected = None if s.seq is None else (s.seq + 1) % SEQ_MOD
+            if payload.seq is None or (expected is not None and payload.seq != expected):
+                self._pending["seq_gaps"] += 1
+                out.notes.append(f"seq gap: expected {expected}, got {payload.seq}")
+                s.hold_confirm = True
+                in_order = False
+                self._rebirth(s, topic.group, now_s, out)
+        if payload.seq is not None:
+            s.seq = payload.seq
+        return in_order
 
     def _death(self, s: Session, gateway: str, payload: Payload, out: Outcome) -> None:
         bdseq = next((integer_value(m) for m in payload.metrics if m.name == BDSEQ), None)

@@ -14,16 +14,19 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
 import pytest
 
-from core.services import port_open
+from core.services import COLLECTOR_USER, port_open
 from core.settings import MqttUrl
 from ingest.edge.buffer import Buffer
 from ingest.edge.formats import JsonV1, Reading
 from ingest.edge.publisher import Publisher
+from simulators.gateway import ConfirmingPublisher
 from tests.conftest import CollectorProcess, Site, connect_to, mqtt_client, wait_for
 from tests.integration.edge_harness import stored
 from tests.integration.test_qos import dead, now_ms, readings
@@ -31,6 +34,26 @@ from tests.integration.test_qos import dead, now_ms, readings
 pytestmark = pytest.mark.integration
 
 GW = "gw-a1"
+
+
+@contextmanager
+def stopped(collector: CollectorProcess) -> Iterator[None]:
+    """The collector SIGSTOPped: still connected, taking nothing, so the broker's small queue for it overflows."""
+    collector.proc.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        collector.proc.send_signal(signal.SIGCONT)
+
+
+def check_dropped_and_all_stored(site: Site, produced: list[tuple[int, float, int]]) -> None:
+    """The broker really dropped messages for the collector, and still every reading produced is stored once."""
+    log = site.broker.logfile.read_text()
+    assert "Outgoing messages are being dropped for client riskwatch-collector" in log, log[-2000:]
+    got = stored(site.db_url, GW)["TT-101"]
+    missing = sorted(set(produced) - set(got))
+    assert not missing, f"{len(missing)} of {len(produced)} readings lost, e.g. {missing[:5]}"
+    assert got == produced
 
 
 class Gateway:
@@ -140,21 +163,96 @@ def test_messages_the_broker_drops_for_a_connected_collector_are_resent_and_stor
         wait_for(lambda: buf.depth().messages == 0, message="the first messages confirmed")
         # Slow, not gone (shorter than resend_after_s): the broker fills the collector's window and queue and
         # drops the rest, while both connections stay up.
-        collector.proc.send_signal(signal.SIGSTOP)
-        try:
+        with stopped(collector):
             produce(1200, 0)
             wait_for(lambda: pub.state.acked >= pub.state.published, message="the broker took them all")
-        finally:
-            collector.proc.send_signal(signal.SIGCONT)
         produce(100, 0.01)  # stored above the hole and confirmed while the stream goes on
         wait_for(lambda: buf.depth().messages == 0, timeout=120, message="the buffer confirmed empty")
     finally:
         collector.proc.send_signal(signal.SIGCONT)
         pub.stop()
-    log = mini_site.broker.logfile.read_text()
-    assert "Outgoing messages are being dropped for client riskwatch-collector" in log, log[-2000:]
-    got = stored(mini_site.db_url, GW)["TT-101"]
-    missing = sorted(set(produced) - set(got))
-    assert not missing, f"{len(missing)} of {len(produced)} readings lost, e.g. {missing[:5]}"
-    assert got == produced
+    check_dropped_and_all_stored(mini_site, produced)
     assert pub.state.resends >= 1  # the hole went out again while connected
+
+
+def test_the_simulators_confirming_publisher_keeps_and_resends_an_unlisted_seq(
+    mini_site: Site, collector: CollectorProcess
+) -> None:
+    """simulators.gateway.ConfirmingPublisher deletes what `seqs` lists, as the agent does: a confirmation of
+    [[1, 3], [5, 5]] (given by hand, the collector not yet running) keeps 4, which goes out again after
+    `resend_after_s`."""
+    pub = ConfirmingPublisher(GW, mini_site.credentials[GW], "127.0.0.1", mini_site.broker.state.mqtt_port,
+                              tls=mini_site.tls, first_seq=1, resend_after_s=1.0)
+    pub.start()
+    t0 = now_ms() - 60_000
+    try:
+        for i in range(1, 6):
+            assert pub.publish_telemetry(["TT-101"], [float(i)], [t0 + i]) == i
+        assert pub.wait_acked(10)
+        forger = mqtt_client(mini_site.broker, COLLECTOR_USER, mini_site.broker.state.collector_password)
+        connect_to(forger, mini_site.broker)
+        forger.loop_start()
+        try:
+            forger.publish(f"rw/v1/{GW}/stored", orjson.dumps({"seq": 5, "ts": now_ms(), "seqs": [[1, 3], [5, 5]]}),
+                           qos=1).wait_for_publish(10)
+        finally:
+            forger.disconnect()
+            forger.loop_stop()
+        wait_for(lambda: pub.confirmed_seq == 5, message="the confirmation received")
+        assert pub.buffered() == 1  # 4 kept: "everything up to 5" would have lost it
+        collector.start()
+        resends = pub.resends
+        i = 6
+        deadline = time.monotonic() + 20
+        while (t0 + 4, 4.0, 0) not in stored(mini_site.db_url, GW)["TT-101"] and time.monotonic() < deadline:
+            pub.publish_telemetry(["TT-101"], [float(i)], [t0 + i])  # confirmed above the hole as it goes
+            i += 1
+            time.sleep(0.1)
+        assert (t0 + 4, 4.0, 0) in stored(mini_site.db_url, GW)["TT-101"], "the hole re-sent while streaming"
+        assert pub.resends > resends
+        assert pub.wait_confirmed(30), f"{pub.buffered()} unconfirmed"
+    finally:
+        pub.close()
+    got = [t - t0 for t, _v, _q in stored(mini_site.db_url, GW)["TT-101"]]
+    assert 4 in got and set(range(6, i)) <= set(got)
+
+
+def test_the_confirming_publisher_resends_what_the_broker_dropped_while_the_stream_goes_on(
+    mini_site: Site, collector: CollectorProcess
+) -> None:
+    """The broker drops for the SIGSTOPped collector's session (as in the agent's test above); the holes go out
+    again after `resend_after_s` although the stream goes on and its confirmations keep arriving above them, and
+    every reading is stored exactly once."""
+    small_queue_broker(mini_site)
+    collector.start()
+    assert collector.proc is not None
+    pub = ConfirmingPublisher(GW, mini_site.credentials[GW], "127.0.0.1", mini_site.broker.state.mqtt_port,
+                              tls=mini_site.tls, first_seq=1, resend_after_s=2.0)
+    pub.start()
+    t0 = now_ms() - 120_000
+    produced: list[tuple[int, float, int]] = []
+
+    def produce(n: int, pause_s: float) -> None:
+        for _ in range(n):
+            r = (t0 + len(produced), float(len(produced)), 0)
+            pub.publish_telemetry(["TT-101"], [r[1]], [r[0]])
+            produced.append(r)
+            time.sleep(pause_s)
+
+    try:
+        produce(50, 0.01)
+        assert pub.wait_confirmed(30), "the first messages confirmed"
+        with stopped(collector):
+            produce(1200, 0)
+            assert pub.wait_acked(30), "the broker took them all"
+        resends = pub.resends
+        deadline = time.monotonic() + 30
+        while set(produced[:1250]) - set(stored(mini_site.db_url, GW)["TT-101"]) and time.monotonic() < deadline:
+            produce(10, 0.05)  # confirmed above the holes as it goes
+        assert pub.resends > resends
+        assert not set(produced[:1250]) - set(stored(mini_site.db_url, GW)["TT-101"]), "holes re-sent while streaming"
+        assert pub.wait_confirmed(60), f"{pub.buffered()} unconfirmed"
+    finally:
+        collector.proc.send_signal(signal.SIGCONT)
+        pub.close()
+    check_dropped_and_all_stored(mini_site, produced)

@@ -24,7 +24,7 @@ import psycopg
 import pytest
 
 from core.services import COLLECTOR_USER
-from core.settings import MqttUrl
+from core.settings import IngestLimits, MqttUrl
 from ingest.collector import Collector
 from ingest.quarantine import PointSpec, map_tag
 from ingest.sparkplug import payload as sp
@@ -302,6 +302,41 @@ def test_riskwatch_seq_is_confirmed_on_stored(mini_site: Site, edge: Edge) -> No
     assert dead(mini_site) == []  # riskwatch/seq is neither a reading nor a dead letter
     assert sql_one(mini_site.db_url, "SELECT count(*) FROM quarantined_readings WHERE position('seq' IN tag) > 0"
                    ) == 0
+
+
+def test_a_message_rejected_as_a_whole_is_dead_lettered_and_its_riskwatch_seq_confirmed(mini_site: Site) -> None:
+    """More metrics than the collector's IngestLimits allow: the NDATA decodes, is dead-lettered as a whole, and
+    its riskwatch/seq (by the NBIRTH's alias) is listed, or riskwatch's agent would re-send it for ever."""
+    col = Collector(mini_site.db_url, MqttUrl.parse(mini_site.broker.url(COLLECTOR_USER)), clock=MovableClock(),
+                    limits=IngestLimits(max_readings=3))
+    t = threading.Thread(target=col.run, name="collector", daemon=True)
+    t.start()
+    edge: Edge | None = None
+    try:
+        wait_for(lambda: col.stats.mqtt_connects >= 1, timeout=20, message="collector connected")
+        edge = Edge(mini_site)
+        got: list[dict[str, object]] = []
+        edge.c.message_callback_add(f"rw/v1/{GW}/stored", lambda _c, _u, m: got.append(orjson.loads(m.payload)))
+        edge.c.subscribe(f"rw/v1/{GW}/stored", 1)
+        t0 = now_ms() - 1000
+        edge.send("NBIRTH", [M("TT-101", 50.0, DT.Double, alias=1), M(sp.RW_SEQ, 0, DT.UInt64, alias=99)], ts=t0)
+        big = 2**40 + 1
+        edge.send("NDATA", [M(alias=1, value=v) for v in (51.0, 52.0, 53.0)] + [M(alias=99, value=big)],
+                  ts=t0 + 100)
+        wait_for(lambda: any([big, big] in g.get("seqs", []) for g in got),  # type: ignore[operator]
+                 timeout=20, message="the rejected message's seq confirmed")
+        assert [(r, i) for r, _g, i, _t in dead(mini_site)] == [("too_many_readings", None)]
+        edge.send("NDATA", [M(alias=1, value=54.0), M(alias=99, value=big + 1)], ts=t0 + 200)
+        wait_for(lambda: ("TT-101", t0 + 200, 54.0) in stored(mini_site), timeout=20, message="next message stored")
+        wait_for(lambda: any([big + 1, big + 1] in g.get("seqs", []) for g in got),  # type: ignore[operator]
+                 timeout=20, message="the next message confirmed")
+        assert edge.commands == []  # the rejected message took its Sparkplug seq: no gap, no rebirth request
+    finally:
+        if edge is not None:
+            edge.close()
+        col.stop()
+        t.join(30)
+    assert not t.is_alive()
 
 
 def test_state_is_published_retained_with_the_same_timestamp_as_its_will(mini_site: Site) -> None:

@@ -432,3 +432,27 @@ def test_a_ddeath_out_of_sequence_or_outside_the_session_says_nothing_of_the_dev
     # nor does data before any NBIRTH say a device is alive: the host does not know the node's session
     if case == "before any NBIRTH":
         assert h.handle(GW, topic("DDATA", "plc1"), msg([M(alias=10, value=1)], seq=4), NOW).device is None
+
+
+def test_a_data_message_rejected_as_a_whole_lists_its_riskwatch_seq_and_takes_its_seq() -> None:
+    h = Host()
+    h.handle(GW, topic("NBIRTH"), msg([M(sp.BDSEQ, 1, DT.UInt64), M(sp.RW_SEQ, 10, DT.UInt64, alias=50),
+                                       M("temp", 1.0, DT.Double, alias=1)], seq=0), NOW)
+    by_alias = h.rejected(GW, topic("NDATA"), msg([M(alias=1, value=2.0), M(alias=50, value=11)], seq=1), NOW)
+    assert by_alias.rw_seq == 11 and by_alias.readings == [] and by_alias.rejected == []
+    assert by_alias.rebirth is None
+    by_name = h.rejected(GW, topic("DDATA", "bf1"), msg([M(sp.RW_SEQ, 12, DT.UInt64)], seq=2), NOW)
+    assert by_name.rw_seq == 12
+    after = h.handle(GW, topic("NDATA"), msg([M(alias=1, value=3.0), M(alias=50, value=13)], seq=3), NOW)
+    assert after.rebirth is None and after.rw_seq == 13  # the rejected messages took their seqs: no gap
+
+
+def test_a_rejected_message_after_a_loss_or_of_another_kind_lists_nothing() -> None:
+    h = Host()
+    early = h.rejected(GW, topic("NDATA"), msg([M(sp.RW_SEQ, 5, DT.UInt64)], seq=4), NOW)
+    assert early.rw_seq is None and early.rebirth == "plant"  # before any NBIRTH: a loss
+    h.handle(GW, topic("NBIRTH"), msg([M(sp.BDSEQ, 1, DT.UInt64)], seq=0), NOW)
+    gap = h.rejected(GW, topic("NDATA"), msg([M(sp.RW_SEQ, 6, DT.UInt64)], seq=5), NOW + 60)
+    assert gap.rw_seq is None and gap.rebirth == "plant"
+    birth = h.rejected(GW, topic("NBIRTH"), msg([M(sp.BDSEQ, 2, DT.UInt64), M(sp.RW_SEQ, 7, DT.UInt64)], seq=0), NOW)
+    assert birth == Outcome()
