@@ -1,5 +1,7 @@
 """Test harness for the edge agent: a loopback TCP proxy that can refuse or blackhole, the agent as a real
-subprocess (`python -m ingest.edge CONFIG`), and the comparison of the PLC simulator's log with stored readings."""
+subprocess (`python -m ingest.edge CONFIG`), the comparison of the PLC simulator's log with stored readings, and
+the steps every edge test repeats (set up the county's first gateway, start polling, the acceptance run's faults,
+drain, teardown, the exactly-once check), written once so that each test shows only what it adds."""
 
 from __future__ import annotations
 
@@ -14,16 +16,21 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import psycopg
+import pytest
 import yaml
 
-from core.services import free_port
-from simulators.plc import LogEntry
+from core.services import LocalMosquitto, free_port
+from simulators.plc import LogEntry, PlcSimulator, read_log, site_plc_tags
+from tests.conftest import Site, sql_one, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
+COUNTY = ROOT / "simulators" / "sites" / "county.yaml"
+GW = "gw-cem-01"
 
 
 class LoopbackProxy:
@@ -261,3 +268,147 @@ def compare(log: list[LogEntry], got: dict[str, list[tuple[int, float, int]]], *
         if any(not math.isfinite(v) for _t, v, _q in rows):
             problems.append(f"{tag}: non-finite value stored")
     return problems
+
+
+@pytest.fixture
+def county(db_url: str, broker: LocalMosquitto) -> Site:
+    return Site(db_url, broker, COUNTY)
+
+
+def plc_and_agent(site: Site, tmp_path: Path, port: int, plc_update_s: float = 1.0,
+                  **extra: object) -> tuple[PlcSimulator, EdgeProcess]:
+    """A PLC simulator for the county's gateway GW and its agent (not started) on broker port `port` (the broker's
+    or a LoopbackProxy's), with short keepalive and backoff so that the faults are noticed within a test."""
+    sim = PlcSimulator(site_plc_tags(COUNTY, GW), log_path=tmp_path / "plc.jsonl", modbus_port=free_port(),
+                       opcua_port=free_port(), update_s=plc_update_s)
+    pw = tmp_path / "edge.password"
+    pw.write_text(site.credentials[GW])
+    pw.chmod(0o600)
+    url = f"mqtts://{GW}@127.0.0.1:{port}?cafile={site.broker.cafile}"
+    cfg = sim.edge_config(GW, url, tmp_path / "edge-buffer.sqlite", password_file=pw, extra={
+        "broker": {"keepalive_s": 10, "backoff_max_s": 5.0},
+        "publish": {"resend_after_s": 10.0}, "health": {"status_interval_s": 5.0}, **extra})
+    return sim, EdgeProcess(cfg, tmp_path)
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+@contextlib.contextmanager
+def running(sim: PlcSimulator, agent: EdgeProcess, *also: Closable, clean_exit: bool = True) -> Iterator[None]:
+    """The PLC's thread runs for the block; however the block ends, the agent is stopped (SIGTERM), then the PLC,
+    then `also` (an observer, a proxy) in that order, so that no test leaves a process or thread behind for the
+    next. `clean_exit`: the agent's stop must exit 0; checked after the teardown and only when the block passed,
+    so that it neither hides the test's own failure nor leaves the rest running."""
+    sim.start_thread()
+    code: int | None = None
+    try:
+        yield
+    finally:
+        if agent.alive():
+            code = agent.stop()
+        sim.stop_thread()
+        for c in also:
+            c.close()
+    if clean_exit:
+        assert code in (None, 0), f"edge agent stopped with {code}:\n{agent.log.read_text()[-3000:]}"
+
+
+def start_polled(sim: PlcSimulator, agent: EdgeProcess) -> int:
+    """Agent up and reading both servers before the PLC produces anything more, so that no value goes unpolled.
+    Returns the start's wall-clock time in ms: compare() allows a repeated Modbus value just after a restart."""
+    sim.paused = True
+    agent.start()
+    started = int(time.time() * 1000)
+    agent.wait_log("source plc-modbus: connected")
+    agent.wait_log("source plc-opcua: connected")
+    time.sleep(1.5)  # the first polls and the subscription's initial value
+    sim.paused = False
+    return started
+
+
+def kill_and_restart(sim: PlcSimulator, agent: EdgeProcess) -> int:
+    """A power cut of the box: the agent SIGKILLed while the PLC holds still, then started and polling again.
+    Returns the restart's time in ms, as start_polled()."""
+    sim.paused = True
+    agent.kill()
+    return start_polled(sim, agent)
+
+
+def drain(sim: PlcSimulator, agent: EdgeProcess, timeout: float = 180) -> None:
+    """The PLC holds still and the agent's buffer empties: from here the PLC's log is final and all of it should
+    be stored."""
+    sim.paused = True
+    time.sleep(2)  # the last polls of the held values
+    wait_for(lambda: agent.buffered() == 0, timeout=timeout, interval=0.5, message="agent buffer drained")
+
+
+def soak_with_faults(site: Site, proxy: LoopbackProxy, sim: PlcSimulator, agent: EdgeProcess,
+                     soak_s: float) -> list[int]:
+    """Issue 18's acceptance run, for any publish format: the agent started and connected through `proxy`, then
+    over `soak_s` the broker SIGKILLed and restarted at 10 % (it loses what it acknowledged since its last save),
+    the agent's link blackholed for 60 s from 20 % (no byte passes: only its keepalive finds out), the agent
+    SIGKILLed and restarted at 80 %, then the buffer drained. Checks that the agent did connect three times at
+    least; returns its restart times for check_exactly_once()."""
+    start_polled(sim, agent)
+    agent.wait_log(f"{GW}: connected to 127.0.0.1:{proxy.port}")
+    t0 = time.monotonic()
+
+    def at(frac: float) -> None:
+        left = t0 + frac * soak_s - time.monotonic()
+        if left > 0:
+            time.sleep(left)
+
+    at(0.1)
+    site.broker.stop(signal.SIGKILL)
+    site.broker.start()
+    at(0.2)
+    proxy.cut("blackhole")
+    time.sleep(60)
+    proxy.restore()
+    at(0.8)
+    restarts = [kill_and_restart(sim, agent)]
+    at(1.0)
+    drain(sim, agent)
+    log = agent.log.read_text()
+    assert log.count(f"{GW}: connected to 127.0.0.1:{proxy.port}") >= 3, log[-3000:]
+    return restarts
+
+
+def bad_then_malformed_opcua(sim: PlcSimulator, agent: EdgeProcess) -> None:
+    """The agent started and polling, then the OPC UA server reports Bad for one tag and a non-number for another
+    for a few seconds, then both read again, then the buffer drains; check_bad_quality_stored() then holds the
+    store to what the PLC produced. The same run for every publish format, so the formats are held to one rule."""
+    bad_tag, odd_tag = [t.tag for t in sim.tags if t.protocol == "opcua"][:2]
+    start_polled(sim, agent)
+    time.sleep(2)
+    sim.faults[bad_tag] = "bad"
+    sim.faults[odd_tag] = "malformed"
+    agent.wait_log(f"tag {odd_tag}: value '##ERR' (str) is not a number", timeout=20)
+    time.sleep(3)
+    sim.faults.clear()
+    agent.wait_log(f"tag {odd_tag}: reading again", timeout=20)
+    time.sleep(2)
+    drain(sim, agent)
+
+
+def check_exactly_once(sim: PlcSimulator, db_url: str, restarts_ms: list[int] | None = None
+                       ) -> tuple[list[LogEntry], dict[str, list[tuple[int, float, int]]]]:
+    """Every value the PLC's own log says it produced is stored once for GW (compare() empty). Returns the log
+    and the stored readings for the test's further checks."""
+    produced = read_log(sim.log_path)
+    got = stored(db_url, GW)
+    problems = compare(produced, got, restarts_ms=restarts_ms or [])
+    assert not problems, "\n".join(problems)
+    return produced, got
+
+
+def check_bad_quality_stored(sim: PlcSimulator, db_url: str) -> None:
+    """After bad_then_malformed_opcua(): bad values stored with quality 2 at their PLC times (one row each),
+    malformed ones not at all, nothing dead-lettered."""
+    produced, _got = check_exactly_once(sim, db_url)
+    assert any(e.q == "bad" for e in produced) and any(e.q == "malformed" for e in produced)
+    assert sql_one(db_url, "SELECT count(*) FROM readings WHERE quality = 2") == sum(
+        1 for e in produced if e.q == "bad")
+    assert sql_one(db_url, "SELECT count(*) FROM dead_letters") == 0

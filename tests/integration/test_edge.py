@@ -13,10 +13,9 @@ from core.settings import MqttUrl
 from ingest.edge.buffer import Buffer
 from ingest.edge.formats import JsonV1, Reading
 from ingest.edge.publisher import Publisher
-from simulators.plc import read_log
 from tests.conftest import CollectorProcess, Site, sql_one, wait_for
-from tests.integration.edge_harness import LoopbackProxy, compare, stored
-from tests.integration.test_edge_soak import COUNTY, GW, county, drain, edge_setup, start_polled  # noqa: F401
+from tests.integration import edge_harness as edge
+from tests.integration.edge_harness import GW, county  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -30,16 +29,15 @@ def test_invalid_register_and_a_plc_that_disconnects_do_not_stop_the_agent(
     county: Site, collector: CollectorProcess, tmp_path: Path  # noqa: F811
 ) -> None:
     collector.start()
-    sim, agent = edge_setup(county, tmp_path, county.broker.state.mqtt_port)
+    sim, agent = edge.plc_and_agent(county, tmp_path, county.broker.state.mqtt_port)
     cfg = __import__("yaml").safe_load(agent.config_path.read_text())
     modbus = cfg["sources"][0]
     good_tag = modbus["tags"][0]["tag"]
     bad = dict(modbus["tags"][0], tag="XX-BAD", address=9000)  # beyond what the PLC serves
     modbus["tags"].append(bad)
     agent.config_path.write_text(__import__("yaml").safe_dump(cfg))
-    sim.start_thread()
-    try:
-        start_polled(sim, agent)
+    with edge.running(sim, agent):
+        edge.start_polled(sim, agent)
         agent.wait_log(f"tag XX-BAD: {bad['function']} register 9000: device answered exception 2")
         wait_for(lambda: count(county, good_tag) >= 3, message="good modbus tag stored")
         # the PLC goes away for 5 s (listener closed, connections dropped), then comes back
@@ -54,11 +52,7 @@ def test_invalid_register_and_a_plc_that_disconnects_do_not_stop_the_agent(
         n = count(county, good_tag)
         wait_for(lambda: count(county, good_tag) >= n + 3, message="modbus readings resume")
         assert count(county, opc_tag) >= before + 3  # OPC UA went on while Modbus was down
-        drain(sim, agent)
-    finally:
-        if agent.alive():
-            assert agent.stop() == 0
-        sim.stop_thread()
+        edge.drain(sim, agent)
     assert "Traceback" not in agent.log.read_text()
     assert count(county, "XX-BAD") == 0
     assert sql_one(county.db_url, "SELECT count(*) FROM dead_letters") == 0
@@ -69,69 +63,34 @@ def test_bad_quality_is_stored_as_bad_and_a_malformed_opcua_value_is_reported_no
     county: Site, collector: CollectorProcess, tmp_path: Path  # noqa: F811
 ) -> None:
     collector.start()
-    sim, agent = edge_setup(county, tmp_path, county.broker.state.mqtt_port)
-    bad_tag, odd_tag = [t.tag for t in sim.tags if t.protocol == "opcua"][:2]
-    sim.start_thread()
-    try:
-        start_polled(sim, agent)
-        time.sleep(2)
-        sim.faults[bad_tag] = "bad"
-        sim.faults[odd_tag] = "malformed"
-        agent.wait_log(f"tag {odd_tag}: value '##ERR' (str) is not a number", timeout=20)
-        time.sleep(3)
-        sim.faults.clear()
-        agent.wait_log(f"tag {odd_tag}: reading again", timeout=20)
-        time.sleep(2)
-        drain(sim, agent)
-    finally:
-        if agent.alive():
-            agent.stop()
-        sim.stop_thread()
-    produced = read_log(sim.log_path)
-    assert any(e.q == "bad" for e in produced) and any(e.q == "malformed" for e in produced)
-    # compare: bad-quality values stored with quality 2 at their PLC times, malformed ones not at all
-    problems = compare(produced, stored(county.db_url, GW), restarts_ms=[])
-    assert not problems, "\n".join(problems)
-    assert sql_one(county.db_url, "SELECT count(*) FROM readings WHERE quality = 2") == sum(
-        1 for e in produced if e.q == "bad")
-    assert sql_one(county.db_url, "SELECT count(*) FROM dead_letters") == 0
+    sim, agent = edge.plc_and_agent(county, tmp_path, county.broker.state.mqtt_port)
+    with edge.running(sim, agent, clean_exit=False):
+        edge.bad_then_malformed_opcua(sim, agent)
+    edge.check_bad_quality_stored(sim, county.db_url)
 
 
 def test_agent_sigkilled_while_the_broker_is_unreachable_loses_nothing(
     county: Site, collector: CollectorProcess, tmp_path: Path  # noqa: F811
 ) -> None:
     collector.start()
-    proxy = LoopbackProxy(county.broker.state.mqtt_port)
-    sim, agent = edge_setup(county, tmp_path, proxy.port)
-    sim.start_thread()
-    restarts = []
-    try:
+    proxy = edge.LoopbackProxy(county.broker.state.mqtt_port)
+    sim, agent = edge.plc_and_agent(county, tmp_path, proxy.port)
+    with edge.running(sim, agent, proxy, clean_exit=False):
         proxy.cut("refuse")  # connection refused from the start: everything goes to the disk buffer
-        start_polled(sim, agent)
+        edge.start_polled(sim, agent)
         time.sleep(8)
         assert agent.buffered() > 30
         sim.paused = True
         agent.kill()
         held = agent.buffered()
-        agent.start()
-        restarts.append(int(time.time() * 1000))
+        restarts = [edge.start_polled(sim, agent)]
         agent.wait_log(f"({held} readings held from before)")
-        agent.wait_log("source plc-modbus: connected")
-        agent.wait_log("source plc-opcua: connected")
-        time.sleep(1.5)
-        sim.paused = False
         time.sleep(5)
         assert sql_one(county.db_url, "SELECT count(*) FROM readings") == 0
         proxy.restore()
         agent.wait_log(f"{GW}: connected to 127.0.0.1:{proxy.port}", timeout=60)
-        drain(sim, agent)
-    finally:
-        if agent.alive():
-            agent.stop()
-        sim.stop_thread()
-        proxy.close()
-    problems = compare(read_log(sim.log_path), stored(county.db_url, GW), restarts_ms=restarts)
-    assert not problems, "\n".join(problems)
+        edge.drain(sim, agent)
+    edge.check_exactly_once(sim, county.db_url, restarts)
 
 
 def test_clock_skew_is_detected_and_status_reports_the_buffer(
@@ -179,10 +138,9 @@ def test_broker_restart_that_lost_the_collector_session_loses_nothing(
     import signal
 
     collector.start()
-    sim, agent = edge_setup(county, tmp_path, county.broker.state.mqtt_port)
-    sim.start_thread()
-    try:
-        start_polled(sim, agent)
+    sim, agent = edge.plc_and_agent(county, tmp_path, county.broker.state.mqtt_port)
+    with edge.running(sim, agent, clean_exit=False):
+        edge.start_polled(sim, agent)
         agent.wait_log(f"{GW}: connected to 127.0.0.1:{county.broker.state.mqtt_port}")
         time.sleep(4)
         collector.kill()
@@ -194,11 +152,6 @@ def test_broker_restart_that_lost_the_collector_session_loses_nothing(
         collector.start()
         assert "session present: False" in collector.log.read_text().split("--- start 2")[-1]
         time.sleep(6)
-        drain(sim, agent)
-    finally:
-        if agent.alive():
-            agent.stop()
-        sim.stop_thread()
-    problems = compare(read_log(sim.log_path), stored(county.db_url, GW), restarts_ms=[])
-    assert not problems, "\n".join(problems)
+        edge.drain(sim, agent)
+    edge.check_exactly_once(sim, county.db_url)
     assert "probing again" in agent.log.read_text()

@@ -16,7 +16,6 @@ collector's session (the broker binds client ids to usernames).
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 from pathlib import Path
@@ -32,10 +31,9 @@ from core.mqtt import configure
 from core.settings import MqttUrl
 from ingest.sparkplug import payload as host_payload
 from ingest.sparkplug import sparkplug_b_pb2 as pb
-from simulators.plc import read_log
 from tests.conftest import CollectorProcess, Site, sql_one, wait_for
-from tests.integration.edge_harness import LoopbackProxy, compare, stored
-from tests.integration.test_edge_soak import GW, county, drain, edge_setup, start_polled  # noqa: F401
+from tests.integration import edge_harness as edge
+from tests.integration.edge_harness import GW, county  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -87,6 +85,10 @@ class Observer:
         with self.lock:
             return [k for k, _p in self.seen]
 
+    def snapshot(self) -> list[tuple[str, Any]]:
+        with self.lock:
+            return list(self.seen)
+
     def publish(self, kind: str, payload: bytes) -> None:
         self.c.publish(f"spBv1.0/{GROUP}/{kind}/{GW}", payload, qos=1).wait_for_publish(10)
 
@@ -116,6 +118,27 @@ def seq_runs_are_contiguous(seen: list[tuple[str, Any]]) -> list[str]:
     return problems
 
 
+def publish_as_another_gateway(site: Site, topic: str, payload: bytes, retain: bool = False) -> None:
+    """Publish under gw-cem-02's own login, as a compromised neighbour would: the broker's ACL must drop it."""
+    other = "gw-cem-02"
+    url = MqttUrl.parse(site.broker.url(other, site.credentials[other]))
+    forger = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=other, protocol=MQTTProtocolVersion.MQTTv311)
+    configure(forger, url)
+    forger.connect(url.host, url.port)
+    forger.loop_start()
+    try:
+        forger.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
+    finally:
+        forger.disconnect()
+        forger.loop_stop()
+
+
+def dead_letter_reasons(db_url: str) -> str:
+    """The distinct dead-letter reasons, comma-separated: a collector that restarted, or an agent that left,
+    may leave NDATA its host could not resolve (`sparkplug_alias`) and nothing else."""
+    return str(sql_one(db_url, "SELECT coalesce(string_agg(DISTINCT reason, ','), '') FROM dead_letters"))
+
+
 def test_sparkplug_agent_stores_every_plc_value_exactly_once_across_a_collector_restart_and_drains(
     county: Site, collector: CollectorProcess, tmp_path: Path  # noqa: F811
 ) -> None:
@@ -123,10 +146,9 @@ def test_sparkplug_agent_stores_every_plc_value_exactly_once_across_a_collector_
     through the rebirth request; with one, see test_agent_waits_for_the_host_state_…"""
     collector.start()
     obs = Observer(county)
-    sim, agent = edge_setup(county, tmp_path, county.broker.state.mqtt_port, **SPARKPLUG_NO_HOST)
-    sim.start_thread()
-    try:
-        start_polled(sim, agent)
+    sim, agent = edge.plc_and_agent(county, tmp_path, county.broker.state.mqtt_port, **SPARKPLUG_NO_HOST)
+    with edge.running(sim, agent, obs):
+        edge.start_polled(sim, agent)
         agent.wait_log(f"{GW}: connected to 127.0.0.1:{county.broker.state.mqtt_port}")
         wait_for(lambda: len(obs.of("NDATA")) >= 5, message="NDATA flowing")
         time.sleep(3)
@@ -137,28 +159,21 @@ def test_sparkplug_agent_stores_every_plc_value_exactly_once_across_a_collector_
         collector.start()
         agent.wait_log("rebirth requested by the host", timeout=60)
         time.sleep(5)
-        drain(sim, agent)
-    finally:
-        if agent.alive():
-            assert agent.stop() == 0
-        sim.stop_thread()
-        obs.close()
-    problems = compare(read_log(sim.log_path), stored(county.db_url, GW), restarts_ms=[])
-    assert not problems, "\n".join(problems)
+        edge.drain(sim, agent)
+    edge.check_exactly_once(sim, county.db_url)
     births = obs.of("NBIRTH")
     assert len(births) >= 2  # the connect's and the rebirth's
     assert len({metric(b, "bdSeq").long_value for b in births}) == 1  # one connection, one bdSeq
     declared = {m.name for m in births[0].metrics if m.HasField("alias")}
     assert declared == {t.tag for t in sim.tags}
     assert all(not m.HasField("name") for p in obs.of("NDATA") for m in p.metrics if m.name != "riskwatch/seq")
-    with obs.lock:
-        seq_problems = seq_runs_are_contiguous(obs.seen)
+    seq_problems = seq_runs_are_contiguous(obs.snapshot())
     assert not seq_problems, seq_problems
     # the clean stop said goodbye with the session's bdSeq, and the gateway is offline
     [death] = obs.of("NDEATH")
     assert metric(death, "bdSeq").long_value == metric(births[0], "bdSeq").long_value
     assert sql_one(county.db_url, "SELECT count(*) FROM unmapped_points") == 0
-    reasons = sql_one(county.db_url, "SELECT coalesce(string_agg(DISTINCT reason, ','), '') FROM dead_letters")
+    reasons = dead_letter_reasons(county.db_url)
     assert reasons in ("", "sparkplug_alias"), reasons  # only what the restarted host could not resolve
     wait_for(lambda: sql_one(county.db_url, "SELECT online FROM gateways WHERE id = %s", (GW,)) is False,
              message="gateway offline after the NDEATH")
@@ -170,10 +185,9 @@ def test_rebirth_ncmd_from_another_client_makes_the_agent_birth_again_and_a_bad_
 ) -> None:
     collector.start()
     obs = Observer(county)
-    sim, agent = edge_setup(county, tmp_path, county.broker.state.mqtt_port, **SPARKPLUG)
-    sim.start_thread()
-    try:
-        start_polled(sim, agent)
+    sim, agent = edge.plc_and_agent(county, tmp_path, county.broker.state.mqtt_port, **SPARKPLUG)
+    with edge.running(sim, agent, obs):
+        edge.start_polled(sim, agent)
         wait_for(lambda: len(obs.of("NBIRTH")) == 1 and len(obs.of("NDATA")) >= 3, message="born and sending")
         first = obs.of("NBIRTH")[0]
         # not a command: garbage, and a rebirth that is not a Boolean -> logged, ignored, no birth
@@ -183,18 +197,8 @@ def test_rebirth_ncmd_from_another_client_makes_the_agent_birth_again_and_a_bad_
         obs.publish("NCMD", bad.SerializeToString())
         agent.wait_log("command on spBv1.0/Plant A/NCMD/gw-cem-01 ignored", count=2)
         # another gateway forging a rebirth request for this one: the broker's ACL drops it
-        other = "gw-cem-02"
-        url = MqttUrl.parse(county.broker.url(other, county.credentials[other]))
-        forger = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=other, protocol=MQTTProtocolVersion.MQTTv311)
-        configure(forger, url)
-        forger.connect(url.host, url.port)
-        forger.loop_start()
-        try:
-            forger.publish(f"spBv1.0/{GROUP}/NCMD/{GW}", host_payload.rebirth_request(int(time.time() * 1000)),
-                           qos=1).wait_for_publish(10)
-        finally:
-            forger.disconnect()
-            forger.loop_stop()
+        publish_as_another_gateway(county, f"spBv1.0/{GROUP}/NCMD/{GW}",
+                                   host_payload.rebirth_request(int(time.time() * 1000)))
         time.sleep(2)
         assert len(obs.of("NBIRTH")) == 1 and agent.alive()
         assert "rebirth requested by the host" not in agent.section()
@@ -207,17 +211,10 @@ def test_rebirth_ncmd_from_another_client_makes_the_agent_birth_again_and_a_bad_
         assert second.seq == 0
         assert metric(second, "bdSeq").long_value == metric(first, "bdSeq").long_value  # same session
         assert [(m.name, m.alias) for m in second.metrics] == [(m.name, m.alias) for m in first.metrics]
-        drain(sim, agent)
-    finally:
-        if agent.alive():
-            assert agent.stop() == 0
-        sim.stop_thread()
-        obs.close()
-    with obs.lock:
-        seq_problems = seq_runs_are_contiguous(obs.seen)
+        edge.drain(sim, agent)
+    seq_problems = seq_runs_are_contiguous(obs.snapshot())
     assert not seq_problems, seq_problems
-    problems = compare(read_log(sim.log_path), stored(county.db_url, GW), restarts_ms=[])
-    assert not problems, "\n".join(problems)
+    edge.check_exactly_once(sim, county.db_url)
     with psycopg.connect(county.db_url) as conn:
         dead = conn.execute("SELECT reason, topic, detail FROM dead_letters ORDER BY id").fetchall()
     assert dead == [], dead
@@ -229,31 +226,10 @@ def test_bad_quality_travels_as_the_quality_property_and_is_stored_as_bad(
     """The OPC UA server reports Bad for a tag: the agent sends its last value with `Quality` 0 and the collector
     stores it with quality 2 at the PLC's time, as for JSON v1's `q: bad`; a malformed value is not sent at all."""
     collector.start()
-    sim, agent = edge_setup(county, tmp_path, county.broker.state.mqtt_port, **SPARKPLUG)
-    bad_tag, odd_tag = [t.tag for t in sim.tags if t.protocol == "opcua"][:2]
-    sim.start_thread()
-    try:
-        start_polled(sim, agent)
-        time.sleep(2)
-        sim.faults[bad_tag] = "bad"
-        sim.faults[odd_tag] = "malformed"
-        agent.wait_log(f"tag {odd_tag}: value '##ERR' (str) is not a number", timeout=20)
-        time.sleep(3)
-        sim.faults.clear()
-        agent.wait_log(f"tag {odd_tag}: reading again", timeout=20)
-        time.sleep(2)
-        drain(sim, agent)
-    finally:
-        if agent.alive():
-            agent.stop()
-        sim.stop_thread()
-    produced = read_log(sim.log_path)
-    assert any(e.q == "bad" for e in produced)
-    problems = compare(produced, stored(county.db_url, GW), restarts_ms=[])  # bad ones with quality 2
-    assert not problems, "\n".join(problems)
-    assert sql_one(county.db_url, "SELECT count(*) FROM readings WHERE quality = 2") == sum(
-        1 for e in produced if e.q == "bad")
-    assert sql_one(county.db_url, "SELECT count(*) FROM dead_letters") == 0
+    sim, agent = edge.plc_and_agent(county, tmp_path, county.broker.state.mqtt_port, **SPARKPLUG)
+    with edge.running(sim, agent, clean_exit=False):
+        edge.bad_then_malformed_opcua(sim, agent)
+    edge.check_bad_quality_stored(sim, county.db_url)
 
 
 def test_agent_sigkilled_its_will_is_the_ndeath_and_the_restart_births_with_the_next_bdseq(
@@ -264,12 +240,10 @@ def test_agent_sigkilled_its_will_is_the_ndeath_and_the_restart_births_with_the_
     and sends what it had buffered in the new session without a seq gap; nothing is lost or doubled."""
     collector.start()
     obs = Observer(county)
-    sim, agent = edge_setup(county, tmp_path, county.broker.state.mqtt_port, **SPARKPLUG)
-    sim.start_thread()
-    restarts = []
+    sim, agent = edge.plc_and_agent(county, tmp_path, county.broker.state.mqtt_port, **SPARKPLUG)
     online = "SELECT online FROM gateways WHERE id = %s"
-    try:
-        start_polled(sim, agent)
+    with edge.running(sim, agent, obs):
+        edge.start_polled(sim, agent)
         wait_for(lambda: len(obs.of("NDATA")) >= 5, message="NDATA flowing")
         wait_for(lambda: sql_one(county.db_url, online, (GW,)) is True, message="online after the NBIRTH")
         first = metric(obs.of("NBIRTH")[0], "bdSeq").long_value
@@ -280,28 +254,16 @@ def test_agent_sigkilled_its_will_is_the_ndeath_and_the_restart_births_with_the_
         wait_for(lambda: len(obs.of("NDEATH")) == 1, timeout=40, message="the will (NDEATH)")
         assert metric(obs.of("NDEATH")[0], "bdSeq").long_value == first
         wait_for(lambda: sql_one(county.db_url, online, (GW,)) is False, message="offline after the will")
-        agent.start()
-        restarts.append(int(time.time() * 1000))
-        agent.wait_log("source plc-modbus: connected")
-        agent.wait_log("source plc-opcua: connected")
-        time.sleep(1.5)
-        sim.paused = False
+        restarts = [edge.start_polled(sim, agent)]
         wait_for(lambda: len(obs.of("NBIRTH")) == 2, message="the restarted agent's NBIRTH")
         wait_for(lambda: sql_one(county.db_url, online, (GW,)) is True, message="online again")
         time.sleep(4)
-        drain(sim, agent)
-    finally:
-        if agent.alive():
-            assert agent.stop() == 0
-        sim.stop_thread()
-        obs.close()
+        edge.drain(sim, agent)
     second = metric(obs.of("NBIRTH")[1], "bdSeq").long_value
     assert second == (first + 1) % 256  # one CONNECT since, persisted across the kill
-    with obs.lock:
-        seq_problems = seq_runs_are_contiguous(obs.seen)
+    seq_problems = seq_runs_are_contiguous(obs.snapshot())
     assert not seq_problems, seq_problems
-    problems = compare(read_log(sim.log_path), stored(county.db_url, GW), restarts_ms=restarts)
-    assert not problems, "\n".join(problems)
+    edge.check_exactly_once(sim, county.db_url, restarts)
     assert sql_one(county.db_url, "SELECT count(*) FROM dead_letters") == 0
 
 
@@ -333,28 +295,17 @@ def test_agent_waits_for_the_host_state_leaves_when_it_goes_offline_and_births_a
     STATE offline) and SIGKILLed (its will) each make the agent publish its NDEATH and stop sending; each return
     brings a new NBIRTH (next bdSeq) and the backlog behind it. Every PLC value is stored exactly once."""
     obs = Observer(county, "spBv1.0/#")
-    sim, agent = edge_setup(county, tmp_path, county.broker.state.mqtt_port, **SPARKPLUG)
-    sim.start_thread()
+    sim, agent = edge.plc_and_agent(county, tmp_path, county.broker.state.mqtt_port, **SPARKPLUG)
 
     def kinds() -> list[str]:
         return [k for k in obs.kinds() if k != "STATE"]
 
-    try:
-        start_polled(sim, agent)
+    with edge.running(sim, agent, obs):
+        edge.start_polled(sim, agent)
         agent.wait_log("waiting for primary host 'riskwatch' to be online")
         # another gateway cannot fake riskwatch's STATE: the broker's ACL drops it
-        other = "gw-cem-02"
-        url = MqttUrl.parse(county.broker.url(other, county.credentials[other]))
-        forger = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=other, protocol=MQTTProtocolVersion.MQTTv311)
-        configure(forger, url)
-        forger.connect(url.host, url.port)
-        forger.loop_start()
-        try:
-            forged = orjson.dumps({"online": True, "timestamp": int(time.time() * 1000)})
-            forger.publish("spBv1.0/STATE/riskwatch", forged, qos=1, retain=True).wait_for_publish(10)
-        finally:
-            forger.disconnect()
-            forger.loop_stop()
+        forged = orjson.dumps({"online": True, "timestamp": int(time.time() * 1000)})
+        publish_as_another_gateway(county, "spBv1.0/STATE/riskwatch", forged, retain=True)
         time.sleep(5)
         assert obs.kinds() == [], obs.kinds()
         assert agent.buffered() > 0  # readings wait on the box, not at the broker
@@ -380,14 +331,8 @@ def test_agent_waits_for_the_host_state_leaves_when_it_goes_offline_and_births_a
             wait_for(lambda b=births: len(obs.of("NBIRTH")) > b, message=f"a new NBIRTH after the {leave}")
             wait_for(lambda: kinds()[-1] == "NDATA", message="NDATA again")
             time.sleep(3)
-        drain(sim, agent)
-    finally:
-        if agent.alive():
-            assert agent.stop() == 0
-        sim.stop_thread()
-        obs.close()
-    with obs.lock:
-        seen = list(obs.seen)
+        edge.drain(sim, agent)
+    seen = obs.snapshot()
     problems = lifecycle_problems(seen) + seq_runs_are_contiguous(seen)
     assert not problems, problems
     states = [p for k, p in seen if k == "STATE"]
@@ -397,9 +342,8 @@ def test_agent_waits_for_the_host_state_leaves_when_it_goes_offline_and_births_a
     log = agent.log.read_text()
     assert log.count("went offline: NDEATH") == 2, log[-3000:]
     assert "Traceback" not in log
-    problems = compare(read_log(sim.log_path), stored(county.db_url, GW), restarts_ms=[])
-    assert not problems, "\n".join(problems)
-    reasons = sql_one(county.db_url, "SELECT coalesce(string_agg(DISTINCT reason, ','), '') FROM dead_letters")
+    edge.check_exactly_once(sim, county.db_url)
+    reasons = dead_letter_reasons(county.db_url)
     assert reasons in ("", "sparkplug_alias"), reasons  # NDATA queued for the collector before the agent left
 
 
@@ -413,48 +357,12 @@ def test_sparkplug_soak_broker_kill_network_cut_and_agent_kill_lose_nothing(
     PLC value stored once. RISKWATCH_EDGE_SPARKPLUG_SOAK_S, default 150 s."""
     soak_s = float(os.environ.get("RISKWATCH_EDGE_SPARKPLUG_SOAK_S", "150"))
     collector.start()
-    proxy = LoopbackProxy(county.broker.state.mqtt_port)
-    sim, agent = edge_setup(county, tmp_path, proxy.port, **SPARKPLUG)
-    sim.start_thread()
-    restarts: list[int] = []
-    try:
-        start_polled(sim, agent)
-        agent.wait_log(f"{GW}: connected to 127.0.0.1:{proxy.port}")
-        t0 = time.monotonic()
-
-        def at(frac: float) -> None:
-            left = t0 + frac * soak_s - time.monotonic()
-            if left > 0:
-                time.sleep(left)
-
-        at(0.1)
-        county.broker.stop(signal.SIGKILL)
-        county.broker.start()
-        at(0.2)
-        proxy.cut("blackhole")
-        time.sleep(60)
-        proxy.restore()
-        at(0.8)
-        sim.paused = True
-        agent.kill()
-        agent.start()
-        restarts.append(int(time.time() * 1000))
-        agent.wait_log("source plc-modbus: connected")
-        agent.wait_log("source plc-opcua: connected")
-        time.sleep(1.5)
-        sim.paused = False
-        at(1.0)
-        drain(sim, agent)
-        log = agent.log.read_text()
-        assert log.count(f"{GW}: connected to 127.0.0.1:{proxy.port}") >= 3, log[-3000:]
-    finally:
-        if agent.alive():
-            assert agent.stop() == 0
-        sim.stop_thread()
-        proxy.close()
-    problems = compare(read_log(sim.log_path), stored(county.db_url, GW), restarts_ms=restarts)
-    assert not problems, "\n".join(problems)
+    proxy = edge.LoopbackProxy(county.broker.state.mqtt_port)
+    sim, agent = edge.plc_and_agent(county, tmp_path, proxy.port, **SPARKPLUG)
+    with edge.running(sim, agent, proxy):
+        restarts = edge.soak_with_faults(county, proxy, sim, agent, soak_s)
+    edge.check_exactly_once(sim, county.db_url, restarts)
     assert sql_one(county.db_url, "SELECT count(*) FROM unmapped_points") == 0
-    reasons = sql_one(county.db_url, "SELECT coalesce(string_agg(DISTINCT reason, ','), '') FROM dead_letters")
+    reasons = dead_letter_reasons(county.db_url)
     assert reasons in ("", "sparkplug_alias"), reasons
     assert "Traceback" not in agent.log.read_text()
