@@ -108,24 +108,6 @@ class RuleEngine:
         view, created, gw_created = store.load_registry(conn)
         compiled = compile_rules(self.catalog, view)
         size = (max((p.id for p in view.points), default=0)) + 1
-        index = Index(compiled, size)
-        ps = PointState.empty(size)
-        hist = store.load_point_history(conn, [p.id for p in view.points])
-        now = self.clock.now()
-        for pid, t in hist.last_t.items():
-            ps.last_t[pid] = t
-        for pid, v in hist.last_v.items():
-            ps.last_v[pid] = v
-        by_key = store.load_instance_states(conn)
-        inst = {i: by_key[x.key] for i, x in enumerate(compiled.instances) if x.key in by_key}
-        inst = {i: s for i, s in inst.items() if not s.default}
-        gws = store.load_gateway_arrivals(conn)
-        self._arrival_log_id = self._restore_arrivals(conn, lambda: {p.id: p.gateway_id for p in view.points},
-                                                      compiled, inst, hist, gws, ps, now)
-        self._arrival_snapshot_id = self._arrival_log_id  # the next batch's log row makes a snapshot due
-        state = State(points=ps, inst=inst, history=store.load_rate_history(conn, index.rate_window),
-                      seen=np.zeros(size, bool), gw_last_seen=gws.last_seen, gw_offline_at=gws.offline_at,
-                      dev_offline_at=store.load_device_states(conn))
         self._point_created = np.zeros(size)
         for pid, c in created.items():
             self._point_created[pid] = c
@@ -137,7 +119,10 @@ class RuleEngine:
             points_of.setdefault(p.gateway_id, []).append(p.id)
         self._device_of = device_of
         self._points_of = points_of
-        self.compiled, self.index, self.state = compiled, index, state
+        self.compiled, self.index = compiled, Index(compiled, size)
+        self.state = State(points=PointState.empty(size), seen=np.zeros(size, bool))
+        self._arrival_log_id = self._restore(conn, None)
+        self._arrival_snapshot_id = self._arrival_log_id  # the next batch's log row makes a snapshot due
         self._fingerprint = store.registry_fingerprint(conn)
         self._checked = time.monotonic()
         self.stats.compiles += 1
@@ -188,17 +173,21 @@ class RuleEngine:
             self.load(conn)
             return
         t0 = time.perf_counter()
-        n = self._restore_gateways(conn, set(gained))
-        log.info("rule state reloaded for gateways taken over: %s (%d points, %.2f s)", gained, n,
-                 time.perf_counter() - t0)
+        self._restore(conn, set(gained))
+        log.info("rule state reloaded for gateways taken over: %s (%.2f s)", gained, time.perf_counter() - t0)
 
-    def _restore_gateways(self, conn: psycopg.Connection, gained: set[str]) -> int:
-        """Replace, for the points and instances of `gained`, what this engine holds (its copy from its last
-        load, stale since another collector owned them) by what was recorded, exactly as `load` would restore
-        it; everything else is left as it is. Returns the number of points restored."""
+    def _restore(self, conn: psycopg.Connection, gained: set[str] | None) -> int:
+        """Replace what this engine holds by what was recorded: for every point and instance (`gained` None, a
+        load), or only for those of the gateways in `gained` (a takeover: this member's copy of them is stale
+        since another collector owned them), leaving everything else as it is. Returns the newest arrival log
+        row the restored arrivals include."""
         assert self.state is not None and self.compiled is not None and self.index is not None
         st, ps, insts = self.state, self.state.points, self.compiled.instances
-        pids = sorted(pid for g in gained for pid in self._points_of.get(g, ()))
+
+        def ours(gateway_id: str | None) -> bool:
+            return gained is None or gateway_id in gained
+
+        pids = sorted(pid for g, ps_of in self._points_of.items() if ours(g) for pid in ps_of)
         idx = np.asarray(pids, np.int64)
         now = self.clock.now()
         hist = store.load_point_history(conn, pids)
@@ -210,34 +199,33 @@ class RuleEngine:
             ps.last_v[pid] = v
         by_key = store.load_instance_states(conn)
         for i, x in enumerate(insts):
-            if x.gateway_id in gained:
+            if ours(x.gateway_id):
                 s = by_key.get(x.key)
                 if s is None or s.default:
                     st.inst.pop(i, None)
                 else:
                     st.inst[i] = s
         gws = store.load_gateway_arrivals(conn)
-        for g in gained:
-            for mine, recorded in ((st.gw_last_seen, gws.last_seen), (st.gw_offline_at, gws.offline_at)):
-                if g in recorded:
-                    mine[g] = recorded[g]
-                else:
-                    mine.pop(g, None)
-        devices = store.load_device_states(conn)
-        for key in [k for k in st.dev_offline_at if k[0] in gained]:
+        for mine, recorded in ((st.gw_last_seen, gws.last_seen), (st.gw_offline_at, gws.offline_at)):
+            for g in [g for g in mine if ours(g)]:
+                del mine[g]
+            mine.update({g: at for g, at in recorded.items() if ours(g)})
+        for key in [k for k in st.dev_offline_at if ours(k[0])]:
             del st.dev_offline_at[key]
-        st.dev_offline_at.update({k: v for k, v in devices.items() if k[0] in gained})
+        st.dev_offline_at.update({k: at for k, at in store.load_device_states(conn).items() if ours(k[0])})
         arrival = PointState.empty(ps.arrival.shape[0])
-        self._restore_arrivals(conn, lambda: {pid: g for g in gained for pid in self._points_of.get(g, ())},
-                               self.compiled, st.inst, hist, gws, arrival, now)
+        upto = self._restore_arrivals(conn, lambda: {pid: g for g, ps_of in self._points_of.items() if ours(g)
+                                                     for pid in ps_of}, self.compiled, st.inst, hist, gws, arrival, now)
         ps.arrival[idx] = arrival.arrival[idx]
-        pidset = set(pids)
-        windows = {pid: w for pid, w in self.index.rate_window.items() if pid in pidset}
+        windows = self.index.rate_window
+        if gained is not None:
+            pidset = set(pids)
+            windows = {pid: w for pid, w in windows.items() if pid in pidset}
         for pid in windows:
             st.history.pop(pid, None)
         st.history.update(store.load_rate_history(conn, windows))
         conn.commit()
-        return len(pids)
+        return upto
 
     def _maybe_reload(self, conn: psycopg.Connection) -> None:
         if self.state is None:
