@@ -221,13 +221,9 @@ class Host:
         prefix = f"{topic.device}:" if topic.device is not None else ""
         for m in payload.metrics:
             d = self._resolve(s, m, prefix, birth=False)
-            if d is not None and d.name == RW_SEQ and not m.is_null:
-                n = integer_value(m)
-                if n is not None:
-                    out.rw_seq = n if out.rw_seq is None else max(out.rw_seq, n)
-        if s.hold_confirm and out.rw_seq is not None:
-            out.notes.append(f"riskwatch/seq {out.rw_seq} not confirmed: a loss was seen since the last NBIRTH")
-            out.rw_seq = None
+            if d is not None:
+                _take_rw_seq(d, m, out)
+        _withhold_after_loss(s, out)
         return out
 
     def _in_sequence(self, s: Session, topic: Topic, payload: Payload, now_s: float, out: Outcome) -> bool:
@@ -280,10 +276,7 @@ class Host:
                 if m.alias is not None or m.name is not None:
                     self._rebirth(s, topic.group, now_s, out)  # a birth would declare it
                 continue
-            if d.name == RW_SEQ:
-                n = integer_value(m)
-                if n is not None and not m.is_null:
-                    out.rw_seq = n if out.rw_seq is None else max(out.rw_seq, n)
+            if _take_rw_seq(d, m, out):
                 continue
             if ignored_name(d.name):
                 continue
@@ -294,9 +287,7 @@ class Host:
                 out.rejected.append(r)
             else:
                 out.readings.append(r)
-        if s.hold_confirm and out.rw_seq is not None:
-            out.notes.append(f"riskwatch/seq {out.rw_seq} not confirmed: a loss was seen since the last NBIRTH")
-            out.rw_seq = None
+        _withhold_after_loss(s, out)
 
     def _resolve(self, s: Session, m: Metric, prefix: str, birth: bool) -> MetricDef | None:
         """The metric's definition: declared now (a birth), by alias, by name; None if the host cannot know it."""
@@ -372,3 +363,21 @@ def _dt_name(dt: int) -> str:
         return DataType(dt).name
     except ValueError:
         return f"#{dt}"
+
+
+def _take_rw_seq(d: MetricDef, m: Metric, out: Outcome) -> bool:
+    """Whether the metric is the agent's `riskwatch/seq` (no reading); its value, the highest of the message, goes
+    to `out.rw_seq`."""
+    if d.name != RW_SEQ:
+        return False
+    n = integer_value(m)
+    if n is not None and not m.is_null:
+        out.rw_seq = n if out.rw_seq is None else max(out.rw_seq, n)
+    return True
+
+
+def _withhold_after_loss(s: Session, out: Outcome) -> None:
+    """After a detected loss (gap, data before birth, unknown alias) nothing is confirmed until the next NBIRTH."""
+    if s.hold_confirm and out.rw_seq is not None:
+        out.notes.append(f"riskwatch/seq {out.rw_seq} not confirmed: a loss was seen since the last NBIRTH")
+        out.rw_seq = None
