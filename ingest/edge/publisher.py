@@ -411,10 +411,7 @@ class Publisher:
                 self.lock.wait(0.2)
         # clean stop: say so, since a clean disconnect does not fire the will
         if self._stop.is_set():
-            for topic, payload, retain in self.fmt.on_stop_messages(self.gateway):
-                self._publish(c, topic, payload, retain)
-            with self.lock:
-                self.lock.wait_for(lambda: self._inflight == 0 or not self.state.connected, 3)
+            self._say_offline(c)
 
     def _await_host(self, c: mqtt.Client) -> bool:
         """Sparkplug 3.0 (tck-id-message-flow-edge-node-birth-publish-phid-wait): no NBIRTH, hence no data, until the
@@ -450,11 +447,15 @@ class Publisher:
         unconfirmed reading for the next birth."""
         log.warning("%s: primary host %r went offline: NDEATH, reconnecting to wait for it; readings stay buffered",
                     self.gateway, host.host_id)
+        self._say_offline(c)
+        self._host_left = True
+
+    def _say_offline(self, c: mqtt.Client) -> None:
+        """Before a clean disconnect (which fires no will): the format's offline message, waited for up to 3 s."""
         for topic, payload, retain in self.fmt.on_stop_messages(self.gateway):
             self._publish(c, topic, payload, retain)
         with self.lock:
             self.lock.wait_for(lambda: self._inflight == 0 or not self.state.connected, 3)
-        self._host_left = True
 
     def _status_doc(self) -> dict[str, Any]:
         d = self.buffer.depth()
