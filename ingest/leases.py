@@ -180,11 +180,7 @@ class Leases:
             p = plan(self.me, gateways, leases, live, now)
             # Renew only what is still ours at the epoch we claimed it with.
             want = [g for g in p.renew if g in self.held]
-            renewed = {str(r[0]) for r in conn.execute(
-                """UPDATE gateway_leases l SET expires_at = %s FROM unnest(%s::text[], %s::bigint[]) AS h(g, e)
-                   WHERE l.gateway_id = h.g AND l.epoch = h.e AND l.collector_id = %s AND l.expires_at > %s
-                   RETURNING l.gateway_id""",
-                (ts(now + ttl), want, [self.held[g] for g in want], self.me, ts(now)))}
+            renewed = self._renew(conn, {g: self.held[g] for g in want}, now)
             rel = [g for g in p.release if g in self.held]
             conn.execute(
                 """UPDATE gateway_leases l SET collector_id = NULL, expires_at = %s
@@ -239,13 +235,19 @@ class Leases:
                 now = self._now(conn)
                 conn.execute("UPDATE collectors SET heartbeat_at = %s, expires_at = %s WHERE collector_id = %s",
                              (ts(now), ts(now + ttl), self.me))
-                gws = sorted(held)
-                n = conn.execute(
-                    """UPDATE gateway_leases l SET expires_at = %s FROM unnest(%s::text[], %s::bigint[]) AS h(g, e)
-                       WHERE l.gateway_id = h.g AND l.epoch = h.e AND l.collector_id = %s AND l.expires_at > %s""",
-                    (ts(now + ttl), gws, [held[g] for g in gws], self.me, ts(now))).rowcount
+                n = len(self._renew(conn, held, now))
             self.renewals += 1
         return n
+
+    def _renew(self, conn: psycopg.Connection, held: Mapping[str, int], now: float) -> set[str]:
+        """Extend by ttl the leases of `held` (gateway -> epoch) still ours at that epoch and unexpired; returns
+        the gateways renewed."""
+        gws = sorted(held)
+        return {str(r[0]) for r in conn.execute(
+            """UPDATE gateway_leases l SET expires_at = %s FROM unnest(%s::text[], %s::bigint[]) AS h(g, e)
+               WHERE l.gateway_id = h.g AND l.epoch = h.e AND l.collector_id = %s AND l.expires_at > %s
+               RETURNING l.gateway_id""",
+            (ts(now + self.settings.ttl_s), gws, [held[g] for g in gws], self.me, ts(now)))}
 
     def forget(self, gateways: Sequence[str]) -> list[str]:
         """Drop gateways a fence found lost (after the caller's transaction); returns those that were held."""
