@@ -27,7 +27,7 @@ from ingest.edge.buffer import Buffer
 from ingest.edge.formats import JsonV1, Reading
 from ingest.edge.publisher import Publisher
 from simulators.gateway import ConfirmingPublisher
-from tests.conftest import CollectorProcess, Site, connect_to, mqtt_client, wait_for
+from tests.conftest import CollectorProcess, Site, connect_to, mqtt_client, pub_args, wait_for
 from tests.integration.edge_harness import stored
 from tests.integration.test_qos import dead, now_ms, readings
 
@@ -256,3 +256,37 @@ def test_the_confirming_publisher_resends_what_the_broker_dropped_while_the_stre
         collector.proc.send_signal(signal.SIGCONT)
         pub.close()
     check_dropped_and_all_stored(mini_site, produced)
+
+
+def test_another_gateway_cannot_confirm_for_a_gateway(mini_site: Site) -> None:
+    """A confirmation listing every seq deletes them all from a gateway's buffer, so only the collector may publish
+    one: gw-a2 forging gw-a1's (live and retained) is dropped by the broker, and gw-a1 keeps its data. The
+    collector's own confirmation of seq 1, sent after, is the marker that the forged ones would have arrived."""
+    pub = ConfirmingPublisher(GW, mini_site.credentials[GW], "127.0.0.1", mini_site.broker.state.mqtt_port,
+                              tls=mini_site.tls, first_seq=1, resend_after_s=60.0)
+    pub.start()
+    t0 = now_ms() - 60_000
+    try:
+        for i in range(1, 6):
+            pub.publish_telemetry(["TT-101"], [float(i)], [t0 + i])
+        assert pub.wait_acked(10)
+        forged = orjson.dumps({"seq": 5, "ts": now_ms(), "seqs": [[1, 5]]})
+        for retain in (False, True):
+            res = subprocess.run(["mosquitto_pub", *pub_args(mini_site.broker), "-q", "1", "-u", "gw-a2", "-P",
+                                  mini_site.credentials["gw-a2"], "-t", f"rw/v1/{GW}/stored", "-s",
+                                  *(["-r"] if retain else [])], input=forged, capture_output=True, timeout=30)
+            assert res.returncode == 0, res.stderr
+        marker = mqtt_client(mini_site.broker, COLLECTOR_USER, mini_site.broker.state.collector_password)
+        connect_to(marker, mini_site.broker)
+        marker.loop_start()
+        try:
+            marker.publish(f"rw/v1/{GW}/stored", orjson.dumps({"seq": 1, "ts": now_ms(), "seqs": [[1, 1]]}),
+                           qos=1).wait_for_publish(10)
+        finally:
+            marker.disconnect()
+            marker.loop_stop()
+        wait_for(lambda: pub.buffered() == 4, message="the collector's confirmation of seq 1")
+        time.sleep(1.0)
+        assert pub.buffered() == 4  # seqs 2-5 kept: the forged "1 to 5" never reached gw-a1
+    finally:
+        pub.close()
